@@ -1,0 +1,1 @@
+"""i1lab: controlled ablation studies of text-to-image diffusion models."""

@@ -1,0 +1,5 @@
+"""``python -m i1lab`` is the ``i1lab`` command."""
+
+from i1lab.cli import main
+
+main()

@@ -1,0 +1,250 @@
+"""The ``i1lab`` command line (Typer + Rich). Heavy libraries are imported inside commands only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from i1lab.errors import I1labError
+
+app = typer.Typer(
+    name="i1lab",
+    help="Controlled ablation studies of text-to-image diffusion models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sync_app = typer.Typer(help="Bring mirrors up to date with the registry.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
+
+out = Console()
+err = Console(stderr=True)
+
+StudyArg = Annotated[Path, typer.Argument(help="study file (YAML)", show_default=False)]
+ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="scale profile, e.g. tiny")]
+
+
+def _plan(study_file: Path, profile: str | None, *, read_only: bool) -> tuple[object, object]:
+    from i1lab.plan import ExistingRun, expand, make_plan
+    from i1lab.spec import load_study
+
+    study = load_study(study_file)
+    variants = expand(study, profile)
+    existing: dict[str, ExistingRun] = {}
+    registry = None
+    if not read_only or _registry_exists():
+        from i1lab.registry import Registry
+
+        registry = Registry()
+        existing = {h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
+                    for h, r in registry.existing(v.hash for v in variants).items()}
+    return make_plan(study, variants, existing, profile), registry
+
+
+def _registry_exists() -> bool:
+    from i1lab import paths
+
+    url = paths.database_url()
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).is_file()
+    return True
+
+
+@app.command()
+def plan(
+    study: StudyArg,
+    profile: ProfileOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Validate a study and show the runs it expands to: new, reused or to resume."""
+    from i1lab.plan import Plan
+
+    result, _ = _plan(study, profile, read_only=True)
+    assert isinstance(result, Plan)
+    if as_json:
+        payload = {
+            "study": result.study, "file": result.file, "profile": result.profile, "summary": result.summary(),
+            "runs": [{"name": r.name, "label": r.label, "hash": r.hash, "status": r.status,
+                      "reused_run_id": r.reused_run_id, "baseline": r.is_baseline, "compared_to": r.baseline,
+                      "aliases": r.aliases, "spec": r.spec.model_dump(mode="json")} for r in result.runs],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"study {result.study}" + (f" (profile {profile})" if profile else ""))
+    for col in ("run", "hash", "status", "varies"):
+        table.add_column(col)
+    for r in result.runs:
+        varied = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.varied.items()) or "—"
+        table.add_row(r.name, r.hash[:12], r.status, varied)
+    out.print(table)
+    s = result.summary()
+    out.print(f"{s['runs']} runs: {s['new']} new, {s['reused']} reused, {s['resume']} to resume")
+
+
+@app.command()
+def submit(
+    study: StudyArg,
+    profile: ProfileOpt = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local)", envvar="RAY_ADDRESS")]
+    = None,
+    progress: Annotated[bool, typer.Option(help="live progress display")] = True,
+    mlflow: Annotated[bool, typer.Option(help="mirror runs to MLflow as they finish")] = True,
+) -> None:
+    """Plan a study, record it in the registry, run what is new, and print its ablation table."""
+    from i1lab.submit import submit_study
+
+    submit_study(study, profile, address=address, progress=progress, mlflow=mlflow, console=out)
+
+
+@app.command()
+def status(study: Annotated[str | None, typer.Argument(help="study name (default: all runs)")] = None) -> None:
+    """Show runs: state, step, and the last reason for failure."""
+    from rich.table import Table
+
+    from i1lab.registry import Registry
+
+    registry = Registry()
+    table = Table()
+    for col in ("id", "run", "hash", "status", "step", "reason"):
+        table.add_column(col)
+    if study:
+        for m in registry.members(study):
+            r = m.run
+            table.add_row(str(r.id), m.name, r.hash[:12], r.status, f"{r.step}/{r.total_steps}", r.reason or "")
+    else:
+        for r in registry.runs():
+            table.add_row(str(r.id), str(r.spec.get("name", "")), r.hash[:12], r.status, f"{r.step}/{r.total_steps}",
+                          r.reason or "")
+    out.print(table)
+
+
+@app.command()
+def compare(
+    study: Annotated[str, typer.Argument(help="study name")],
+    at_step: Annotated[int | None, typer.Option("--at-step", help="compare at this checkpoint step")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv or json")] = "table",
+    all_metrics: Annotated[bool, typer.Option("--all-metrics", help="every metric, not only headlines")] = False,
+) -> None:
+    """The ablation table of a study: each variant's scores and deltas against its baseline."""
+    from i1lab import report
+    from i1lab.registry import Registry
+
+    if fmt not in ("table", "markdown", "csv", "json"):
+        raise I1labError(f"--format must be table, markdown, csv or json (got {fmt!r})")
+    table = report.ablation_table(study, Registry().members(study), at_step=at_step, all_metrics=all_metrics)
+    if fmt == "json":
+        sys.stdout.write(report.render_json(table) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(report.render_csv(table))
+    elif fmt == "markdown":
+        sys.stdout.write(report.render_markdown(table) + "\n")
+    else:
+        from i1lab.display import rich_table
+
+        out.print(rich_table(table))
+
+
+@app.command()
+def query(
+    expr: Annotated[str, typer.Argument(help="filter, e.g. \"model.adapter.type = transformer and status = finished\"")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Find runs by spec fields and status."""
+    from i1lab.query import run_query
+
+    rows = run_query(expr)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    if fmt == "csv":
+        import csv
+
+        if rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in rows[0] if rows else ["id", "hash", "status"]:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(v) if v is not None else "—" for v in row.values()])
+    out.print(table)
+    out.print(f"{len(rows)} runs")
+
+
+@app.command()
+def train(
+    study: StudyArg,
+    workdir: Annotated[Path, typer.Option("--workdir", help="where checkpoints and metrics go")],
+    profile: ProfileOpt = None,
+    variant: Annotated[str, typer.Option(help="which run of the study")] = "baseline",
+    evaluate: Annotated[bool, typer.Option(help="score checkpoints on the spec's benchmarks")] = True,
+) -> None:
+    """Train one run of a study in a work directory, without the registry (what a worker runs)."""
+    from i1lab.plan import expand
+    from i1lab.spec import load_study
+
+    variants = {v.name: v for v in expand(load_study(study), profile)}
+    for v in list(variants.values()):
+        variants.update({a: v for a in v.aliases})
+    if variant not in variants:
+        raise I1labError(f"no run named {variant!r} in {study}; runs: {', '.join(variants)}")
+    spec = variants[variant].spec
+    from i1lab.train.runner import Hooks
+    from i1lab.train.runner import train as run_train
+
+    def on_log(m: dict[str, float]) -> None:
+        err.print(f"step {int(m['step'])}: loss {m['loss']:.4f} ({m['images_per_s']:.0f} img/s)")
+
+    hooks = Hooks(on_log=on_log)
+    if evaluate:
+        from i1lab.evaluate import evaluate as run_eval
+
+        def on_eval(step: int, ema: object) -> None:
+            for res in run_eval(spec, ema, step, workdir / "eval"):
+                err.print(f"step {step}: {res.benchmark} {res.headline} = {res.metrics[res.headline]:.4f}")
+
+        hooks.on_eval = on_eval
+    summary = run_train(spec, workdir, hooks)
+    out.print(f"finished at step {summary['step']}, loss {summary['loss']:.4f}")
+
+
+@sync_app.command("mlflow")
+def sync_mlflow(study: Annotated[str | None, typer.Argument(help="one study (default: all)")] = None) -> None:
+    """Mirror the registry into MLflow (idempotent)."""
+    from i1lab import tracking
+    from i1lab.registry import Registry
+
+    registry = Registry()
+    counts = {study: len(tracking.sync_study(registry, study))} if study else tracking.sync_all(registry)
+    for name, n in counts.items():
+        out.print(f"{name}: {n} runs mirrored")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a run spec (for editor completion of study files)."""
+    from i1lab.spec.run import RunSpec
+
+    sys.stdout.write(json.dumps(RunSpec.model_json_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    try:
+        app()
+    except I1labError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        raise SystemExit(130) from None

@@ -1,0 +1,1 @@
+"""Training data: sources, mixing weights and the deterministic, resumable batch pipeline."""

@@ -1,0 +1,53 @@
+"""Canonical content hashes of runs.
+
+A run is identified by what determines its result: the fully resolved spec with every default written
+out, minus fields marked non-semantic (names, labels, evaluation bookkeeping, resources). Key order,
+YAML formatting and where the spec file lives cannot change the hash; any semantic field does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+HASH_VERSION = "1"
+
+
+def _semantic(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("semantic") is False:
+            continue
+        out[name] = _value(getattr(model, name))
+    return out
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _semantic(value)
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _value(v) for k, v in value.items()}
+    if isinstance(value, float) and value.is_integer():
+        return value  # json writes 1.0, never 1: ints and floats stay distinct by field type
+    return value
+
+
+def semantic_view(model: BaseModel) -> dict[str, Any]:
+    """The nested dict of semantic fields of a spec model (defaults included)."""
+    return _semantic(model)
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def content_hash(model: BaseModel) -> str:
+    """SHA-256 (hex) of the canonical JSON of the semantic view, prefixed by the hash scheme version."""
+    payload = HASH_VERSION + ":" + canonical_json(semantic_view(model))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -1,0 +1,41 @@
+"""Where i1lab keeps its state: ``$I1LAB_HOME`` or ``./.i1lab``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    """The i1lab home folder (registry, MLflow store, run directories)."""
+    env = os.environ.get("I1LAB_HOME")
+    return Path(env).expanduser().resolve() if env else (Path.cwd() / ".i1lab").resolve()
+
+
+def database_url() -> str:
+    """``$I1LAB_DATABASE_URL`` or a SQLite file under the home folder."""
+    env = os.environ.get("I1LAB_DATABASE_URL")
+    if env:
+        return env
+    return f"sqlite:///{home() / 'registry.db'}"
+
+
+def mlflow_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or a local SQLite-backed MLflow store under the home folder."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def mlflow_artifacts() -> Path:
+    return home() / "mlartifacts"
+
+
+def runs_dir() -> Path:
+    return home() / "runs"
+
+
+def run_dir(run_hash: str) -> Path:
+    """A run's working directory (checkpoints, metrics, samples), named by its content hash."""
+    return runs_dir() / run_hash[:16]

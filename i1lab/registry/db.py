@@ -1,0 +1,84 @@
+"""Opening the registry database: engine settings, SQLite pragmas, Alembic migration to head."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from i1lab.errors import I1labError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@cache
+def head_revision() -> str:
+    """The newest migration id, read from the migration files (without importing Alembic)."""
+    heads = []
+    revised = set()
+    for script in (MIGRATIONS / "versions").glob("[0-9]*.py"):
+        ns: dict[str, object] = {}
+        for line in script.read_text().splitlines():
+            if line.startswith(("revision =", "down_revision =")):
+                exec(line, {}, ns)  # noqa: S102 - our own migration files, two literal assignments
+        heads.append(str(ns["revision"]))
+        if ns.get("down_revision"):
+            revised.add(str(ns["down_revision"]))
+    remaining = [h for h in heads if h not in revised]
+    if len(remaining) != 1:
+        raise RuntimeError(f"migrations must have exactly one head, found {remaining}")
+    return remaining[0]
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def current_revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+    return str(row[0]) if row else None
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest migration; a no-op (one query) when already there."""
+    with engine.connect() as conn:
+        if current_revision(conn) == head_revision():
+            return
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except Exception:
+        # Another process may have migrated at the same moment; accept if the schema is at head now.
+        with engine.connect() as conn:
+            if current_revision(conn) != head_revision():
+                raise
+    with engine.connect() as conn:
+        if current_revision(conn) != head_revision():
+            raise I1labError("registry migration did not reach the head revision")

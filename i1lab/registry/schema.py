@@ -1,0 +1,128 @@
+"""SQLAlchemy 2 models of the registry: studies, runs, their membership, checkpoints, scores, fields.
+
+The schema is owned by Alembic (``migrations/``); these classes describe it for the ORM and must match
+the latest migration (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class StudyRow(Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    file: Mapped[str | None] = mapped_column(Text)
+    profile: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    members: Mapped[list[StudyRunRow]] = relationship(back_populates="study", cascade="all, delete-orphan")
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(Integer)
+    params: Mapped[int | None] = mapped_column(BigInteger)
+    workdir: Mapped[str | None] = mapped_column(Text)
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    members: Mapped[list[StudyRunRow]] = relationship(back_populates="run")
+    checkpoints: Mapped[list[CheckpointRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    scores: Mapped[list[ScoreRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class StudyRunRow(Base):
+    """Membership of a run in a study, under the study's own name for it. A run may be in many studies."""
+
+    __tablename__ = "study_runs"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str | None] = mapped_column(Text)
+    is_baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+    baseline: Mapped[str | None] = mapped_column(String(300))
+    varied: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    study: Mapped[StudyRow] = relationship(back_populates="members")
+    run: Mapped[RunRow] = relationship(back_populates="members")
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str | None] = mapped_column(Text)
+    permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    run: Mapped[RunRow] = relationship(back_populates="checkpoints")
+
+
+class ScoreRow(Base):
+    """One number: a metric of a benchmark for a run's checkpoint, as given by one judge."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("run_id", "step", "benchmark", "metric", "judge"),
+        Index("ix_scores_bench_metric", "benchmark", "metric", "step"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    benchmark: Mapped[str] = mapped_column(String(50))
+    metric: Mapped[str] = mapped_column(String(100))
+    judge: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    run: Mapped[RunRow] = relationship(back_populates="scores")
+
+
+class RunFieldRow(Base):
+    """The flattened resolved spec of a run, one row per leaf, indexed for filtering."""
+
+    __tablename__ = "run_fields"
+    __table_args__ = (
+        Index("ix_run_fields_key_text", "key", "value_text"),
+        Index("ix_run_fields_key_num", "key", "value_num"),
+    )
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value_text: Mapped[str | None] = mapped_column(Text)
+    value_num: Mapped[float | None] = mapped_column(Float)

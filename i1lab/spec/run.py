@@ -1,0 +1,296 @@
+"""Pydantic models of one run: model, diffusion, data, training, sampling, evaluation, resources.
+
+Every default is the paper's controlled-experiment baseline (DESIGN_SPACE.md §13, "Base"); a study file
+only writes what differs. Fields marked ``semantic=False`` in their ``json_schema_extra`` do not take part
+in the run's content hash (see :mod:`i1lab.hashing`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from i1lab.spec.catalog import BENCHMARKS, SIZES, TEXT_ENCODERS, VAES
+
+COSMETIC = {"semantic": False}
+
+
+class Strict(BaseModel):
+    """Base for every spec model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class TextEncoderSpec(Strict):
+    type: str = Field("T5Gemma", description="text encoder name (DESIGN_SPACE.md §4.1)")
+    token_len: Annotated[int, Field(ge=1, le=4096)] | None = Field(None, description="override the token count")
+    drop_prob: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        None, description="per-encoder caption dropout; default: train.caption_dropout shared by all encoders"
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in TEXT_ENCODERS:
+            raise ValueError(f"unknown text encoder {value!r}; known: {', '.join(sorted(TEXT_ENCODERS))}")
+        return value
+
+    @property
+    def dim(self) -> int:
+        return TEXT_ENCODERS[self.type].dim
+
+    @property
+    def tokens(self) -> int:
+        return self.token_len or TEXT_ENCODERS[self.type].tokens
+
+
+class AdapterSpec(Strict):
+    type: Literal["mlp", "transformer"] = Field("mlp", description="text adapter kind (§4.2)")
+    blocks: Annotated[int, Field(ge=1, le=12)] = Field(1, description="transformer adapter blocks")
+
+
+class ModelSpec(Strict):
+    backbone: Literal["cross_attn", "single_stream", "dual_stream"] = "cross_attn"
+    size: str = Field("DiT-XL", description="width preset (§6) or tiny/small for CPU")
+    hidden: Annotated[int, Field(ge=8)] | None = Field(None, description="override the preset's width")
+    depth: Annotated[int, Field(ge=1)] | None = None
+    heads: Annotated[int, Field(ge=1)] | None = None
+    mlp_ratio: Annotated[float, Field(gt=0)] = 4.0
+    patch_size: Annotated[int, Field(ge=1, le=16)] = 2
+    long_skip: bool = True
+    text_encoder: TextEncoderSpec | list[TextEncoderSpec] = TextEncoderSpec()
+    adapter: AdapterSpec = AdapterSpec()
+    repeat_text_emb: bool = False
+    adaln: bool = True
+    pooled_text: bool | None = Field(None, description="cross_attn only; default true")
+    timestep: bool | None = Field(None, description="cross_attn only; default true")
+    position_embedding: Literal["sinusoidal_and_rope", "sinusoidal_only", "rope_only"] = "sinusoidal_and_rope"
+    sandwich_norm: bool = False
+    separate_norms: bool | None = Field(None, description="dual_stream only; default false")
+    image_connector: bool = False
+    qknorm: bool = True
+    swiglu: bool = True
+    rmsnorm: bool = True
+    wo_shift: bool = False
+    refiner_layers: Annotated[int, Field(ge=0)] | None = Field(None, description="single_stream only; default 2")
+    vae: Literal["flux2", "flux", "qwenimage", "identity"] = "flux2"
+    precision: Literal["float32", "bfloat16"] = "float32"
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if value not in SIZES:
+            raise ValueError(f"unknown size preset {value!r}; known: {', '.join(SIZES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ModelSpec:
+        if self.backbone != "cross_attn":
+            for name in ("pooled_text", "timestep"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} exists only for backbone cross_attn (got {self.backbone})")
+        elif self.pooled_text is False and self.timestep is False:
+            raise ValueError("pooled_text and timestep cannot both be false: nothing would condition AdaLN")
+        if self.separate_norms is not None and self.backbone != "dual_stream":
+            raise ValueError(f"separate_norms exists only for backbone dual_stream (got {self.backbone})")
+        if self.refiner_layers is not None and self.backbone != "single_stream":
+            raise ValueError(f"refiner_layers exists only for backbone single_stream (got {self.backbone})")
+        hidden, heads = self.resolved_hidden, self.resolved_heads
+        if hidden % heads:
+            raise ValueError(f"hidden {hidden} is not divisible by heads {heads}")
+        if self.position_embedding != "sinusoidal_only" and (hidden // heads) % 4:
+            raise ValueError(f"RoPE needs a head dim divisible by 4, got {hidden // heads}")
+        return self
+
+    @property
+    def resolved_hidden(self) -> int:
+        return self.hidden or SIZES[self.size].hidden
+
+    @property
+    def resolved_depth(self) -> int:
+        return self.depth or SIZES[self.size].depth
+
+    @property
+    def resolved_heads(self) -> int:
+        return self.heads or SIZES[self.size].heads
+
+    @property
+    def encoders(self) -> list[TextEncoderSpec]:
+        return self.text_encoder if isinstance(self.text_encoder, list) else [self.text_encoder]
+
+
+class DiffusionSpec(Strict):
+    prediction: Literal["velocity", "x"] = "velocity"
+    timestep_sampling: Literal["lognorm", "uniform"] = "lognorm"
+    lognorm_mean: float = 0.0
+    lognorm_std: Annotated[float, Field(gt=0)] = 1.0
+    train_shift: Annotated[float, Field(ge=0)] = Field(0.0, description="0 and 1 both mean off (§7)")
+
+
+class SourceSpec(Strict):
+    name: str = Field(..., min_length=1)
+    kind: Literal["shapes", "webdataset", "tfrecord"] = "shapes"
+    count: Annotated[int, Field(ge=1)] = Field(..., description="number of unique images in the source")
+    group: Literal["real", "synthetic", "text"] = "real"
+    path: str | None = Field(None, description="shard location for webdataset/tfrecord sources")
+    family: str | None = Field(None, description="generator family for shapes sources")
+
+
+class MixingSpec(Strict):
+    strategy: Literal["count_proportional", "capped", "equal"] = "count_proportional"
+    cap: Annotated[int, Field(ge=1)] | None = Field(None, description="threshold T for capped mixing")
+
+    @model_validator(mode="after")
+    def _cap(self) -> MixingSpec:
+        if (self.strategy == "capped") != (self.cap is not None):
+            raise ValueError("cap is required for strategy capped and only allowed there")
+        return self
+
+
+def _paper_sources() -> list[SourceSpec]:
+    counts = {
+        "yfcc": (98_121_424, "real"),
+        "imagenet22k": (13_673_551, "real"),
+        "renderedtext": (11_977_824, "text"),
+        "megalith10m": (9_393_971, "real"),
+        "places365": (8_026_628, "real"),
+        "flux_reason_6m": (5_890_279, "synthetic"),
+        "textatlas5m": (5_397_762, "text"),
+        "redcaps": (4_817_431, "real"),
+        "inaturalist2024": (4_813_543, "real"),
+        "pexels": (2_810_634, "real"),
+        "gpt_edit": (1_553_575, "synthetic"),
+        "midjourney_v6": (1_240_185, "synthetic"),
+    }
+    return [SourceSpec(name=n, kind="tfrecord", count=c, group=g) for n, (c, g) in counts.items()]  # type: ignore[arg-type]
+
+
+class DataSpec(Strict):
+    sources: list[SourceSpec] = Field(default_factory=_paper_sources, min_length=1)
+    mixing: MixingSpec = MixingSpec()
+    remove: list[str] = Field(default_factory=list, description="source names or groups to leave out")
+    subset_count: Annotated[int, Field(ge=1)] | None = Field(None, description="unique images per source")
+    long_caption_fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
+    resolution: Annotated[int, Field(ge=8, le=4096)] = 256
+    resume_from: str | None = Field(None, description="run (name or hash) whose checkpoint starts this stage")
+
+    @model_validator(mode="after")
+    def _sources(self) -> DataSpec:
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate source names: {', '.join(dup)}")
+        known = set(names) | {s.group for s in self.sources}
+        unknown = [r for r in self.remove if r not in known]
+        if unknown:
+            raise ValueError(f"remove names unknown sources or groups: {', '.join(unknown)}")
+        if all(s.name in self.remove or s.group in self.remove for s in self.sources):
+            raise ValueError("remove leaves no data source")
+        return self
+
+
+class TrainSpec(Strict):
+    steps: Annotated[int, Field(ge=1)] = 500_000
+    batch_size: Annotated[int, Field(ge=1)] = 512
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-4
+    b1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    b2: Annotated[float, Field(ge=0, lt=1)] = 0.95
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    mu_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    grad_clip: Annotated[float, Field(ge=0)] = Field(1.0, description="global-norm clip; 0 disables")
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.9999
+    caption_dropout: Annotated[float, Field(ge=0, le=1)] = 0.1
+    grad_accum: Annotated[int, Field(ge=1)] = 1
+    checkpoint_every: Annotated[int, Field(ge=1)] = 5_000
+    keep_every: Annotated[int, Field(ge=1)] = 50_000
+    log_every: Annotated[int, Field(ge=1)] = Field(100, json_schema_extra=COSMETIC)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _cadence(self) -> TrainSpec:
+        if self.keep_every % self.checkpoint_every:
+            raise ValueError(
+                f"keep_every ({self.keep_every}) must be a multiple of checkpoint_every ({self.checkpoint_every})"
+            )
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        return self
+
+
+class SamplingSpec(Strict):
+    steps: Annotated[int, Field(ge=1, le=10_000)] = 250
+    cfg_scale: Annotated[float, Field(ge=0)] = 12.0
+    cfg_rescale: Annotated[float, Field(ge=0, le=1)] = 0.0
+    cfg_interval_start: Annotated[float, Field(ge=0, le=1)] = 0.0
+    time_grid: Literal["uniform", "shifted"] = "uniform"
+    time_shift: Annotated[float, Field(gt=0)] = Field(0.3, description="s of the shifted grid; ignored for uniform")
+    prompt_variant: str = Field("original", pattern=r"^(original|simple_rewrite|complex_rewrite|repeated\d+)$")
+    seed: int = 42
+
+
+class EvalSpec(Strict):
+    benchmarks: list[str] = Field(default_factory=lambda: ["dpg", "prism", "longtext"])
+    every: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="evaluate every N steps; default: each permanent checkpoint and the last step"
+    )
+    images_per_prompt: Annotated[int, Field(ge=1)] | None = None
+    prompts_per_tag: Annotated[int, Field(ge=1)] = Field(8, description="prompt count per tag (shapes benchmark)")
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in BENCHMARKS:
+                raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("benchmarks listed twice")
+        return value
+
+
+RESOURCE_RE = re.compile(r"^(cpu(:\d+)?|gpu:\d+|tpu-v6e-(8|16|32|64|128|256))$")
+
+
+class ResourcesSpec(Strict):
+    accelerator: str = Field("tpu-v6e-8", description="cpu[:N], gpu:N or tpu-v6e-{8,16,32,...}")
+    hosts: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("accelerator")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if not RESOURCE_RE.match(value):
+            raise ValueError(f"{value!r} is not cpu[:N], gpu:N or tpu-v6e-{{8,16,32,64,128,256}}")
+        return value
+
+
+class RunSpec(Strict):
+    """The fully resolved description of one training run and how it is evaluated."""
+
+    name: str = Field("run", json_schema_extra=COSMETIC)
+    label: str | None = Field(None, json_schema_extra=COSMETIC)
+    model: ModelSpec = ModelSpec()
+    diffusion: DiffusionSpec = DiffusionSpec()
+    data: DataSpec = DataSpec()
+    train: TrainSpec = TrainSpec()
+    sampling: SamplingSpec = SamplingSpec()
+    eval: EvalSpec = Field(EvalSpec(), json_schema_extra=COSMETIC)
+    resources: ResourcesSpec = Field(ResourcesSpec(), json_schema_extra=COSMETIC)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> RunSpec:
+        vae = VAES[self.model.vae]
+        factor = vae.downsample * self.model.patch_size
+        if self.data.resolution % factor:
+            raise ValueError(
+                f"data.resolution {self.data.resolution} is not divisible by VAE factor {vae.downsample}"
+                f" x patch {self.model.patch_size} = {factor}"
+            )
+        return self
+
+    def semantic_dict(self) -> dict[str, Any]:
+        """The fields that define the run's result (the content hash input)."""
+        from i1lab.hashing import semantic_view
+
+        return semantic_view(self)

@@ -1,0 +1,1 @@
+"""Training one run: model construction, optimizer, checkpoints, the step loop."""

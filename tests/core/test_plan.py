@@ -1,0 +1,65 @@
+"""Content hashes and reuse: what changes a run's identity and what does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from i1lab.hashing import content_hash
+from i1lab.plan import ExistingRun, expand, make_plan
+from i1lab.spec import RunSpec, load_study
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def test_hash_ignores_names_defaults_and_key_order() -> None:
+    a = RunSpec.model_validate({"name": "a", "train": {"lr": 1e-4, "steps": 10}})
+    b = RunSpec.model_validate({"train": {"steps": 10, "lr": 0.0001, "b2": 0.95}, "name": "b", "label": "x"})
+    assert content_hash(a) == content_hash(b)
+
+
+def test_hash_ignores_resources_and_eval_bookkeeping() -> None:
+    a = RunSpec.model_validate({"resources": {"accelerator": "cpu"}, "eval": {"benchmarks": ["shapes"]}})
+    b = RunSpec.model_validate({"resources": {"accelerator": "tpu-v6e-64"}})
+    assert content_hash(a) == content_hash(b)
+
+
+def test_every_semantic_field_changes_the_hash() -> None:
+    base = content_hash(RunSpec())
+    changes = [
+        {"model": {"adapter": {"type": "transformer"}}}, {"model": {"long_skip": False}},
+        {"train": {"lr": 2e-4}}, {"train": {"seed": 1}}, {"data": {"resolution": 512}},
+        {"sampling": {"cfg_scale": 5.0}}, {"diffusion": {"train_shift": 0.3}},
+        {"data": {"mixing": {"strategy": "equal"}}},
+    ]
+    hashes = {content_hash(RunSpec.model_validate(c)) for c in changes}
+    assert base not in hashes and len(hashes) == len(changes)
+
+
+def test_yaml_formatting_does_not_change_the_hash(tmp_path: Path) -> None:
+    a = tmp_path / "a.yaml"
+    a.write_text(f"extends: {EXPERIMENTS / 'baseline.yaml'}\nrun:\n  train: {{lr: 0.0002, seed: 3}}\n")
+    sub = tmp_path / "deeper"
+    sub.mkdir()
+    b = sub / "b.yaml"
+    b.write_text(f"# another file, another place\nextends: {EXPERIMENTS / 'baseline.yaml'}\n"
+                 "run:\n  train.seed: 3\n  train.lr: 2.0e-4\n")
+    assert expand(load_study(a))[0].hash == expand(load_study(b))[0].hash
+
+
+def test_shared_baseline_has_one_hash_across_studies() -> None:
+    base = expand(load_study(EXPERIMENTS / "baseline.yaml"), "tiny")[0].hash
+    adapter = expand(load_study(EXPERIMENTS / "adapter_size.yaml"), "tiny")[0]
+    assert adapter.is_baseline and adapter.hash == base
+
+
+def test_make_plan_marks_new_reused_and_resume() -> None:
+    study = load_study(EXPERIMENTS / "adapter_size.yaml")
+    variants = expand(study, "tiny")
+    existing = {
+        variants[0].hash: ExistingRun(id=1, hash=variants[0].hash, status="finished"),
+        variants[1].hash: ExistingRun(id=2, hash=variants[1].hash, status="running", step=5),
+    }
+    plan = make_plan(study, variants, existing, "tiny")
+    assert [r.status for r in plan.runs] == ["reused", "resume", "new", "new"]
+    assert plan.runs[0].reused_run_id == 1 and plan.runs[2].reused_run_id is None
+    assert plan.summary() == {"runs": 4, "new": 2, "reused": 1, "resume": 1}
