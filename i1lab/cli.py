@@ -41,8 +41,10 @@ def _plan(study_file: Path, profile: str | None, *, read_only: bool) -> tuple[ob
         from i1lab.registry import Registry
 
         registry = Registry()
-        existing = {h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
-                    for h, r in registry.existing(v.hash for v in variants).items()}
+        existing = {
+            h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
+            for h, r in registry.existing(v.hash for v in variants).items()
+        }
     return make_plan(study, variants, existing, profile), registry
 
 
@@ -68,10 +70,24 @@ def plan(
     assert isinstance(result, Plan)
     if as_json:
         payload = {
-            "study": result.study, "file": result.file, "profile": result.profile, "summary": result.summary(),
-            "runs": [{"name": r.name, "label": r.label, "hash": r.hash, "status": r.status,
-                      "reused_run_id": r.reused_run_id, "baseline": r.is_baseline, "compared_to": r.baseline,
-                      "aliases": r.aliases, "spec": r.spec.model_dump(mode="json")} for r in result.runs],
+            "study": result.study,
+            "file": result.file,
+            "profile": result.profile,
+            "summary": result.summary(),
+            "runs": [
+                {
+                    "name": r.name,
+                    "label": r.label,
+                    "hash": r.hash,
+                    "status": r.status,
+                    "reused_run_id": r.reused_run_id,
+                    "baseline": r.is_baseline,
+                    "compared_to": r.baseline,
+                    "aliases": r.aliases,
+                    "spec": r.spec.model_dump(mode="json"),
+                }
+                for r in result.runs
+            ],
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -92,8 +108,9 @@ def plan(
 def submit(
     study: StudyArg,
     profile: ProfileOpt = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: local)", envvar="RAY_ADDRESS")]
-    = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: local)", envvar="RAY_ADDRESS")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="live progress display")] = True,
     mlflow: Annotated[bool, typer.Option(help="mirror runs to MLflow as they finish")] = True,
 ) -> None:
@@ -104,7 +121,9 @@ def submit(
 
 
 @app.command()
-def status(study: Annotated[str | None, typer.Argument(help="study name (default: all runs)")] = None) -> None:
+def status(
+    study: Annotated[str | None, typer.Argument(help="study name (default: all runs)")] = None,
+) -> None:
     """Show runs: state, step, and the last reason for failure."""
     from rich.table import Table
 
@@ -117,11 +136,19 @@ def status(study: Annotated[str | None, typer.Argument(help="study name (default
     if study:
         for m in registry.members(study):
             r = m.run
-            table.add_row(str(r.id), m.name, r.hash[:12], r.status, f"{r.step}/{r.total_steps}", r.reason or "")
+            table.add_row(
+                str(r.id), m.name, r.hash[:12], r.status, f"{r.step}/{r.total_steps}", r.reason or ""
+            )
     else:
         for r in registry.runs():
-            table.add_row(str(r.id), str(r.spec.get("name", "")), r.hash[:12], r.status, f"{r.step}/{r.total_steps}",
-                          r.reason or "")
+            table.add_row(
+                str(r.id),
+                str(r.spec.get("name", "")),
+                r.hash[:12],
+                r.status,
+                f"{r.step}/{r.total_steps}",
+                r.reason or "",
+            )
     out.print(table)
 
 
@@ -130,7 +157,9 @@ def compare(
     study: Annotated[str, typer.Argument(help="study name")],
     at_step: Annotated[int | None, typer.Option("--at-step", help="compare at this checkpoint step")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv or json")] = "table",
-    all_metrics: Annotated[bool, typer.Option("--all-metrics", help="every metric, not only headlines")] = False,
+    all_metrics: Annotated[
+        bool, typer.Option("--all-metrics", help="every metric, not only headlines")
+    ] = False,
 ) -> None:
     """The ablation table of a study: each variant's scores and deltas against its baseline."""
     from i1lab import report
@@ -153,7 +182,9 @@ def compare(
 
 @app.command()
 def query(
-    expr: Annotated[str, typer.Argument(help="filter, e.g. \"model.adapter.type = transformer and status = finished\"")],
+    expr: Annotated[
+        str, typer.Argument(help='filter, e.g. "model.adapter.type = transformer and status = finished"')
+    ],
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
 ) -> None:
     """Find runs by spec fields and status."""

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from i1lab.spec.run import RunSpec
 
-
 #: The synthetic benchmark's judge: exact pixel analysis (nearest palette colour, components, fill ratio).
 SHAPES_JUDGE = "exact-pixel"
 
@@ -34,8 +33,9 @@ class BenchmarkScore(BaseModel):
 def generate(
     spec: RunSpec, params: Any, captions: list[str], *, seed: int, batch_size: int = 256
 ) -> np.ndarray:
-    """Images (N, H, W, 3) uint8 for ``captions`` from ``params`` (EMA weights) at the spec's sampling settings."""
+    """Images (N, H, W, 3) uint8 for ``captions`` from ``params`` (EMA weights), sampled as the spec says."""
     import jax
+    import jax.numpy as jnp
 
     from i1lab.train.build import TextEncoder, decode_latents, model_config
     from models.dit import DiT
@@ -50,11 +50,19 @@ def generate(
     key = jax.random.PRNGKey(seed)
     for start in range(0, len(captions), batch_size):
         chunk = captions[start : start + batch_size]
-        text, mask = encoder(chunk)
+        text, mask = (jnp.asarray(a) for a in encoder(chunk))
         rng = jax.random.fold_in(key, start)
         latents = euler_sample(
-            model.apply, {"params": params}, text, mask, rng, shape=(len(chunk), *shape), steps=s.steps,
-            cfg_scale=s.cfg_scale, cfg_rescale=s.cfg_rescale, cfg_interval_start=s.cfg_interval_start,
+            model.apply,
+            {"params": params},
+            text,
+            mask,
+            rng,
+            shape=(len(chunk), *shape),
+            steps=s.steps,
+            cfg_scale=s.cfg_scale,
+            cfg_rescale=s.cfg_rescale,
+            cfg_interval_start=s.cfg_interval_start,
             time_shift=s.time_shift if s.time_grid == "shifted" else None,
         )
         out.append(decode_latents(spec, np.asarray(latents)))
@@ -102,12 +110,14 @@ def evaluate_shapes(spec: RunSpec, params: Any, step: int, out_dir: Path) -> Ben
     with (root / "results.jsonl").open("w") as f:
         for rec in records:
             f.write(json.dumps(rec) + "\n")
-    _save_png(grid(images[:: k][:48], 8), root / "grid.png")
+    _save_png(grid(images[::k][:48], 8), root / "grid.png")
     metrics = {"overall": summary.headline, "correct_images": summary.pct_correct_images}
     metrics.update({f"tag/{tag}": score.fraction for tag, score in summary.per_tag.items()})
     text = format_summary(summary)
     (root / "summary.txt").write_text(text + "\n")
-    return BenchmarkScore(benchmark="shapes", judge=SHAPES_JUDGE, step=step, metrics=metrics, headline="overall")
+    return BenchmarkScore(
+        benchmark="shapes", judge=SHAPES_JUDGE, step=step, metrics=metrics, headline="overall"
+    )
 
 
 def evaluate(spec: RunSpec, params: Any, step: int, out_dir: Path) -> list[BenchmarkScore]:

@@ -102,11 +102,17 @@ def _overlay(study: Study, profile: str | None) -> tuple[Layer, dict[str, list[A
     replaced = raw.pop("axes", None) or {}
     for path, values in replaced.items():
         if path not in axes:
-            raise SpecError("profile replaces an axis the study does not have", key=path,
-                            where=study.locate(("profiles", profile, "axes", path)))
+            raise SpecError(
+                "profile replaces an axis the study does not have",
+                key=path,
+                where=study.locate(("profiles", profile, "axes", path)),
+            )
         if not isinstance(values, list) or len(values) != len(axes[path]):
-            raise SpecError(f"must be a list of {len(axes[path])} values, one per axis value", key=path,
-                            where=study.locate(("profiles", profile, "axes", path)))
+            raise SpecError(
+                f"must be a list of {len(axes[path])} values, one per axis value",
+                key=path,
+                where=study.locate(("profiles", profile, "axes", path)),
+            )
         axes[path] = values
         axis_where[path] = study.locate(("profiles", profile, "axes", path)) or axis_where[path]
     where = sub_where(study.where, ("profiles", profile))
@@ -164,9 +170,15 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
         for path, values in axes.items():
             for idx, value in enumerate(values):
                 layer = cell_layer.copy()
-                loc = study.locate(("axes", path, idx)) if axes[path] is doc.axes.get(path) else axis_where[path]
+                loc = (
+                    study.locate(("axes", path, idx))
+                    if axes[path] is doc.axes.get(path)
+                    else axis_where[path]
+                )
                 set_path(layer, tuple(path.split(".")), value, loc)
-                entries.append((full(_axis_name(path, value)), None, layer, {**cell_varied, path: value}, False))
+                entries.append(
+                    (full(_axis_name(path, value)), None, layer, {**cell_varied, path: value}, False)
+                )
         for i, variant in enumerate(doc.variants):
             layer = cell_layer.copy()
             for path, value in variant.set.items():
@@ -179,11 +191,23 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
                     set_path(layer, ("train", "seed"), seed, study.locate(("seeds",)))
                     name = f"{name}#seed={seed}"
                     varied = {**varied, "train.seed": seed}
-                raw.append((name, label, layer, varied, is_base, base_name if seed is None else f"{base_name}#seed={seed}"))
+                raw.append(
+                    (
+                        name,
+                        label,
+                        layer,
+                        varied,
+                        is_base,
+                        base_name if seed is None else f"{base_name}#seed={seed}",
+                    )
+                )
 
     if len(raw) > doc.max_runs:
-        raise SpecError(f"the study expands to {len(raw)} runs, more than max_runs={doc.max_runs}",
-                        key="max_runs", where=study.locate(("max_runs",)) or study.locate(("grid",)))
+        raise SpecError(
+            f"the study expands to {len(raw)} runs, more than max_runs={doc.max_runs}",
+            key="max_runs",
+            where=study.locate(("max_runs",)) or study.locate(("grid",)),
+        )
 
     by_hash: dict[str, Variant] = {}
     order: list[str] = []
@@ -195,8 +219,13 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
             by_hash[digest] = prev.model_copy(update={"aliases": (*prev.aliases, name)})
             continue
         by_hash[digest] = Variant(
-            name=name, label=label or _label(varied), hash=digest, spec=spec, baseline=baseline,
-            is_baseline=is_base, varied=varied,
+            name=name,
+            label=label or _label(varied),
+            hash=digest,
+            spec=spec,
+            baseline=baseline,
+            is_baseline=is_base,
+            varied=varied,
         )
         order.append(digest)
     return [by_hash[h] for h in order]
@@ -222,9 +251,18 @@ def make_plan(
             status = "reused"
         else:
             status = "resume"
-        runs.append(PlannedRun(
-            name=v.name, label=v.label, hash=v.hash, status=status,
-            reused_run_id=prior.id if prior else None, is_baseline=v.is_baseline, baseline=v.baseline,
-            varied=v.varied, aliases=list(v.aliases), spec=v.spec,
-        ))
+        runs.append(
+            PlannedRun(
+                name=v.name,
+                label=v.label,
+                hash=v.hash,
+                status=status,
+                reused_run_id=prior.id if prior else None,
+                is_baseline=v.is_baseline,
+                baseline=v.baseline,
+                varied=v.varied,
+                aliases=list(v.aliases),
+                spec=v.spec,
+            )
+        )
     return Plan(study=study.name, file=study.file, profile=profile, runs=runs)

@@ -72,15 +72,16 @@ def run_query(expr: str, registry: Registry | None = None) -> list[dict[str, Any
         if field == "status":
             clauses.append(getattr(RunRow.status, OPS[op])(str(value)))
             continue
-        if isinstance(value, bool):
-            col, val = RunFieldRow.value_text, "true" if value else "false"
-        elif isinstance(value, float):
-            col, val = RunFieldRow.value_num, value
+        cmp: Any
+        if isinstance(value, float):
+            cmp = getattr(RunFieldRow.value_num, OPS[op])(value)
         else:
-            col, val = RunFieldRow.value_text, value
-        clauses.append(exists().where(RunFieldRow.run_id == RunRow.id, RunFieldRow.key == field,
-                                      getattr(col, OPS[op])(val)))
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            cmp = getattr(RunFieldRow.value_text, OPS[op])(text)
+        clauses.append(exists().where(RunFieldRow.run_id == RunRow.id, RunFieldRow.key == field, cmp))
     with registry.session() as s:
         rows = s.scalars(select(RunRow).where(and_(*clauses)).order_by(RunRow.id)).all()
-        return [{"id": r.id, "name": r.spec.get("name"), "hash": r.hash[:12], "status": r.status,
-                 "step": r.step} for r in rows]
+        return [
+            {"id": r.id, "name": r.spec.get("name"), "hash": r.hash[:12], "status": r.status, "step": r.step}
+            for r in rows
+        ]

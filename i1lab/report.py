@@ -14,8 +14,14 @@ from pydantic import BaseModel
 
 from i1lab.registry import MemberRecord, ScoreRecord
 
-HEADLINES = {"shapes": "overall", "geneval": "overall", "dpg": "overall", "prism": "overall",
-             "cvtg": "word_accuracy", "longtext": "text_score"}
+HEADLINES = {
+    "shapes": "overall",
+    "geneval": "overall",
+    "dpg": "overall",
+    "prism": "overall",
+    "cvtg": "word_accuracy",
+    "longtext": "text_score",
+}
 
 
 class Column(BaseModel):
@@ -53,7 +59,9 @@ class Table(BaseModel):
 
 
 def _pick(scores: list[ScoreRecord], col: Column, at_step: int | None) -> ScoreRecord | None:
-    matching = [s for s in scores if (s.benchmark, s.metric, s.judge) == (col.benchmark, col.metric, col.judge)]
+    matching = [
+        s for s in scores if (s.benchmark, s.metric, s.judge) == (col.benchmark, col.metric, col.judge)
+    ]
     if at_step is not None:
         matching = [s for s in matching if s.step == at_step]
     return max(matching, key=lambda s: s.step) if matching else None
@@ -64,10 +72,13 @@ def columns_of(members: list[MemberRecord], all_metrics: bool = False) -> list[C
     for m in members:
         for s in m.scores:
             if all_metrics or HEADLINES.get(s.benchmark) == s.metric:
-                seen.setdefault((s.benchmark, s.metric, s.judge), Column(benchmark=s.benchmark, metric=s.metric,
-                                                                         judge=s.judge))
-    return sorted(seen.values(), key=lambda c: (c.benchmark, c.metric != HEADLINES.get(c.benchmark), c.metric,
-                                                c.judge))
+                seen.setdefault(
+                    (s.benchmark, s.metric, s.judge),
+                    Column(benchmark=s.benchmark, metric=s.metric, judge=s.judge),
+                )
+    return sorted(
+        seen.values(), key=lambda c: (c.benchmark, c.metric != HEADLINES.get(c.benchmark), c.metric, c.judge)
+    )
 
 
 def ablation_table(
@@ -88,8 +99,18 @@ def ablation_table(
                 ref = _pick(base.scores, col, own.step)
                 delta = own.value - ref.value if ref is not None else None
             cells.append(Cell(value=own.value if own else None, delta=delta, step=own.step if own else None))
-        rows.append(Row(name=m.name, label=m.label, is_baseline=m.is_baseline, status=m.run.status,
-                        step=m.run.step, total_steps=m.run.total_steps, params=m.run.params, cells=cells))
+        rows.append(
+            Row(
+                name=m.name,
+                label=m.label,
+                is_baseline=m.is_baseline,
+                status=m.run.status,
+                step=m.run.step,
+                total_steps=m.run.total_steps,
+                params=m.run.params,
+                cells=cells,
+            )
+        )
     return Table(study=study, columns=cols, rows=rows, at_step=at_step if at_step is not None else "latest")
 
 
@@ -113,8 +134,13 @@ def fmt_params(params: int | None) -> str:
 def to_records(table: Table) -> list[dict[str, object]]:
     out = []
     for row in table.rows:
-        rec: dict[str, object] = {"name": row.name, "baseline": row.is_baseline, "status": row.status,
-                                  "step": row.step, "params": row.params}
+        rec: dict[str, object] = {
+            "name": row.name,
+            "baseline": row.is_baseline,
+            "status": row.status,
+            "step": row.step,
+            "params": row.params,
+        }
         for col, cell in zip(table.columns, row.cells, strict=True):
             rec[col.title] = cell.value
             rec[f"{col.title} delta"] = cell.delta

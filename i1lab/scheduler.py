@@ -77,7 +77,7 @@ def run_tasks(
     from i1lab.worker import execute_run
 
     _init_ray(address)
-    remote = ray.remote(execute_run)
+    remote: Any = ray.remote(execute_run)
     url = paths.database_url()
     pending = {
         remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
@@ -94,10 +94,14 @@ def run_tasks(
                 task = pending.pop(ref)
                 try:
                     outcome = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - a crashed worker becomes a failed outcome
+                except Exception as exc:
                     cause = getattr(exc, "cause", None) or exc
-                    outcome = Outcome(run_id=task.run_id, status="failed",
-                                      reason=f"{type(cause).__name__}: {cause}".splitlines()[0], seconds=0.0)
+                    outcome = Outcome(
+                        run_id=task.run_id,
+                        status="failed",
+                        reason=f"{type(cause).__name__}: {cause}".splitlines()[0],
+                        seconds=0.0,
+                    )
                 outcomes.append(outcome)
                 on_done(outcome)
         on_poll()

@@ -27,22 +27,35 @@ def submit_study(
     study = load_study(study_file)
     variants = expand(study, profile)  # every spec error surfaces here, before anything is written
     registry = Registry()
-    existing = {h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
-                for h, r in registry.existing(v.hash for v in variants).items()}
+    existing = {
+        h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
+        for h, r in registry.existing(v.hash for v in variants).items()
+    }
     plan = make_plan(study, variants, existing, profile)
     members = []
     for r in plan.runs:
         for name in (r.name, *r.aliases):
-            members.append(PlannedMember(
-                name=name, label=r.label, hash=r.hash, is_baseline=r.is_baseline, baseline=r.baseline,
-                varied=r.varied, spec=r.spec.model_dump(mode="json"), total_steps=r.spec.train.steps,
-                workdir=str(paths.run_dir(r.hash)),
-            ))
-    ids = registry.record_plan(plan.study, members, file=str(study_file), profile=profile,
-                               description=study.doc.description)
+            members.append(
+                PlannedMember(
+                    name=name,
+                    label=r.label,
+                    hash=r.hash,
+                    is_baseline=r.is_baseline,
+                    baseline=r.baseline,
+                    varied=r.varied,
+                    spec=r.spec.model_dump(mode="json"),
+                    total_steps=r.spec.train.steps,
+                    workdir=str(paths.run_dir(r.hash)),
+                )
+            )
+    ids = registry.record_plan(
+        plan.study, members, file=str(study_file), profile=profile, description=study.doc.description
+    )
     s = plan.summary()
-    console.print(f"study {plan.study}: {s['runs']} runs — {s['new']} new, {s['reused']} reused, "
-                  f"{s['resume']} to resume")
+    console.print(
+        f"study {plan.study}: {s['runs']} runs — {s['new']} new, {s['reused']} reused, "
+        f"{s['resume']} to resume"
+    )
     todo = [r for r in plan.runs if r.status != "reused"]
     if todo:
         _run(plan, todo, ids, registry, address=address, progress=progress, mlflow=mlflow, console=console)
@@ -54,7 +67,9 @@ def submit_study(
     console.print(rich_table(report.ablation_table(plan.study, registry.members(plan.study))))
     failed = [m.name for m in registry.members(plan.study) if m.run.status == "failed"]
     if failed:
-        raise I1labError(f"{len(failed)} run(s) failed: {', '.join(failed)} (see `i1lab status {plan.study}`)")
+        raise I1labError(
+            f"{len(failed)} run(s) failed: {', '.join(failed)} (see `i1lab status {plan.study}`)"
+        )
     return plan
 
 
@@ -63,23 +78,44 @@ def _mirror(registry: Registry, study: str, console: Console) -> None:
 
     try:
         tracking.sync_study(registry, study)
-    except Exception as exc:  # noqa: BLE001 - MLflow is a mirror: its failure never fails a study
-        console.print(f"[yellow]MLflow mirror not updated ({type(exc).__name__}: {exc}); "
-                      f"run `i1lab sync mlflow` later[/]")
+    except Exception as exc:
+        console.print(
+            f"[yellow]MLflow mirror not updated ({type(exc).__name__}: {exc}); "
+            f"run `i1lab sync mlflow` later[/]"
+        )
 
 
-def _run(plan: Plan, todo: list, ids: dict[str, int], registry: Registry, *, address: str | None,
-         progress: bool, mlflow: bool, console: Console) -> None:
+def _run(
+    plan: Plan,
+    todo: list,
+    ids: dict[str, int],
+    registry: Registry,
+    *,
+    address: str | None,
+    progress: bool,
+    mlflow: bool,
+    console: Console,
+) -> None:
     from i1lab.display import progress_table
     from i1lab.scheduler import Task, run_tasks
 
-    tasks = [Task(run_id=ids[r.name], name=r.name, resources=r.spec.resources,
-                  workdir=str(paths.run_dir(r.hash))) for r in todo]
+    tasks = [
+        Task(run_id=ids[r.name], name=r.name, resources=r.spec.resources, workdir=str(paths.run_dir(r.hash)))
+        for r in todo
+    ]
     for t in tasks:
         registry.set_status(t.run_id, "queued")
     started = time.perf_counter()
-    live = Live(progress_table(plan.study, registry.members(plan.study)), console=console,
-                refresh_per_second=2, transient=False) if progress and console.is_terminal else None
+    live = (
+        Live(
+            progress_table(plan.study, registry.members(plan.study)),
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+        )
+        if progress and console.is_terminal
+        else None
+    )
 
     def on_poll() -> None:
         if live is not None:

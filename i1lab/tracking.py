@@ -25,7 +25,16 @@ TAG_PARENT = "i1lab.study_parent"
 TAG_LINES = "i1lab.synced_metric_lines"
 TAG_SCORES = "i1lab.synced_scores"
 TAG_STATUS = "i1lab.status"
-CURVE_KEYS = ("loss", "grad_norm", "param_norm", "update_norm", "lr", "step_time", "images_per_s", "data_wait")
+CURVE_KEYS = (
+    "loss",
+    "grad_norm",
+    "param_norm",
+    "update_norm",
+    "lr",
+    "step_time",
+    "images_per_s",
+    "data_wait",
+)
 
 
 def _client() -> Any:
@@ -108,18 +117,28 @@ def sync_member(client: Any, exp_id: str, parent_id: str, member: MemberRecord, 
         synced_scores = found.data.tags.get(TAG_SCORES, "")
     now_ms = int(time.time() * 1000)
     lines = _metric_lines(run.workdir)
-    metrics = [Metric(k, float(line[k]), now_ms, int(line["step"]))
-               for line in lines[synced_lines:] for k in CURVE_KEYS if k in line]
-    digest = hashlib.sha256(json.dumps(
-        sorted((s.step, s.benchmark, s.metric, s.judge, s.value) for s in member.scores)).encode()).hexdigest()[:16]
+    metrics = [
+        Metric(k, float(line[k]), now_ms, int(line["step"]))
+        for line in lines[synced_lines:]
+        for k in CURVE_KEYS
+        if k in line
+    ]
+    digest = hashlib.sha256(
+        json.dumps(sorted((s.step, s.benchmark, s.metric, s.judge, s.value) for s in member.scores)).encode()
+    ).hexdigest()[:16]
     if member.scores and digest != synced_scores:
         metrics += [Metric(f"{s.benchmark}/{s.metric}", s.value, now_ms, s.step) for s in member.scores]
     _log_batch(client, mlflow_id, metrics)
     judges = sorted({f"{s.benchmark}={s.judge}" for s in member.scores})
-    client.log_batch(mlflow_id, tags=[
-        RunTag(TAG_LINES, str(len(lines))), RunTag(TAG_SCORES, digest if member.scores else ""),
-        RunTag(TAG_STATUS, run.status), RunTag("i1lab.judges", ",".join(judges)),
-    ])
+    client.log_batch(
+        mlflow_id,
+        tags=[
+            RunTag(TAG_LINES, str(len(lines))),
+            RunTag(TAG_SCORES, digest if member.scores else ""),
+            RunTag(TAG_STATUS, run.status),
+            RunTag("i1lab.judges", ",".join(judges)),
+        ],
+    )
     terminal = {"finished": "FINISHED", "imported": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
     if run.status in terminal:
         client.set_terminated(mlflow_id, status=terminal[run.status])

@@ -32,12 +32,16 @@ def _limit_threads() -> None:
     if n:
         flags = os.environ.get("XLA_FLAGS", "")
         if "intra_op_parallelism_threads" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
+            os.environ["XLA_FLAGS"] = (
+                f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}"
+            )
 
 
 def record_scores(registry: Registry, run_id: int, results: list[Any]) -> None:
     scores = [
-        ScoreRecord(run_id=run_id, step=r.step, benchmark=r.benchmark, metric=metric, judge=r.judge, value=value)
+        ScoreRecord(
+            run_id=run_id, step=r.step, benchmark=r.benchmark, metric=metric, judge=r.judge, value=value
+        )
         for r in results
         for metric, value in r.metrics.items()
     ]
@@ -80,7 +84,9 @@ def execute_run(run_id: int, database_url: str | None = None, workdir: str | Non
         return Outcome(run_id=run_id, status="failed", reason=str(exc), seconds=time.perf_counter() - t0)
     except Exception as exc:
         (wd / "error.log").write_text(traceback.format_exc())
-        registry.set_status(run_id, "failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
+        registry.set_status(
+            run_id, "failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})"
+        )
         raise
     registry.set_progress(run_id, spec.train.steps)
     registry.set_status(run_id, "finished")

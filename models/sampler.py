@@ -124,7 +124,8 @@ def euler_sample(
         text, mask: (B, L, D) features and (B, L) mask of the prompts.
         rng: key of the initial noise N(0, I) (ignored when `noise` is given).
         steps: number of Euler steps.
-        cfg_scale: guidance weight w; w = 1 runs the unguided model once per step (no uncond pass).
+        cfg_scale: guidance weight w; w = 1 runs the unguided model once per step (no uncond pass,
+            so `cfg_rescale` has nothing to rescale: v = v_c).
         cfg_rescale: φ; cfg_interval_start: guidance applies where t ≥ start.
         time_shift: None for the uniform grid, s for the shifted grid `s·t/(1+(s−1)t)`.
         noise: optional explicit initial noise of `shape`.

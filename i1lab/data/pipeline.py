@@ -30,7 +30,11 @@ def example_dataset(data: DataSpec, seed: int) -> grain.MapDataset:
         count = effective_count(source, data.subset_count)
         src = open_source(source, data.resolution, count, seed)
         parts.append(grain.MapDataset.source(src).seed(seed * 1009 + i).shuffle().repeat())
-    mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, [weights[s.name] for s in kept_sources(data)])
+    mixed = (
+        parts[0]
+        if len(parts) == 1
+        else grain.MapDataset.mix(parts, [weights[s.name] for s in kept_sources(data)])
+    )
     fraction = data.long_caption_fraction
     return mixed.random_map(lambda ex, rng: _pick_caption(ex, rng, fraction), seed=seed + 7)
 

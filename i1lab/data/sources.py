@@ -36,4 +36,6 @@ class ShapesSource:
 def open_source(spec: SourceSpec, resolution: int, count: int, seed: int) -> ShapesSource:
     if spec.kind == "shapes":
         return ShapesSource(spec, resolution, count, seed)
-    raise NotImplementedError(f"data source kind {spec.kind!r} ({spec.name}) is not readable on this build yet")
+    raise NotImplementedError(
+        f"data source kind {spec.kind!r} ({spec.name}) is not readable on this build yet"
+    )

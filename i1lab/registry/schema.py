@@ -63,7 +63,9 @@ class RunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     members: Mapped[list[StudyRunRow]] = relationship(back_populates="run")
-    checkpoints: Mapped[list[CheckpointRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    checkpoints: Mapped[list[CheckpointRow]] = relationship(
+        back_populates="run", cascade="all, delete-orphan"
+    )
     scores: Mapped[list[ScoreRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
 

@@ -136,7 +136,7 @@ class Registry:
         self.engine = engine or make_engine(self.url)
         try:
             migrate(self.engine)
-        except Exception as exc:  # noqa: BLE001 - surfaced as one line
+        except Exception as exc:
             raise I1labError(f"cannot open the registry at {self.url}: {exc}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -182,8 +182,14 @@ class Registry:
         with self.session() as s:
             row = s.scalar(select(StudyRow).where(StudyRow.name == study))
             if row is None:
-                row = StudyRow(name=study, file=file, profile=profile, description=description,
-                               created_at=t, updated_at=t)
+                row = StudyRow(
+                    name=study,
+                    file=file,
+                    profile=profile,
+                    description=description,
+                    created_at=t,
+                    updated_at=t,
+                )
                 s.add(row)
                 s.flush()
             else:
@@ -193,23 +199,51 @@ class Registry:
                 row.description = description or row.description
             study_id = row.id
             status = "imported" if imported else "queued"
-            self._insert(s, RunRow, [
-                {"hash": m.hash, "spec": m.spec, "status": status, "step": 0, "total_steps": m.total_steps,
-                 "params": m.params, "workdir": m.workdir, "imported": imported, "attempts": 0,
-                 "created_at": t, "updated_at": t}
-                for m in members
-            ], ["hash"])
-            ids = {r.hash: r.id for r in s.execute(
-                select(RunRow.hash, RunRow.id).where(RunRow.hash.in_([m.hash for m in members])))}
+            self._insert(
+                s,
+                RunRow,
+                [
+                    {
+                        "hash": m.hash,
+                        "spec": m.spec,
+                        "status": status,
+                        "step": 0,
+                        "total_steps": m.total_steps,
+                        "params": m.params,
+                        "workdir": m.workdir,
+                        "imported": imported,
+                        "attempts": 0,
+                        "created_at": t,
+                        "updated_at": t,
+                    }
+                    for m in members
+                ],
+                ["hash"],
+            )
+            ids = {
+                r.hash: r.id
+                for r in s.execute(
+                    select(RunRow.hash, RunRow.id).where(RunRow.hash.in_([m.hash for m in members]))
+                )
+            }
             fields: list[dict[str, Any]] = []
             for m in members:
                 fields.extend(field_row(ids[m.hash], k, v) for k, v in flatten(m.spec).items())
             self._insert(s, RunFieldRow, fields, ["run_id", "key"])
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study_id))
             for pos, m in enumerate(members):
-                s.add(StudyRunRow(study_id=study_id, name=m.name, run_id=ids[m.hash], label=m.label,
-                                  is_baseline=m.is_baseline, baseline=m.baseline, varied=m.varied,
-                                  position=pos))
+                s.add(
+                    StudyRunRow(
+                        study_id=study_id,
+                        name=m.name,
+                        run_id=ids[m.hash],
+                        label=m.label,
+                        is_baseline=m.is_baseline,
+                        baseline=m.baseline,
+                        varied=m.varied,
+                        position=pos,
+                    )
+                )
             return {m.name: ids[m.hash] for m in members}
 
     def run(self, run_id: int) -> RunRecord:
@@ -227,8 +261,12 @@ class Registry:
                 row = s.get(RunRow, int(ref))
             if row is None and "/" in ref:
                 study, name = ref.split("/", 1)
-                row = s.scalar(select(RunRow).join(StudyRunRow).join(StudyRow)
-                               .where(StudyRow.name == study, StudyRunRow.name == name))
+                row = s.scalar(
+                    select(RunRow)
+                    .join(StudyRunRow)
+                    .join(StudyRow)
+                    .where(StudyRow.name == study, StudyRunRow.name == name)
+                )
             if row is None and len(ref) >= 6:
                 rows = list(s.scalars(select(RunRow).where(RunRow.hash.startswith(ref)).limit(2)))
                 if len(rows) > 1:
@@ -258,13 +296,20 @@ class Registry:
 
     def add_checkpoint(self, run_id: int, step: int, path: str | None, permanent: bool) -> None:
         with self.session() as s:
-            self._insert(s, CheckpointRow, [{"run_id": run_id, "step": step, "path": path,
-                                             "permanent": permanent, "created_at": now()}], ["run_id", "step"])
+            self._insert(
+                s,
+                CheckpointRow,
+                [{"run_id": run_id, "step": step, "path": path, "permanent": permanent, "created_at": now()}],
+                ["run_id", "step"],
+            )
 
     def checkpoints(self, run_id: int) -> list[tuple[int, str | None, bool]]:
         with self.session() as s:
-            rows = s.execute(select(CheckpointRow.step, CheckpointRow.path, CheckpointRow.permanent)
-                             .where(CheckpointRow.run_id == run_id).order_by(CheckpointRow.step))
+            rows = s.execute(
+                select(CheckpointRow.step, CheckpointRow.path, CheckpointRow.permanent)
+                .where(CheckpointRow.run_id == run_id)
+                .order_by(CheckpointRow.step)
+            )
             return [(r[0], r[1], r[2]) for r in rows]
 
     def add_scores(self, scores: list[ScoreRecord]) -> None:
@@ -274,45 +319,74 @@ class Registry:
         t = now()
         with self.session() as s:
             for sc in scores:
-                s.execute(delete(ScoreRow).where(
-                    ScoreRow.run_id == sc.run_id, ScoreRow.step == sc.step, ScoreRow.benchmark == sc.benchmark,
-                    ScoreRow.metric == sc.metric, ScoreRow.judge == sc.judge))
+                s.execute(
+                    delete(ScoreRow).where(
+                        ScoreRow.run_id == sc.run_id,
+                        ScoreRow.step == sc.step,
+                        ScoreRow.benchmark == sc.benchmark,
+                        ScoreRow.metric == sc.metric,
+                        ScoreRow.judge == sc.judge,
+                    )
+                )
             s.add_all([ScoreRow(**sc.model_dump(), created_at=t) for sc in scores])
 
     def scores(self, run_ids: Iterable[int]) -> list[ScoreRecord]:
         ids = list(run_ids)
         with self.session() as s:
-            rows = s.scalars(select(ScoreRow).where(ScoreRow.run_id.in_(ids))
-                             .order_by(ScoreRow.run_id, ScoreRow.step, ScoreRow.benchmark, ScoreRow.metric))
+            rows = s.scalars(
+                select(ScoreRow)
+                .where(ScoreRow.run_id.in_(ids))
+                .order_by(ScoreRow.run_id, ScoreRow.step, ScoreRow.benchmark, ScoreRow.metric)
+            )
             return [ScoreRecord.model_validate(r) for r in rows]
 
     # --- reading studies ---------------------------------------------------------------------------
     def studies(self) -> list[StudyRecord]:
         with self.session() as s:
-            return [StudyRecord.model_validate(r) for r in s.scalars(select(StudyRow).order_by(StudyRow.name))]
+            return [
+                StudyRecord.model_validate(r) for r in s.scalars(select(StudyRow).order_by(StudyRow.name))
+            ]
 
     def study(self, name: str) -> StudyRecord:
         with self.session() as s:
             row = s.scalar(select(StudyRow).where(StudyRow.name == name))
             if row is None:
-                known = ", ".join(r.name for r in s.scalars(select(StudyRow).order_by(StudyRow.name))) or "none"
+                known = (
+                    ", ".join(r.name for r in s.scalars(select(StudyRow).order_by(StudyRow.name))) or "none"
+                )
                 raise I1labError(f"no study named {name!r} in the registry (known: {known})")
             return StudyRecord.model_validate(row)
 
     def members(self, study: str) -> list[MemberRecord]:
         rec = self.study(study)
         with self.session() as s:
-            rows = s.execute(select(StudyRunRow, RunRow).join(RunRow, RunRow.id == StudyRunRow.run_id)
-                             .where(StudyRunRow.study_id == rec.id).order_by(StudyRunRow.position)).all()
-            members = [(m.name, m.label, m.is_baseline, m.baseline, m.varied or {}, RunRecord.model_validate(r))
-                       for m, r in rows]
+            rows = s.execute(
+                select(StudyRunRow, RunRow)
+                .join(RunRow, RunRow.id == StudyRunRow.run_id)
+                .where(StudyRunRow.study_id == rec.id)
+                .order_by(StudyRunRow.position)
+            ).all()
+            members = [
+                (m.name, m.label, m.is_baseline, m.baseline, m.varied or {}, RunRecord.model_validate(r))
+                for m, r in rows
+            ]
         scores = self.scores(r.id for *_, r in members)
         by_run: dict[int, list[ScoreRecord]] = {}
         for sc in scores:
             by_run.setdefault(sc.run_id, []).append(sc)
-        return [MemberRecord(study=study, name=n, label=lb, is_baseline=b, baseline=bl, varied=v, run=r,
-                             scores=by_run.get(r.id, []))
-                for n, lb, b, bl, v, r in members]
+        return [
+            MemberRecord(
+                study=study,
+                name=n,
+                label=lb,
+                is_baseline=b,
+                baseline=bl,
+                varied=v,
+                run=r,
+                scores=by_run.get(r.id, []),
+            )
+            for n, lb, b, bl, v, r in members
+        ]
 
     def runs(self, status: Iterable[str] | None = None, limit: int = 1000) -> list[RunRecord]:
         with self.session() as s:

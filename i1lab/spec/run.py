@@ -11,10 +11,11 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from i1lab.spec.catalog import BENCHMARKS, SIZES, TEXT_ENCODERS, VAES
 
-COSMETIC = {"semantic": False}
+COSMETIC: JsonDict = {"semantic": False}
 
 
 class Strict(BaseModel):
@@ -25,7 +26,9 @@ class Strict(BaseModel):
 
 class TextEncoderSpec(Strict):
     type: str = Field("T5Gemma", description="text encoder name (DESIGN_SPACE.md §4.1)")
-    token_len: Annotated[int, Field(ge=1, le=4096)] | None = Field(None, description="override the token count")
+    token_len: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        None, description="override the token count"
+    )
     drop_prob: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         None, description="per-encoder caption dropout; default: train.caption_dropout shared by all encoders"
     )
@@ -74,7 +77,9 @@ class ModelSpec(Strict):
     swiglu: bool = True
     rmsnorm: bool = True
     wo_shift: bool = False
-    refiner_layers: Annotated[int, Field(ge=0)] | None = Field(None, description="single_stream only; default 2")
+    refiner_layers: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="single_stream only; default 2"
+    )
     vae: Literal["flux2", "flux", "qwenimage", "identity"] = "flux2"
     precision: Literal["float32", "bfloat16"] = "float32"
 
@@ -164,7 +169,7 @@ def _paper_sources() -> list[SourceSpec]:
         "gpt_edit": (1_553_575, "synthetic"),
         "midjourney_v6": (1_240_185, "synthetic"),
     }
-    return [SourceSpec(name=n, kind="tfrecord", count=c, group=g) for n, (c, g) in counts.items()]  # type: ignore[arg-type]
+    return [SourceSpec(name=n, kind="tfrecord", count=c, group=g) for n, (c, g) in counts.items()]
 
 
 class DataSpec(Strict):
@@ -213,7 +218,8 @@ class TrainSpec(Strict):
     def _cadence(self) -> TrainSpec:
         if self.keep_every % self.checkpoint_every:
             raise ValueError(
-                f"keep_every ({self.keep_every}) must be a multiple of checkpoint_every ({self.checkpoint_every})"
+                f"keep_every ({self.keep_every}) must be a multiple of "
+                f"checkpoint_every ({self.checkpoint_every})"
             )
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
@@ -226,8 +232,12 @@ class SamplingSpec(Strict):
     cfg_rescale: Annotated[float, Field(ge=0, le=1)] = 0.0
     cfg_interval_start: Annotated[float, Field(ge=0, le=1)] = 0.0
     time_grid: Literal["uniform", "shifted"] = "uniform"
-    time_shift: Annotated[float, Field(gt=0)] = Field(0.3, description="s of the shifted grid; ignored for uniform")
-    prompt_variant: str = Field("original", pattern=r"^(original|simple_rewrite|complex_rewrite|repeated\d+)$")
+    time_shift: Annotated[float, Field(gt=0)] = Field(
+        0.3, description="s of the shifted grid; ignored for uniform"
+    )
+    prompt_variant: str = Field(
+        "original", pattern=r"^(original|simple_rewrite|complex_rewrite|repeated\d+)$"
+    )
     seed: int = 42
 
 
@@ -237,7 +247,9 @@ class EvalSpec(Strict):
         None, description="evaluate every N steps; default: each permanent checkpoint and the last step"
     )
     images_per_prompt: Annotated[int, Field(ge=1)] | None = None
-    prompts_per_tag: Annotated[int, Field(ge=1)] = Field(8, description="prompt count per tag (shapes benchmark)")
+    prompts_per_tag: Annotated[int, Field(ge=1)] = Field(
+        8, description="prompt count per tag (shapes benchmark)"
+    )
 
     @field_validator("benchmarks")
     @classmethod

@@ -174,7 +174,9 @@ def _check_paths(study: Study) -> None:
         axes = overlay.get("axes")
         if axes is not None:
             if not isinstance(axes, dict):
-                raise SpecError("profile axes must be a mapping", where=study.locate(("profiles", name, "axes")))
+                raise SpecError(
+                    "profile axes must be a mapping", where=study.locate(("profiles", name, "axes"))
+                )
             checks += [(p, ("profiles", name, "axes", p)) for p in axes]
     for dotted, where in checks:
         if dotted in ("name", "label"):

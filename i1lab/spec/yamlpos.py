@@ -49,9 +49,13 @@ def _build(
                 raise SpecError("mapping keys must be plain strings", where=_loc(key_node, file))
             key = str(loader.construct_object(key_node))
             if key == "<<":
-                raise SpecError("YAML merge keys (<<) are not supported; use extends:", where=_loc(key_node, file))
+                raise SpecError(
+                    "YAML merge keys (<<) are not supported; use extends:", where=_loc(key_node, file)
+                )
             if key in out:
-                raise SpecError("duplicate key", key=".".join(map(str, (*path, key))), where=_loc(key_node, file))
+                raise SpecError(
+                    "duplicate key", key=".".join(map(str, (*path, key))), where=_loc(key_node, file)
+                )
             where[(*path, key)] = _loc(key_node, file)
             out[key] = _build(value_node, loader, file, (*path, key), where)
         return out

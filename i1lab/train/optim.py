@@ -1,4 +1,4 @@
-"""The optimizer of a run (DESIGN_SPACE.md §9): clip -> Adam(b1, b2, eps, mu dtype) -> -lr, frozen leaves zeroed."""
+"""The optimizer of a run (DESIGN_SPACE.md §9): clip, Adam, -lr; frozen leaves get zero updates."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def frozen_mask(params: Any) -> Any:
     """True for parameters that never change (the sinusoidal ``pos_embed`` table)."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     names = {
-        jax.tree_util.keystr(path): any(getattr(k, "key", None) == "pos_embed" for k in path) for path, _ in flat
+        jax.tree_util.keystr(path): any(getattr(k, "key", None) == "pos_embed" for k in path)
+        for path, _ in flat
     }
     return jax.tree_util.tree_map_with_path(lambda path, _: names[jax.tree_util.keystr(path)], params)
 
@@ -33,5 +34,7 @@ def make_optimizer(train: TrainSpec, params: Any) -> optax.GradientTransformatio
         chain.append(optax.add_decayed_weights(train.weight_decay))
     chain.append(optax.scale(-train.lr))
     tx = optax.chain(*chain)
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                                 jax.tree_util.tree_map(lambda f: "frozen" if f else "train", frozen))
+    return optax.multi_transform(
+        {"train": tx, "frozen": optax.set_to_zero()},
+        jax.tree_util.tree_map(lambda f: "frozen" if f else "train", frozen),
+    )

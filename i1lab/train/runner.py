@@ -81,10 +81,13 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
     params = init_variables(config, init_rng)["params"]
     tx = make_optimizer(t, params)
     frozen = frozen_mask(params)
-    state = TrainState(jnp.zeros((), jnp.int32), params, jax.tree_util.tree_map(jnp.copy, params), tx.init(params))
+    state = TrainState(
+        jnp.zeros((), jnp.int32), params, jax.tree_util.tree_map(jnp.copy, params), tx.init(params)
+    )
 
-    ckpts = Checkpoints(workdir / "checkpoints", every=t.checkpoint_every, keep_every=t.keep_every,
-                        total_steps=t.steps)
+    ckpts = Checkpoints(
+        workdir / "checkpoints", every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps
+    )
     start = 0
     latest = ckpts.latest_step()
     if latest is not None:
@@ -94,9 +97,16 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
     hooks.on_step(start)
 
     step_fn = make_train_step(
-        model, tx, frozen, ema_decay=t.ema_decay, drop_prob=t.caption_dropout,
-        lognorm=spec.diffusion.timestep_sampling == "lognorm", lognorm_mean=spec.diffusion.lognorm_mean,
-        lognorm_std=spec.diffusion.lognorm_std, train_shift=spec.diffusion.train_shift, grad_accum=t.grad_accum,
+        model,
+        tx,
+        frozen,
+        ema_decay=t.ema_decay,
+        drop_prob=t.caption_dropout,
+        lognorm=spec.diffusion.timestep_sampling == "lognorm",
+        lognorm_mean=spec.diffusion.lognorm_mean,
+        lognorm_std=spec.diffusion.lognorm_std,
+        train_shift=spec.diffusion.train_shift,
+        grad_accum=t.grad_accum,
     )
     stream = BatchStream(spec.data, t.batch_size, t.seed)
     encoder = TextEncoder(spec)
@@ -117,7 +127,7 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
             if step + 1 < t.steps:
                 pending = pool.submit(_batch, spec, stream, encoder, step + 1)
             rng = jax.random.fold_in(step_root, step)
-            state, metrics = step_fn(state, batch, rng)
+            state, metrics = step_fn(state, {k: jnp.asarray(v) for k, v in batch.items()}, rng)
             window_steps += 1
             done = step + 1
             if done % t.log_every == 0 or done == t.steps or done <= 3:
@@ -127,8 +137,11 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
                     raise RunFailed(f"loss became {m['loss']} at step {done}")
                 elapsed = time.perf_counter() - window_start
                 record = {
-                    "step": done, **m, "lr": t.lr,
-                    "step_time": elapsed / window_steps, "images_per_s": window_steps * t.batch_size / elapsed,
+                    "step": done,
+                    **m,
+                    "lr": t.lr,
+                    "step_time": elapsed / window_steps,
+                    "images_per_s": window_steps * t.batch_size / elapsed,
                     "data_wait": window_wait / window_steps,
                 }
                 with metrics_path.open("a") as f:

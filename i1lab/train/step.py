@@ -28,8 +28,11 @@ class StepMetrics(NamedTuple):
 
 
 def _norm(tree: Any, mask: Any) -> jax.Array:
-    leaves = [jnp.sum(jnp.square(x.astype(jnp.float32)))
-              for x, m in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(mask), strict=True) if not m]
+    leaves = [
+        jnp.sum(jnp.square(x.astype(jnp.float32)))
+        for x, m in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(mask), strict=True)
+        if not m
+    ]
     return jnp.sqrt(sum(leaves, jnp.float32(0.0)))
 
 
@@ -50,14 +53,24 @@ def make_train_step(
 
     def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array) -> jax.Array:
         return velocity_loss(
-            model.apply, {"params": params}, batch["latents"], batch["text"], batch["mask"], rng,
-            drop_prob=drop_prob, lognorm=lognorm, lognorm_mean=lognorm_mean, lognorm_std=lognorm_std,
+            model.apply,
+            {"params": params},
+            batch["latents"],
+            batch["text"],
+            batch["mask"],
+            rng,
+            drop_prob=drop_prob,
+            lognorm=lognorm,
+            lognorm_mean=lognorm_mean,
+            lognorm_std=lognorm_std,
             train_shift=train_shift,
         )
 
     grad_fn = jax.value_and_grad(loss_fn)
 
-    def step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[TrainState, StepMetrics]:
+    def step(
+        state: TrainState, batch: dict[str, jax.Array], rng: jax.Array
+    ) -> tuple[TrainState, StepMetrics]:
         if grad_accum == 1:
             loss, grads = grad_fn(state.params, batch, rng)
         else:

@@ -13,8 +13,14 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 def i1lab(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "I1LAB_HOME": str(home), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "i1lab", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "i1lab", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_plan_json_lists_every_run_with_hash_status_and_spec(home: Path) -> None:
@@ -33,9 +39,18 @@ def test_plan_json_lists_every_run_with_hash_status_and_spec(home: Path) -> None
 
 def test_bad_specs_exit_nonzero_with_one_line_and_write_nothing(home: Path, tmp_path: Path) -> None:
     cases = {
-        "unknown.yaml": ("run:\n  model: {adaptr: {type: mlp}}\n", "model.adaptr: unknown key (did you mean 'adapter'?)"),
-        "type.yaml": ("run:\n  train: {batch_size: big}\n", "train.batch_size: Input should be a valid integer"),
-        "value.yaml": ("run:\n  sampling: {cfg_rescale: 3}\n", "sampling.cfg_rescale: Input should be less than"),
+        "unknown.yaml": (
+            "run:\n  model: {adaptr: {type: mlp}}\n",
+            "model.adaptr: unknown key (did you mean 'adapter'?)",
+        ),
+        "type.yaml": (
+            "run:\n  train: {batch_size: big}\n",
+            "train.batch_size: Input should be a valid integer",
+        ),
+        "value.yaml": (
+            "run:\n  sampling: {cfg_rescale: 3}\n",
+            "sampling.cfg_rescale: Input should be less than",
+        ),
     }
     for name, (body, expected) in cases.items():
         path = tmp_path / name
@@ -57,10 +72,15 @@ def test_missing_study_file_and_unknown_study(home: Path) -> None:
 
 
 def test_help_does_not_import_heavy_libraries(home: Path) -> None:
-    code = ("import sys; sys.argv=['i1lab','--help']\nfrom i1lab.cli import main\ntry:\n  main()\nexcept SystemExit:\n"
-            "  pass\nheavy=[m for m in ('jax','ray','mlflow','flax','optax') if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    code = (
+        "import sys; sys.argv=['i1lab','--help']\nfrom i1lab.cli import main\n"
+        "try:\n  main()\nexcept SystemExit:\n  pass\n"
+        "heavy=[m for m in ('jax','ray','mlflow','flax','optax') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
     assert "HEAVY []" in res.stdout, res.stdout + res.stderr
 
 

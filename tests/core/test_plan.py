@@ -26,9 +26,13 @@ def test_hash_ignores_resources_and_eval_bookkeeping() -> None:
 def test_every_semantic_field_changes_the_hash() -> None:
     base = content_hash(RunSpec())
     changes = [
-        {"model": {"adapter": {"type": "transformer"}}}, {"model": {"long_skip": False}},
-        {"train": {"lr": 2e-4}}, {"train": {"seed": 1}}, {"data": {"resolution": 512}},
-        {"sampling": {"cfg_scale": 5.0}}, {"diffusion": {"train_shift": 0.3}},
+        {"model": {"adapter": {"type": "transformer"}}},
+        {"model": {"long_skip": False}},
+        {"train": {"lr": 2e-4}},
+        {"train": {"seed": 1}},
+        {"data": {"resolution": 512}},
+        {"sampling": {"cfg_scale": 5.0}},
+        {"diffusion": {"train_shift": 0.3}},
         {"data": {"mixing": {"strategy": "equal"}}},
     ]
     hashes = {content_hash(RunSpec.model_validate(c)) for c in changes}
@@ -41,8 +45,10 @@ def test_yaml_formatting_does_not_change_the_hash(tmp_path: Path) -> None:
     sub = tmp_path / "deeper"
     sub.mkdir()
     b = sub / "b.yaml"
-    b.write_text(f"# another file, another place\nextends: {EXPERIMENTS / 'baseline.yaml'}\n"
-                 "run:\n  train.seed: 3\n  train.lr: 2.0e-4\n")
+    b.write_text(
+        f"# another file, another place\nextends: {EXPERIMENTS / 'baseline.yaml'}\n"
+        "run:\n  train.seed: 3\n  train.lr: 2.0e-4\n"
+    )
     assert expand(load_study(a))[0].hash == expand(load_study(b))[0].hash
 
 

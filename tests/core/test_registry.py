@@ -14,9 +14,16 @@ from i1lab.registry.schema import Base
 
 
 def member(name: str, digest: str, baseline: bool = False, lr: float = 1e-4) -> PlannedMember:
-    return PlannedMember(name=name, label=name, hash=digest, is_baseline=baseline, baseline="baseline",
-                         varied={}, spec={"name": name, "train": {"lr": lr, "steps": 10}, "model": {"adaln": True}},
-                         total_steps=10)
+    return PlannedMember(
+        name=name,
+        label=name,
+        hash=digest,
+        is_baseline=baseline,
+        baseline="baseline",
+        varied={},
+        spec={"name": name, "train": {"lr": lr, "steps": 10}, "model": {"adaln": True}},
+        total_steps=10,
+    )
 
 
 def test_migrations_create_the_orm_schema(home: Path) -> None:
@@ -46,9 +53,15 @@ def test_record_plan_is_idempotent_and_shares_runs(home: Path) -> None:
 def test_scores_replace_same_key_and_keep_judges_apart(home: Path) -> None:
     reg = Registry()
     rid = reg.record_plan("s", [member("baseline", "c" * 64, True)])["baseline"]
-    reg.add_scores([ScoreRecord(run_id=rid, step=10, benchmark="shapes", metric="overall", judge="j1", value=0.1)])
-    reg.add_scores([ScoreRecord(run_id=rid, step=10, benchmark="shapes", metric="overall", judge="j1", value=0.3),
-                    ScoreRecord(run_id=rid, step=10, benchmark="shapes", metric="overall", judge="j2", value=0.5)])
+    reg.add_scores(
+        [ScoreRecord(run_id=rid, step=10, benchmark="shapes", metric="overall", judge="j1", value=0.1)]
+    )
+    reg.add_scores(
+        [
+            ScoreRecord(run_id=rid, step=10, benchmark="shapes", metric="overall", judge="j1", value=0.3),
+            ScoreRecord(run_id=rid, step=10, benchmark="shapes", metric="overall", judge="j2", value=0.5),
+        ]
+    )
     got = {(s.judge, s.value) for s in reg.scores([rid])}
     assert got == {("j1", 0.3), ("j2", 0.5)}
 

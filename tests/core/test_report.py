@@ -10,19 +10,44 @@ from i1lab.report import ablation_table, fmt_delta, render_csv, render_markdown
 
 def run(rid: int) -> RunRecord:
     t = datetime(2026, 1, 1)
-    return RunRecord(id=rid, hash=f"{rid:064d}", spec={}, status="finished", reason=None, step=10, total_steps=10,
-                     params=None, workdir=None, imported=False, attempts=1, mlflow_run_id=None, created_at=t,
-                     started_at=t, finished_at=t, updated_at=t)
+    return RunRecord(
+        id=rid,
+        hash=f"{rid:064d}",
+        spec={},
+        status="finished",
+        reason=None,
+        step=10,
+        total_steps=10,
+        params=None,
+        workdir=None,
+        imported=False,
+        attempts=1,
+        mlflow_run_id=None,
+        created_at=t,
+        started_at=t,
+        finished_at=t,
+        updated_at=t,
+    )
 
 
 def score(rid: int, step: int, value: float, bench: str = "shapes", metric: str = "overall") -> ScoreRecord:
-    return ScoreRecord(run_id=rid, step=step, benchmark=bench, metric=metric, judge="exact-pixel", value=value)
+    return ScoreRecord(
+        run_id=rid, step=step, benchmark=bench, metric=metric, judge="exact-pixel", value=value
+    )
 
 
 def members() -> list[MemberRecord]:
     def m(name: str, rid: int, scores: list[ScoreRecord], is_base: bool = False) -> MemberRecord:
-        return MemberRecord(study="s", name=name, label=None, is_baseline=is_base, baseline="baseline", varied={},
-                            run=run(rid), scores=scores)
+        return MemberRecord(
+            study="s",
+            name=name,
+            label=None,
+            is_baseline=is_base,
+            baseline="baseline",
+            varied={},
+            run=run(rid),
+            scores=scores,
+        )
 
     return [
         m("v1", 2, [score(2, 5, 0.30), score(2, 10, 0.50), score(2, 10, 0.9, metric="tag/colors")]),

@@ -32,7 +32,11 @@ def error_of(path: Path, profile: str | None = None) -> str:
 def test_adapter_study_expands_to_baseline_plus_three() -> None:
     variants = expand(load_study(EXPERIMENTS / "adapter_size.yaml"), "tiny")
     assert [v.name for v in variants] == [
-        "baseline", "adapter=transformer-1", "adapter=transformer-2", "adapter=transformer-3"]
+        "baseline",
+        "adapter=transformer-1",
+        "adapter=transformer-2",
+        "adapter=transformer-3",
+    ]
     assert variants[0].is_baseline and not any(v.is_baseline for v in variants[1:])
     assert {v.spec.model.adapter.blocks for v in variants[1:]} == {1, 2, 3}
     # the profile applies to every run, and axes override it only where they vary
@@ -106,11 +110,15 @@ def test_unknown_profile(tmp_path: Path) -> None:
 
 
 def test_grid_seeds_and_variants(tmp_path: Path) -> None:
-    path = base_extends(tmp_path, (
-        "grid:\n  model.backbone: [cross_attn]\n  model.long_skip: [true, false]\n"
-        "axes:\n  model.adaln: [false]\n"
-        "variants:\n  - {name: big, label: Big lr, set: {train.lr: 0.001, train.b2: 0.99}}\n"
-        "seeds: [0, 1]\n"))
+    path = base_extends(
+        tmp_path,
+        (
+            "grid:\n  model.backbone: [cross_attn]\n  model.long_skip: [true, false]\n"
+            "axes:\n  model.adaln: [false]\n"
+            "variants:\n  - {name: big, label: Big lr, set: {train.lr: 0.001, train.b2: 0.99}}\n"
+            "seeds: [0, 1]\n"
+        ),
+    )
     variants = expand(load_study(path), "tiny")
     names = [v.name for v in variants]
     assert len(names) == 2 * 3 * 2  # cells x (baseline, axis, variant) x seeds

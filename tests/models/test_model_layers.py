@@ -9,7 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.config import ModelConfig
-from models.layers import Attention, LayerNorm, RMSNorm, SwiGLU, attend, modulate, timestep_features
+from models.layers import (
+    Attention,
+    LayerNorm,
+    RMSNorm,
+    SwiGLU,
+    TransformerBlock,
+    attend,
+    modulate,
+    timestep_features,
+)
 
 
 def test_timestep_features_are_cos_first_and_unscaled() -> None:
@@ -76,3 +85,35 @@ def test_modulate_with_and_without_shift() -> None:
     x, shift, scale = jnp.ones((1, 2, 3)), jnp.full((1, 1, 3), 0.5), jnp.full((1, 1, 3), 2.0)
     np.testing.assert_allclose(np.asarray(modulate(x, shift, scale)), 3.5)
     np.testing.assert_allclose(np.asarray(modulate(x, None, scale)), 3.0)
+
+
+def test_prenorm_block_with_layernorm_and_gelu_mlp_matches_numpy() -> None:
+    """The adapter / image-connector block, in its LayerNorm + GELU(tanh) MLP variant (§2, §4.2)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    block = TransformerBlock(heads=2, ffn_hidden=16, use_qknorm=True, use_swiglu=False, use_rmsnorm=False)
+    params = block.init(jax.random.key(0), jnp.asarray(x))["params"]
+    params = jax.tree_util.tree_map(
+        lambda a: np.asarray(a) + rng.normal(0, 0.1, a.shape).astype(np.float32), params
+    )
+    out = np.asarray(block.apply({"params": params}, jnp.asarray(x)))
+
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+
+    def ln(q: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
+        c = h - h.mean(-1, keepdims=True)
+        return c / np.sqrt((c**2).mean(-1, keepdims=True) + 1e-6) * q["scale"] + q["bias"]
+
+    def dense(q: dict[str, np.ndarray], h: np.ndarray) -> np.ndarray:
+        return h @ q["kernel"] + q["bias"]
+
+    h = ln(p["norm1"], x.astype(np.float64))
+    qkv = dense(p["attn"]["qkv"], h).reshape(2, 5, 3, 2, 4)
+    q, k, v = ln(p["attn"]["q_norm"], qkv[:, :, 0]), ln(p["attn"]["k_norm"], qkv[:, :, 1]), qkv[:, :, 2]
+    logits = np.einsum("bqhd,bkhd->bhqk", q / 2.0, k)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    y = x + dense(p["attn"]["proj"], np.einsum("bhqk,bkhd->bqhd", probs, v).reshape(2, 5, 8))
+    m = dense(p["mlp"]["fc1"], ln(p["norm2"], y))
+    gelu = 0.5 * m * (1 + np.tanh(np.sqrt(2 / np.pi) * (m + 0.044715 * m**3)))
+    np.testing.assert_allclose(out, y + dense(p["mlp"]["fc2"], gelu), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,103 @@
+"""A real study through the real stack: CLI -> registry -> local Ray -> Flax training -> scoring -> MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+MICRO = """\
+study: adapter_micro
+extends: {adapter}
+axes:
+  model.adapter:
+    - {{type: transformer, blocks: 1}}
+profiles:
+  tiny:
+    train.steps: 20
+    train.checkpoint_every: 10
+    train.keep_every: 20
+    train.log_every: 5
+    sampling.steps: 4
+    eval.prompts_per_tag: 1
+    eval.images_per_prompt: 2
+"""
+
+
+def i1lab(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "I1LAB_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "i1lab", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> None:
+    study = tmp_path / "micro.yaml"
+    study.write_text(MICRO.format(adapter=EXPERIMENTS / "adapter_size.yaml"))
+
+    first = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", home=home)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 runs — 2 new, 0 reused" in first.stdout
+    assert "adapter=transformer-1" in first.stdout and "shapes/overall" in first.stdout
+
+    from i1lab.registry import Registry
+
+    reg = Registry()
+    members = reg.members("adapter_micro")
+    assert [m.name for m in members] == ["baseline", "adapter=transformer-1"]
+    for m in members:
+        assert m.run.status == "finished" and m.run.step == 20, m.run.reason
+        headline = [s for s in m.scores if (s.benchmark, s.metric, s.step) == ("shapes", "overall", 20)]
+        assert len(headline) == 1 and headline[0].judge == "exact-pixel" and 0.0 <= headline[0].value <= 1.0
+        assert [c[0] for c in reg.checkpoints(m.run.id)] == [10, 20]
+        workdir = Path(m.run.workdir or "")
+        lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+        assert lines[-1]["step"] == 20 and all(k in lines[-1] for k in ("loss", "grad_norm", "images_per_s"))
+        layout = workdir / "eval" / "shapes" / "step_0000020"
+        assert (layout / "00000" / "metadata.jsonl").is_file() and (
+            layout / "00000" / "samples" / "00001.png"
+        ).is_file()
+
+    # A second submit of the same study creates nothing and does not start Ray.
+    t0 = time.perf_counter()
+    second = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", home=home)
+    elapsed = time.perf_counter() - t0
+    assert second.returncode == 0, second.stderr
+    assert "2 runs — 0 new, 2 reused" in second.stdout
+    assert len(Registry().runs()) == 2 and elapsed < 30
+
+    compare = i1lab("compare", "adapter_micro", "--format", "json", home=home)
+    table = json.loads(compare.stdout)
+    assert [r["name"] for r in table["rows"]] == ["baseline", "adapter=transformer-1"]
+    base, variant = (r["cells"][0] for r in table["rows"])
+    assert abs(variant["delta"] - (variant["value"] - base["value"])) < 1e-12
+
+    query = i1lab(
+        "query", "model.adapter.type = transformer and status = finished", "--format", "json", home=home
+    )
+    assert [r["name"] for r in json.loads(query.stdout)] == ["adapter=transformer-1"]
+
+    # The MLflow mirror: parent run + one child per run, flattened params and scores per step.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("adapter_micro")
+    runs = client.search_runs([exp.experiment_id])
+    children = {r.data.tags["mlflow.runName"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert set(children) == {"baseline", "adapter=transformer-1"} and len(runs) == 3
+    child = children["adapter=transformer-1"]
+    assert child.data.params["model.adapter.type"] == "transformer"
+    assert child.data.metrics["shapes/overall"] == next(
+        s.value for s in members[1].scores if s.metric == "overall" and s.step == 20
+    )
+    assert len(client.get_metric_history(child.info.run_id, "loss")) >= 4
