@@ -29,25 +29,6 @@ StudyArg = Annotated[Path, typer.Argument(help="study file (YAML)", show_default
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="scale profile, e.g. tiny")]
 
 
-def _plan(study_file: Path, profile: str | None, *, read_only: bool) -> tuple[object, object]:
-    from i1lab.plan import ExistingRun, expand, make_plan
-    from i1lab.spec import load_study
-
-    study = load_study(study_file)
-    variants = expand(study, profile)
-    existing: dict[str, ExistingRun] = {}
-    registry = None
-    if not read_only or _registry_exists():
-        from i1lab.registry import Registry
-
-        registry = Registry()
-        existing = {
-            h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
-            for h, r in registry.existing(v.hash for v in variants).items()
-        }
-    return make_plan(study, variants, existing, profile), registry
-
-
 def _registry_exists() -> bool:
     from i1lab import paths
 
@@ -59,49 +40,32 @@ def _registry_exists() -> bool:
 
 @app.command()
 def plan(
-    study: StudyArg,
+    studies: Annotated[list[Path], typer.Argument(help="study files (YAML); several are planned together")],
     profile: ProfileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Validate a study and show the runs it expands to: new, reused or to resume."""
-    from i1lab.plan import Plan
+    """Validate studies and show the runs they expand to: new, reused or to resume, and their cost.
 
-    result, _ = _plan(study, profile, read_only=True)
-    assert isinstance(result, Plan)
+    Planning never writes anything; it reads the registry (if one exists) to mark runs reused.
+    """
+    from i1lab.plan import expand, make_plan, report
+    from i1lab.spec import load_study
+
+    loaded = [load_study(path) for path in studies]
+    expanded = [expand(study, profile) for study in loaded]
+    existing = {}
+    if _registry_exists():
+        from i1lab.registry import Registry
+
+        existing = Registry().existing_runs(v.hash for vs in expanded for v in vs)
+    plans = [make_plan(s, vs, existing, profile) for s, vs in zip(loaded, expanded, strict=True)]
+    payload = report(plans)
     if as_json:
-        payload = {
-            "study": result.study,
-            "file": result.file,
-            "profile": result.profile,
-            "summary": result.summary(),
-            "runs": [
-                {
-                    "name": r.name,
-                    "label": r.label,
-                    "hash": r.hash,
-                    "status": r.status,
-                    "reused_run_id": r.reused_run_id,
-                    "baseline": r.is_baseline,
-                    "compared_to": r.baseline,
-                    "aliases": r.aliases,
-                    "spec": r.spec.model_dump(mode="json"),
-                }
-                for r in result.runs
-            ],
-        }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    from rich.table import Table
+    from i1lab.display import plan_table
 
-    table = Table(title=f"study {result.study}" + (f" (profile {profile})" if profile else ""))
-    for col in ("run", "hash", "status", "varies"):
-        table.add_column(col)
-    for r in result.runs:
-        varied = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.varied.items()) or "—"
-        table.add_row(r.name, r.hash[:12], r.status, varied)
-    out.print(table)
-    s = result.summary()
-    out.print(f"{s['runs']} runs: {s['new']} new, {s['reused']} reused, {s['resume']} to resume")
+    out.print(plan_table(payload))
 
 
 @app.command()
@@ -113,11 +77,16 @@ def submit(
     ] = None,
     progress: Annotated[bool, typer.Option(help="live progress display")] = True,
     mlflow: Annotated[bool, typer.Option(help="mirror runs to MLflow as they finish")] = True,
+    budget: Annotated[
+        float | None, typer.Option(help="refuse if the new runs need more accelerator-hours than this")
+    ] = None,
 ) -> None:
     """Plan a study, record it in the registry, run what is new, and print its ablation table."""
     from i1lab.submit import submit_study
 
-    submit_study(study, profile, address=address, progress=progress, mlflow=mlflow, console=out)
+    submit_study(
+        study, profile, address=address, progress=progress, mlflow=mlflow, console=out, budget_hours=budget
+    )
 
 
 @app.command()

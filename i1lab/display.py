@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from rich.table import Table as RichTable
 
 from i1lab.registry import MemberRecord
@@ -36,4 +39,33 @@ def progress_table(study: str, members: list[MemberRecord]) -> RichTable:
         frac = r.step / r.total_steps if r.total_steps else 0.0
         bar = "█" * int(frac * 20) + "░" * (20 - int(frac * 20))
         out.add_row(m.name, r.status, f"{r.step}/{r.total_steps}", f"{bar} {frac:5.0%}")
+    return out
+
+
+def plan_table(payload: dict[str, Any]) -> RichTable:
+    studies = ", ".join(s["study"] for s in payload["studies"])
+    profile = payload["studies"][0]["profile"] if payload["studies"] else None
+    title = f"plan: {studies}" + (f" (profile {profile})" if profile else "")
+    s, t = payload["summary"], payload["totals"]
+    caption = (
+        f"{s['runs']} runs: {s['new']} new, {s['reused']} reused, {s['resume']} to resume — "
+        f"{t['accelerator_hours_to_run']:,.1f} of {t['accelerator_hours']:,.1f} accelerator-hours to run"
+    )
+    out = RichTable(title=title, caption=caption)
+    for col in ("run", "hash", "status", "params", "accel-hours", "varies"):
+        out.add_column(col, justify="right" if col in ("params", "accel-hours") else "left")
+    for r in payload["runs"]:
+        varied = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["varied"].items()) or "—"
+        name = r["name"] if len(r["members"]) == 1 else f"{r['name']} (+{len(r['members']) - 1} more)"
+        if r["reused_from"]:
+            varied += f" [reuses {r['reused_from'][0]}]"
+        cost = r["cost"]
+        out.add_row(
+            name,
+            r["hash"][:12],
+            r["status"],
+            fmt_params(cost["params"] if cost else None),
+            f"{cost['accelerator_hours']:,.2f} {cost['accelerator']}" if cost else "—",
+            varied,
+        )
     return out

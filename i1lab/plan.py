@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from i1lab.cost import RunCost, run_cost
 from i1lab.errors import Location, SpecError
 from i1lab.hashing import content_hash
 from i1lab.spec.fields import located_error
@@ -43,6 +44,7 @@ class ExistingRun(BaseModel):
     hash: str
     status: str
     step: int = 0
+    names: list[str] = []  # study/name of the run in every study that has it
 
 
 class PlannedRun(BaseModel):
@@ -55,6 +57,8 @@ class PlannedRun(BaseModel):
     baseline: str
     varied: dict[str, Any]
     aliases: list[str]
+    reused_from: list[str] = []
+    cost: RunCost | None = None
     spec: RunSpec
 
 
@@ -63,6 +67,29 @@ class Plan(BaseModel):
     file: str
     profile: str | None
     runs: list[PlannedRun]
+    budget_hours: float | None = None
+
+    def totals(self) -> dict[str, float]:
+        """Accelerator-hours and FLOPs of all runs, and of the runs that still have to run."""
+        todo = [r for r in self.runs if r.status != "reused" and r.cost is not None]
+        every = [r for r in self.runs if r.cost is not None]
+        return {
+            "accelerator_hours": sum(r.cost.accelerator_hours for r in every if r.cost),
+            "accelerator_hours_to_run": sum(r.cost.accelerator_hours for r in todo if r.cost),
+            "total_flops": sum(r.cost.total_flops for r in every if r.cost),
+        }
+
+    def check_budget(self, budget_hours: float | None = None) -> None:
+        """Refuse a plan whose new runs cost more accelerator-hours than the budget."""
+        budget = budget_hours if budget_hours is not None else self.budget_hours
+        if budget is None:
+            return
+        need = self.totals()["accelerator_hours_to_run"]
+        if need > budget:
+            raise SpecError(
+                f"the new runs need {need:,.1f} accelerator-hours, over the budget of {budget:,.1f}",
+                key="budget_hours",
+            )
 
     @property
     def new(self) -> list[PlannedRun]:
@@ -253,6 +280,8 @@ def make_plan(
             status = "resume"
         runs.append(
             PlannedRun(
+                reused_from=prior.names if prior else [],
+                cost=_cost(v.spec),
                 name=v.name,
                 label=v.label,
                 hash=v.hash,
@@ -265,4 +294,84 @@ def make_plan(
                 spec=v.spec,
             )
         )
-    return Plan(study=study.name, file=study.file, profile=profile, runs=runs)
+    return Plan(
+        study=study.name, file=study.file, profile=profile, runs=runs, budget_hours=study.doc.budget_hours
+    )
+
+
+def _cost(spec: RunSpec) -> RunCost | None:
+    from i1lab.train.build import model_config
+
+    try:
+        return run_cost(spec, model_config(spec))
+    except NotImplementedError:
+        return None
+
+
+class UniqueRun(BaseModel):
+    """One run across several planned studies (the same hash planned once)."""
+
+    members: list[str]  # study/name
+    run: PlannedRun
+
+
+def combine(plans: list[Plan]) -> list[UniqueRun]:
+    """The distinct runs of several plans, in first-seen order, each with every study/name that has it."""
+    seen: dict[str, UniqueRun] = {}
+    for plan in plans:
+        for r in plan.runs:
+            names = [f"{plan.study}/{n}" for n in (r.name, *r.aliases)]
+            if r.hash in seen:
+                seen[r.hash].members.extend(names)
+            else:
+                seen[r.hash] = UniqueRun(members=names, run=r)
+    return list(seen.values())
+
+
+def report(plans: list[Plan]) -> dict[str, Any]:
+    """The machine-readable plan of one or several studies (what ``i1lab plan --json`` prints)."""
+    unique = combine(plans)
+    summary = {"runs": len(unique), "new": 0, "reused": 0, "resume": 0}
+    totals = {"params_max": 0, "total_flops": 0.0, "accelerator_hours": 0.0, "accelerator_hours_to_run": 0.0}
+    runs = []
+    for u in unique:
+        r = u.run
+        summary[r.status] += 1
+        cost = r.cost.model_dump() if r.cost else None
+        if r.cost:
+            totals["params_max"] = max(totals["params_max"], r.cost.params)
+            totals["total_flops"] += r.cost.total_flops
+            totals["accelerator_hours"] += r.cost.accelerator_hours
+            if r.status != "reused":
+                totals["accelerator_hours_to_run"] += r.cost.accelerator_hours
+        runs.append(
+            {
+                "name": r.name,
+                "members": u.members,
+                "label": r.label,
+                "hash": r.hash,
+                "status": r.status,
+                "reused_run_id": r.reused_run_id,
+                "reused_from": r.reused_from,
+                "baseline": r.is_baseline,
+                "compared_to": r.baseline,
+                "varied": r.varied,
+                "cost": cost,
+                "spec": r.spec.model_dump(mode="json"),
+            }
+        )
+    return {
+        "studies": [
+            {
+                "study": p.study,
+                "file": p.file,
+                "profile": p.profile,
+                "runs": len(p.runs),
+                "budget_hours": p.budget_hours,
+            }
+            for p in plans
+        ],
+        "summary": summary,
+        "totals": totals,
+        "runs": runs,
+    }

@@ -10,7 +10,7 @@ from rich.live import Live
 
 from i1lab import paths
 from i1lab.errors import I1labError
-from i1lab.plan import ExistingRun, Plan, expand, make_plan
+from i1lab.plan import Plan, expand, make_plan
 from i1lab.registry import PlannedMember, Registry
 from i1lab.spec import load_study
 
@@ -23,15 +23,13 @@ def submit_study(
     progress: bool,
     mlflow: bool,
     console: Console,
+    budget_hours: float | None = None,
 ) -> Plan:
     study = load_study(study_file)
     variants = expand(study, profile)  # every spec error surfaces here, before anything is written
     registry = Registry()
-    existing = {
-        h: ExistingRun(id=r.id, hash=r.hash, status=r.status, step=r.step)
-        for h, r in registry.existing(v.hash for v in variants).items()
-    }
-    plan = make_plan(study, variants, existing, profile)
+    plan = make_plan(study, variants, registry.existing_runs(v.hash for v in variants), profile)
+    plan.check_budget(budget_hours)
     members = []
     for r in plan.runs:
         for name in (r.name, *r.aliases):

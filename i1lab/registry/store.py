@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, select, update
@@ -21,6 +21,9 @@ from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.registry.db import make_engine, migrate
 from i1lab.registry.schema import CheckpointRow, RunFieldRow, RunRow, ScoreRow, StudyRow, StudyRunRow
+
+if TYPE_CHECKING:
+    from i1lab.plan import ExistingRun
 
 RunStatus = Literal["queued", "running", "finished", "failed", "cancelled", "imported"]
 ACTIVE = ("queued", "running")
@@ -163,6 +166,27 @@ class Registry:
                 for row in s.scalars(select(RunRow).where(RunRow.hash.in_(chunk))):
                     out[row.hash] = RunRecord.model_validate(row)
         return out
+
+    def existing_runs(self, hashes: Iterable[str]) -> dict[str, ExistingRun]:
+        """Runs already registered under these hashes, with the study/name of each membership."""
+        from i1lab.plan import ExistingRun
+
+        found = self.existing(hashes)
+        names: dict[int, list[str]] = {}
+        with self.session() as s:
+            ids = [r.id for r in found.values()]
+            for i in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(StudyRunRow.run_id, StudyRow.name, StudyRunRow.name)
+                    .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
+                    .where(StudyRunRow.run_id.in_(ids[i : i + 500]))
+                )
+                for run_id, study, name in rows:
+                    names.setdefault(run_id, []).append(f"{study}/{name}")
+        return {
+            h: ExistingRun(id=r.id, hash=h, status=r.status, step=r.step, names=sorted(names.get(r.id, [])))
+            for h, r in found.items()
+        }
 
     def record_plan(
         self,

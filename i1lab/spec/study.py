@@ -58,6 +58,7 @@ class StudyFile(BaseModel):
     evals: list[str] | None = None
     baseline: bool = True
     max_runs: Annotated[int, Field(ge=1)] = 1000
+    budget_hours: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("seeds")
     @classmethod
