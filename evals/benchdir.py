@@ -18,7 +18,8 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_RELATIVE: Final = Path("..") / "shared" / "benchmarks"
 
 UPSTREAM: Final[dict[str, str]] = {
-    "geneval": "github.com/djghosh13/geneval (prompts/evaluation_metadata.jsonl, evaluation/object_names.txt)",
+    "geneval": "github.com/djghosh13/geneval (prompts/evaluation_metadata.jsonl, "
+    "evaluation/object_names.txt)",
     "dpg": "github.com/TencentQQGYLab/ELLA (dpg_bench/dpg_bench.csv; dpg_bench.json is i1's packaging of "
     "dpg_bench/prompts/*.txt, in zlab-princeton/i1 benchmark_eval/dpg_bench/)",
     "prism": "github.com/rongyaofang/prism-bench (captions/en/<category>.jsonl)",

@@ -51,3 +51,14 @@ def content_hash(model: BaseModel) -> str:
     """SHA-256 (hex) of the canonical JSON of the semantic view, prefixed by the hash scheme version."""
     payload = HASH_VERSION + ":" + canonical_json(semantic_view(model))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+TRAINING_SECTIONS = ("model", "diffusion", "data", "train")
+
+
+def training_hash(model: BaseModel) -> str:
+    """Hash of the sections that decide the trained weights (not sampling): runs that differ only in
+    how they sample share one training, i.e. one work directory and one set of checkpoints."""
+    view = semantic_view(model)
+    payload = HASH_VERSION + ":train:" + canonical_json({k: view[k] for k in TRAINING_SECTIONS if k in view})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -36,6 +36,8 @@ def runs_dir() -> Path:
     return home() / "runs"
 
 
-def run_dir(run_hash: str) -> Path:
-    """A run's working directory (checkpoints, metrics, samples), named by its content hash."""
-    return runs_dir() / run_hash[:16]
+def run_dir(training_hash: str) -> Path:
+    """The working directory (checkpoints, metrics, samples) of a training, named by its training hash.
+
+    Runs that differ only in sampling settings share it: the weights are trained once."""
+    return runs_dir() / training_hash[:16]

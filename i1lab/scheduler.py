@@ -79,12 +79,17 @@ def run_tasks(
     _init_ray(address)
     remote: Any = ray.remote(execute_run)
     url = paths.database_url()
-    pending = {
-        remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
-            t.run_id, url, t.workdir
-        ): t
-        for t in tasks
-    }
+    pending: dict[Any, Task] = {}
+    last_in_workdir: dict[str, Any] = {}
+    for t in tasks:
+        # Runs sharing a training (same work directory) run one after the other: the first trains, the
+        # next ones find the finished checkpoints and only evaluate. Ray orders them through the argument.
+        after = last_in_workdir.get(t.workdir)
+        ref = remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
+            t.run_id, url, t.workdir, after
+        )
+        last_in_workdir[t.workdir] = ref
+        pending[ref] = t
     outcomes: list[Outcome] = []
     try:
         while pending:

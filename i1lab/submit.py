@@ -10,6 +10,7 @@ from rich.live import Live
 
 from i1lab import paths
 from i1lab.errors import I1labError
+from i1lab.hashing import training_hash
 from i1lab.plan import Plan, expand, make_plan
 from i1lab.registry import PlannedMember, Registry
 from i1lab.spec import load_study
@@ -43,7 +44,7 @@ def submit_study(
                     varied=r.varied,
                     spec=r.spec.model_dump(mode="json"),
                     total_steps=r.spec.train.steps,
-                    workdir=str(paths.run_dir(r.hash)),
+                    workdir=str(paths.run_dir(training_hash(r.spec))),
                 )
             )
     ids = registry.record_plan(
@@ -98,7 +99,12 @@ def _run(
     from i1lab.scheduler import Task, run_tasks
 
     tasks = [
-        Task(run_id=ids[r.name], name=r.name, resources=r.spec.resources, workdir=str(paths.run_dir(r.hash)))
+        Task(
+            run_id=ids[r.name],
+            name=r.name,
+            resources=r.spec.resources,
+            workdir=str(paths.run_dir(training_hash(r.spec))),
+        )
         for r in todo
     ]
     for t in tasks:

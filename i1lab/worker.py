@@ -48,11 +48,17 @@ def record_scores(registry: Registry, run_id: int, results: list[Any]) -> None:
     registry.add_scores(scores)
 
 
-def execute_run(run_id: int, database_url: str | None = None, workdir: str | None = None) -> Outcome:
-    """Train and evaluate registry run ``run_id`` to completion (resuming if it has checkpoints)."""
+def execute_run(
+    run_id: int, database_url: str | None = None, workdir: str | None = None, after: object = None
+) -> Outcome:
+    """Train and evaluate registry run ``run_id`` to completion (resuming if it has checkpoints).
+
+    ``after`` is unused: the scheduler passes the previous run of the same work directory, so Ray
+    starts this one only when that one is done.
+    """
     _limit_threads()
     from i1lab.evaluate import evaluate
-    from i1lab.train.runner import Hooks, RunFailed, train
+    from i1lab.train.runner import Hooks, RunFailed, eval_steps, restore_ema, train
 
     t0 = time.perf_counter()
     registry = Registry(database_url)
@@ -71,11 +77,20 @@ def execute_run(run_id: int, database_url: str | None = None, workdir: str | Non
     def on_checkpoint(step: int, permanent: bool, path: str) -> None:
         registry.add_checkpoint(run_id, step, path, permanent)
 
+    eval_dir = wd / "eval" / record.hash[:12]
+
     def on_eval(step: int, ema: Any) -> None:
-        record_scores(registry, run_id, evaluate(spec, ema, step, wd / "eval"))
+        record_scores(registry, run_id, evaluate(spec, ema, step, eval_dir))
 
     try:
         train(spec, wd, Hooks(on_step=on_step, on_checkpoint=on_checkpoint, on_eval=on_eval))
+        # Checkpoints trained earlier (by a run sharing this training, or before a crash) that lack scores.
+        scored = {s.step for s in registry.scores([run_id])}
+        for step in sorted(eval_steps(spec) - scored):
+            ema = restore_ema(spec, wd, step)
+            if ema is not None:
+                registry.add_checkpoint(run_id, step, str(wd / "checkpoints" / str(step)), True)
+                on_eval(step, ema)
     except RunFailed as exc:
         registry.set_status(run_id, "failed", str(exc))
         return Outcome(run_id=run_id, status="failed", reason=str(exc), seconds=time.perf_counter() - t0)

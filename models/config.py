@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BACKBONES = ("cross_attn", "single_stream", "dual_stream")
-IMPLEMENTED_BACKBONES = ("cross_attn",)
+IMPLEMENTED_BACKBONES = BACKBONES
 ADAPTERS = ("mlp", "transformer")
 POSITION_EMBEDDINGS = ("sinusoidal_and_rope", "sinusoidal_only", "rope_only")
 DTYPES = ("float32", "bfloat16")
@@ -30,7 +30,7 @@ class ModelConfig:
     latents (32 channels, 32×32) with T5Gemma text (D 2304, 256 tokens) and an MLP adapter.
 
     Attributes:
-        backbone: "cross_attn" (implemented); "single_stream" and "dual_stream" are reserved names.
+        backbone: "cross_attn" (§5.2), "single_stream" (§5.3) or "dual_stream" (MMDiT, the i1 backbone; §5.4).
         hidden: width H of the token stream.
         depth: number of blocks d (odd when `use_long_skip`: d//2 in, 1 mid, d//2 out; §5.1).
         heads: attention heads; head_dim = hidden / heads.
@@ -39,8 +39,12 @@ class ModelConfig:
         in_channels: latent channels C (32 for FLUX.2, 3 for pixel space).
         resolution: pixel resolution; image positions are scaled by 256/resolution (§3).
         latent_size: h = w of the latent the model sees.
-        text_dim: width D of the frozen text-encoder features.
-        text_len: number L of text tokens (also the null-caption length; §4.3).
+        text_dim: width D of the frozen text-encoder features (of the first encoder).
+        text_len: number L of text tokens (also the null-caption length; §4.3) (of the first encoder).
+        text_encoders: several text encoders as `((D_0, L_0), (D_1, L_1), …)` (§4.3). Empty (the
+            default) means one encoder `((text_dim, text_len),)`. When set it wins: `text_dim` and
+            `text_len` are overwritten by its first entry. Each encoder gets its own adapter and null
+            caption; the adapter outputs and masks are concatenated along the sequence.
         adapter: text adapter type, "mlp" or "transformer" (§4.2).
         adapter_blocks: number of pre-norm blocks of the transformer adapter.
         repeat_text_emb: concatenate the adapter output with itself and double the mask (§4.3).
@@ -55,11 +59,13 @@ class ModelConfig:
         use_sandwich_norm: norm3/norm4 after the attention and FFN sub-layers (§5.2).
         use_image_connector: one pre-norm block on image tokens before the sinusoidal table (§2).
         wo_shift: AdaLN without shifts (4H: scales and gates only; §2).
-        refiner_layers: context/noise refiners of `single_stream` (reserved; §5.3).
-        use_separate_norms: per-stream norm1/norm2/QK-norms of `dual_stream` (reserved; §5.4).
+        refiner_layers: number of context refiners and of noise refiners of `single_stream` (§5.3).
+        use_separate_norms: per-stream norm1/norm2/QK-norms of `dual_stream` (§5.4).
         rope_theta: RoPE base θ (§3).
-        rope_axes_dims: RoPE dims per axis (text/time, row, col) for single/dual stream (reserved).
-        rope_axes_lens: RoPE table lengths per axis for single/dual stream (reserved).
+        rope_axes_dims: RoPE dims per axis (text/time, row, col) for single/dual stream; None gives
+            `default_rope_axes_dims(head_dim)`, (36, 18, 18) at head_dim 72 (§3).
+        rope_axes_lens: RoPE table lengths per axis for single/dual stream; None gives
+            `(context_len + 1, grid_size, grid_size)` (§3). Position ids are clipped into range.
         dtype: compute dtype, "float32" or "bfloat16"; parameters are always float32 (§1).
     """
 
@@ -74,6 +80,7 @@ class ModelConfig:
     latent_size: int = 32
     text_dim: int = 2304
     text_len: int = 256
+    text_encoders: tuple[tuple[int, int], ...] = ()
     adapter: str = "mlp"
     adapter_blocks: int = 1
     repeat_text_emb: bool = False
@@ -96,6 +103,11 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        encoders = tuple((int(d), int(n)) for d, n in self.text_encoders)
+        object.__setattr__(self, "text_encoders", encoders)
+        if encoders:  # the list wins over the single-encoder fields
+            object.__setattr__(self, "text_dim", encoders[0][0])
+            object.__setattr__(self, "text_len", encoders[0][1])
         self.validate()
 
     # ------------------------------------------------------------------ derived sizes
@@ -135,9 +147,40 @@ class ModelConfig:
         return int(2 / 3 * self.mlp_hidden) if self.use_swiglu else self.mlp_hidden
 
     @property
+    def encoder_specs(self) -> tuple[tuple[int, int], ...]:
+        """`(D, L)` of every text encoder, in order: `text_encoders`, or `((text_dim, text_len),)`."""
+        return self.text_encoders or ((self.text_dim, self.text_len),)
+
+    @property
+    def num_encoders(self) -> int:
+        """Number of text encoders (each with its own adapter and null caption; §4.3)."""
+        return len(self.encoder_specs)
+
+    @property
+    def total_text_len(self) -> int:
+        """Sum of the encoders' token counts (the concatenated adapter output, before any repeat)."""
+        return sum(length for _, length in self.encoder_specs)
+
+    @property
     def context_len(self) -> int:
         """Length of the text context the backbone attends to (doubled by `repeat_text_emb`)."""
-        return 2 * self.text_len if self.repeat_text_emb else self.text_len
+        return 2 * self.total_text_len if self.repeat_text_emb else self.total_text_len
+
+    @property
+    def rope_dims(self) -> tuple[int, int, int]:
+        """RoPE head dims per axis (text/time, row, col) of single/dual stream (§3)."""
+        if self.rope_axes_dims is not None:
+            t, r, c = self.rope_axes_dims
+            return t, r, c
+        return default_rope_axes_dims(self.head_dim)
+
+    @property
+    def rope_lens(self) -> tuple[int, int, int]:
+        """RoPE table lengths per axis: `rope_axes_lens` or `(context_len + 1, grid, grid)` (§3)."""
+        if self.rope_axes_lens is not None:
+            t, r, c = self.rope_axes_lens
+            return t, r, c
+        return self.context_len + 1, self.grid_size, self.grid_size
 
     @property
     def uses_sinusoidal(self) -> bool:
@@ -171,6 +214,8 @@ class ModelConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "text_encoders":
+                value = [list(pair) for pair in value]
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -182,10 +227,29 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {unknown}")
         kwargs = dict(data)
+        if kwargs.get("text_encoders") is not None:
+            kwargs["text_encoders"] = tuple((int(d), int(n)) for d, n in kwargs["text_encoders"])
         for key in ("rope_axes_dims", "rope_axes_lens"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(int(v) for v in kwargs[key])
         return cls(**kwargs)
+
+
+def default_rope_axes_dims(head_dim: int) -> tuple[int, int, int]:
+    """Default 3-axis RoPE split (§3): the time axis gets head_dim/2 made even, the rest is split
+    evenly between row and col (made even). (36, 18, 18) at head_dim 72; raises if an axis gets < 2."""
+    if head_dim % 2:
+        raise ValueError(f"RoPE needs an even head_dim, got {head_dim}")
+    time_dim = head_dim // 2
+    time_dim -= time_dim % 2
+    rest = head_dim - time_dim
+    row_dim = rest // 2
+    col_dim = rest - row_dim
+    if row_dim % 2:
+        row_dim, col_dim = row_dim - 1, col_dim + 1
+    if min(time_dim, row_dim, col_dim) < 2:
+        raise ValueError(f"head_dim={head_dim} is too small for 3-axis RoPE (each axis needs >= 2 dims)")
+    return time_dim, row_dim, col_dim
 
 
 def _collect_errors(c: ModelConfig) -> list[str]:
@@ -207,6 +271,9 @@ def _collect_errors(c: ModelConfig) -> list[str]:
     for name in ("text_dim", "text_len", "adapter_blocks"):
         if getattr(c, name) < 1:
             errors.append(f"{name} must be >= 1, got {getattr(c, name)}")
+    for i, (dim, length) in enumerate(c.text_encoders):
+        if dim < 1 or length < 1:
+            errors.append(f"text_encoders[{i}]=({dim}, {length}) must have D >= 1 and L >= 1")
     if c.refiner_layers < 0:
         errors.append(f"refiner_layers must be >= 0, got {c.refiner_layers}")
     if not c.mlp_ratio > 0:
@@ -245,6 +312,11 @@ def _collect_errors(c: ModelConfig) -> list[str]:
                 f"2-D RoPE (cross_attn) gives head_dim/2 dims to each of row and col, which must be even; "
                 f"head_dim={head_dim} is not divisible by 4"
             )
+        elif c.uses_rope and c.backbone != "cross_attn" and c.rope_axes_dims is None:
+            try:
+                default_rope_axes_dims(head_dim)
+            except ValueError as err:
+                errors.append(str(err))
         if c.rope_axes_dims is not None:
             if c.backbone == "cross_attn":
                 errors.append("rope_axes_dims applies to single_stream/dual_stream only")

@@ -29,6 +29,9 @@ from models.layers import (
     modulate,
     norm_layer,
 )
+from models.long_skip import is_out_block, num_in_blocks, run_long_skips
+
+__all__ = ["CrossAttnBlock", "Modulation", "make_blocks", "num_in_blocks", "run_blocks"]
 
 
 @dataclass(frozen=True)
@@ -107,19 +110,13 @@ class CrossAttnBlock(nn.Module):
         return x + (m if mod is None else mod.gate_mlp * m)
 
 
-def num_in_blocks(config: ModelConfig) -> int:
-    """Number of in blocks (= out blocks) under long skips, d//2; 0 without them (§5.1)."""
-    return config.depth // 2 if config.use_long_skip else 0
-
-
 def make_blocks(config: ModelConfig) -> list[CrossAttnBlock]:
     """`blocks_0 … blocks_{d−1}`; with long skips the last d//2 are out blocks (§5.1).
 
     Call inside the parent's compact method so the blocks become its children.
     """
-    first_out = config.depth - num_in_blocks(config)
     return [
-        CrossAttnBlock(config, use_skip=config.use_long_skip and i >= first_out, name=f"blocks_{i}")
+        CrossAttnBlock(config, use_skip=is_out_block(config, i), name=f"blocks_{i}")
         for i in range(config.depth)
     ]
 
@@ -135,16 +132,8 @@ def run_blocks(
     use_long_skip: bool,
 ) -> jax.Array:
     """Run the blocks; with long skips, in-block outputs go on a stack that out blocks pop LIFO ⚑."""
-    if not use_long_skip:
-        for block in blocks:
-            x = block(x, context, context_mask, cond, rope)
-        return x
-    n_in = len(blocks) // 2
-    stack: list[jax.Array] = []
-    for block in blocks[:n_in]:
-        x = block(x, context, context_mask, cond, rope)
-        stack.append(x)
-    x = blocks[n_in](x, context, context_mask, cond, rope)
-    for block in blocks[n_in + 1 :]:
-        x = block(x, context, context_mask, cond, rope, skip=stack.pop())
-    return x
+
+    def call(block: CrossAttnBlock, h: jax.Array, skip: jax.Array | None) -> jax.Array:
+        return block(h, context, context_mask, cond, rope, skip)
+
+    return run_long_skips(blocks, x, call, use_long_skip=use_long_skip)

@@ -1,13 +1,16 @@
 """The top-level i1 diffusion transformer `DiT` (DESIGN_SPACE §1, §2, §3, §4, §5).
 
-Forward pass (`cross_attn` backbone):
+Forward pass (all three backbones):
 
 1. `(B, C, h, w)` latent → channels-last → p×p stride-p conv `x_embedder` → row-major tokens (§1).
 2. Optional image connector (one pre-norm block, before the sinusoidal table; §2).
 3. `+ pos_embed` (frozen 2-D sinusoidal table) unless `position_embedding == "rope_only"` (§3).
-4. Text: caption dropout (null caption, mask kept) → adapter → optional repeat → context (§4).
-5. `cond = t_emb + pooled` (either may be switched off; §5.2), consumed only with AdaLN (§5.5).
-6. Blocks with long skips, final layer, unpatchify back to `(B, C, h, w)` in float32 (§1, §5.1).
+4. Text, per encoder: caption dropout (null caption, mask kept) → adapter; then the outputs and
+   masks are concatenated over encoders → optional repeat → context (§4).
+5. `cond = t_emb + pooled` (cross_attn may switch either off; §5.2), consumed only with AdaLN (§5.5).
+6. The backbone: `cross_attn` blocks with 2-D image RoPE (§5.2); `single_stream` refiners and joint
+   blocks (§5.3) or `dual_stream` MMDiT blocks (§5.4) with 3-axis RoPE; long skips (§5.1).
+7. Final layer on the image tokens, unpatchify back to `(B, C, h, w)` in float32 (§1).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.adapters import masked_mean, repeat_context, text_adapter
+from models.adapters import DropInput, MaskInput, TextInput, masked_mean, text_path
 from models.config import IMPLEMENTED_BACKBONES, ModelConfig
 from models.cross_attn import make_blocks, run_blocks
+from models.dual_stream import DualStreamBackbone
 from models.layers import FinalLayer, TimestepEmbedder, TransformerBlock
-from models.posemb import POS_EMBED_NAME, pos_embed_table, rope_2d_tables
+from models.posemb import POS_EMBED_NAME, multimodal_rope, pos_embed_table, rope_2d_tables
+from models.single_stream import SingleStreamBackbone
 
 
 def unpatchify(tokens: jax.Array, config: ModelConfig) -> jax.Array:
@@ -40,9 +45,13 @@ class DiT(nn.Module):
     Args of `__call__`:
         x: (B, C, h, w) latent, channels-first.
         t: (B,) times in [0, 1] (t = 0 noise, t = 1 data; §7).
-        text: (B, L, D) frozen text-encoder features, L ≤ text_len.
-        mask: (B, L) bool/int text mask, or None for all-valid.
-        drop: (B,) bool caption-dropout decisions (True → null caption), or None.
+        text: (B, L, D) frozen text-encoder features, L ≤ text_len; with several text encoders a
+            tuple of (B, L_i, D_i), one per entry of `config.text_encoders` (a 1-tuple also works
+            for one encoder).
+        mask: (B, L) bool/int text mask, or None for all-valid; a tuple (entries may be None) that
+            matches a tuple `text`.
+        drop: caption-dropout decisions (True → null caption): None, one (B,) bool array (one
+            shared decision for every encoder) or a tuple of per-encoder (B,) arrays (§4.3).
 
     Returns: (B, C, h, w) float32 velocity.
     """
@@ -54,18 +63,16 @@ class DiT(nn.Module):
         self,
         x: jax.Array,
         t: jax.Array,
-        text: jax.Array,
-        mask: jax.Array | None = None,
-        drop: jax.Array | None = None,
+        text: TextInput,
+        mask: MaskInput = None,
+        drop: DropInput = None,
     ) -> jax.Array:
         c = self.config
         if c.backbone not in IMPLEMENTED_BACKBONES:
-            raise NotImplementedError(f"backbone {c.backbone!r} is reserved but not implemented yet")
+            raise NotImplementedError(f"backbone {c.backbone!r} is not implemented")
         expected = (c.in_channels, c.latent_size, c.latent_size)
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must be (B, {expected[0]}, {expected[1]}, {expected[2]}), got {x.shape}")
-        if text.ndim != 3 or text.shape[2] != c.text_dim or text.shape[1] > c.text_len:
-            raise ValueError(f"text must be (B, L <= {c.text_len}, {c.text_dim}), got {text.shape}")
         dtype = jnp.dtype(c.dtype)
 
         # image tokens
@@ -94,10 +101,8 @@ class DiT(nn.Module):
             pos_embed = self.param(POS_EMBED_NAME, lambda _rng: jnp.asarray(table))
             tokens = tokens + pos_embed.astype(dtype)
 
-        # text context
-        text_mask = jnp.ones(text.shape[:2], dtype=bool) if mask is None else jnp.asarray(mask).astype(bool)
-        context = text_adapter(c, name="text_encoder_adapter")(text, drop)
-        context, context_mask = repeat_context(context, text_mask, c.repeat_text_emb)
+        # text context (every encoder's adapter, concatenated, optionally repeated)
+        context, context_mask = text_path(c, text, mask, drop)
 
         # conditioning vector (computed even when AdaLN is off, then unused; §5.5)
         cond = jnp.zeros((x.shape[0], c.hidden), dtype)
@@ -106,29 +111,39 @@ class DiT(nn.Module):
         if c.use_pooled_text:
             cond = cond + masked_mean(context, context_mask)
 
-        rope = None
-        if c.uses_rope:
-            cos, sin = rope_2d_tables(c)
-            rope = (jnp.asarray(cos), jnp.asarray(sin))
+        if c.backbone == "cross_attn":
+            rope = None
+            if c.uses_rope:
+                cos, sin = rope_2d_tables(c)
+                rope = (jnp.asarray(cos), jnp.asarray(sin))
+            tokens = run_blocks(
+                make_blocks(c), tokens, context, context_mask, cond, rope, use_long_skip=c.use_long_skip
+            )
+        else:
+            image_rope = text_rope = None
+            if c.uses_rope:
+                image_rope, text_rope = multimodal_rope(c, context_mask)
+            backbone = SingleStreamBackbone(c) if c.backbone == "single_stream" else DualStreamBackbone(c)
+            tokens = backbone(tokens, context, context_mask, cond, image_rope, text_rope)
 
-        tokens = run_blocks(
-            make_blocks(c), tokens, context, context_mask, cond, rope, use_long_skip=c.use_long_skip
-        )
         out = FinalLayer(c.patch_dim, c.use_adaln, c.use_rmsnorm, dtype=dtype, name="final_layer")(
             tokens, cond
         )
         return unpatchify(out, c).astype(jnp.float32)
 
 
-def dummy_inputs(
-    config: ModelConfig, batch_size: int = 1
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Zero inputs `(x, t, text, mask)` of the right shapes, for `init` and `eval_shape`."""
+def dummy_inputs(config: ModelConfig, batch_size: int = 1) -> tuple[jax.Array, jax.Array, Any, Any]:
+    """Zero inputs `(x, t, text, mask)` of the right shapes, for `init` and `eval_shape`.
+
+    With several text encoders, `text` and `mask` are tuples with one entry per encoder.
+    """
     x = jnp.zeros((batch_size, config.in_channels, config.latent_size, config.latent_size), jnp.float32)
     t = jnp.zeros((batch_size,), jnp.float32)
-    text = jnp.zeros((batch_size, config.text_len, config.text_dim), jnp.float32)
-    mask = jnp.ones((batch_size, config.text_len), bool)
-    return x, t, text, mask
+    texts = tuple(jnp.zeros((batch_size, n, d), jnp.float32) for d, n in config.encoder_specs)
+    masks = tuple(jnp.ones((batch_size, n), bool) for _, n in config.encoder_specs)
+    if config.num_encoders == 1:
+        return x, t, texts[0], masks[0]
+    return x, t, texts, masks
 
 
 def init_variables(config: ModelConfig, rng: jax.Array) -> dict[str, Any]:

@@ -126,6 +126,8 @@ class Attention(nn.Module):
     """Self-attention: fused qkv (q heads, k heads, v heads), QK-norm, RoPE, output dense (§2).
 
     The QK-norms have one (head_dim,) scale each, shared by all heads; RoPE comes after them.
+    With a `key_mask` (the single-stream blocks and context refiners), the attention outputs at
+    padded query positions are zeroed before the output projection, so they keep only its bias ⚑.
     """
 
     heads: int
@@ -148,6 +150,8 @@ class Attention(nn.Module):
             q = apply_rope(q, *rope)
             k = apply_rope(k, *rope)
         out = attend(q, k, v, key_mask).reshape(b, n, width)
+        if key_mask is not None:
+            out = out * key_mask[:, :, None].astype(out.dtype)
         return dense(width, dtype=self.dtype, name="proj")(out)
 
 

@@ -4,8 +4,11 @@
   parameter `pos_embed` and recomputed on resume (`reset_frozen`); `frozen_param_mask` marks it.
 * 2-D RoPE for the `cross_attn` backbone: the first head_dim/2 dims rotate with the row index,
   the last head_dim/2 with the column index, as complex rotations of adjacent pairs.
+* 3-axis RoPE (text/time, row, col) for `single_stream` / `dual_stream`: per-sample position ids
+  text j → (j, 0, 0), padded text → (0, 0, 0), image → (n_valid_text, row, col) ⚑, looked up in
+  per-axis tables (ids clipped into range) and concatenated over the axes.
 
-All image positions are integer grid indices multiplied by 256/resolution ⚑.
+All image positions are integer grid indices multiplied by 256/resolution ⚑; the text axis is not.
 Tables are numpy constants (computed in float64, returned as float32).
 """
 
@@ -119,11 +122,84 @@ def rope_2d_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotate adjacent pairs (x₂ₘ, x₂ₘ₊₁) of the last axis as complex numbers, in float32 (§3).
 
-    x: (B, N, heads, head_dim); cos, sin: (N, head_dim/2). Returns x's dtype.
+    x: (B, N, heads, head_dim); cos, sin: (N, head_dim/2) or per sample (B, N, head_dim/2).
+    Returns x's dtype.
     """
     pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
     x0, x1 = pairs[..., 0], pairs[..., 1]
-    c = cos[:, None, :].astype(jnp.float32)
-    s = sin[:, None, :].astype(jnp.float32)
+    c = cos[..., None, :].astype(jnp.float32)
+    s = sin[..., None, :].astype(jnp.float32)
     rotated = jnp.stack([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1)
     return rotated.reshape(x.shape).astype(x.dtype)
+
+
+# ---------------------------------------------------------------------------- 3-axis RoPE
+def rope_axis_angles(dim: int, length: int, scale: float = 1.0, theta: float = 10000.0) -> np.ndarray:
+    """Table of one axis: angle of pair k at id p is `p·scale·θ^(−2k/dim)`; (length, dim/2) float64."""
+    positions = np.arange(length, dtype=np.float64) * float(scale)
+    return np.outer(positions, rope_frequencies(dim, theta))
+
+
+def multimodal_position_ids(text_mask: jax.Array, grid_size: int) -> tuple[jax.Array, jax.Array]:
+    """Integer position ids (text/time, row, col) of the text and image tokens (§3 ⚑).
+
+    text_mask: (B, L) bool. Returns text ids (B, L, 3) — valid token j → (j, 0, 0), padding →
+    (0, 0, 0) — and image ids (B, N, 3) — token row·G + col → (n_valid_text, row, col).
+    """
+    mask = text_mask.astype(bool)
+    b, length = mask.shape
+    j = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+    text_time = jnp.where(mask, j, 0)
+    zeros = jnp.zeros_like(text_time)
+    text_ids = jnp.stack([text_time, zeros, zeros], axis=-1)
+    n = grid_size * grid_size
+    rows = jnp.repeat(jnp.arange(grid_size, dtype=jnp.int32), grid_size)
+    cols = jnp.tile(jnp.arange(grid_size, dtype=jnp.int32), grid_size)
+    n_valid = jnp.sum(mask, axis=1, dtype=jnp.int32)
+    image_ids = jnp.stack(
+        [
+            jnp.broadcast_to(n_valid[:, None], (b, n)),
+            jnp.broadcast_to(rows, (b, n)),
+            jnp.broadcast_to(cols, (b, n)),
+        ],
+        axis=-1,
+    )
+    return text_ids, image_ids
+
+
+class MultiAxisRope:
+    """3-axis RoPE tables of a single/dual-stream config (§3).
+
+    Axis a has `rope_dims[a]` head dims (frequencies θ^(−2k/dim_a)), a table of `rope_lens[a]`
+    positions, and a scale: 1 for the text/time axis, 256/res for row and col ⚑. `__call__(ids)`
+    maps (B, N, 3) integer ids (clipped into each table) to (cos, sin), each (B, N, head_dim/2),
+    with the axes concatenated in order.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        scales = (1.0, config.position_scale, config.position_scale)
+        self.dims = config.rope_dims
+        self.lens = config.rope_lens
+        angles = [
+            rope_axis_angles(dim, length, scale, config.rope_theta)
+            for dim, length, scale in zip(self.dims, self.lens, scales, strict=True)
+        ]
+        self.cos = [np.cos(a).astype(np.float32) for a in angles]
+        self.sin = [np.sin(a).astype(np.float32) for a in angles]
+
+    def __call__(self, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+        cos, sin = [], []
+        for axis, (cos_table, sin_table) in enumerate(zip(self.cos, self.sin, strict=True)):
+            index = jnp.clip(ids[..., axis], 0, cos_table.shape[0] - 1)
+            cos.append(jnp.take(jnp.asarray(cos_table), index, axis=0))
+            sin.append(jnp.take(jnp.asarray(sin_table), index, axis=0))
+        return jnp.concatenate(cos, axis=-1), jnp.concatenate(sin, axis=-1)
+
+
+def multimodal_rope(
+    config: ModelConfig, text_mask: jax.Array
+) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    """(image (cos, sin), text (cos, sin)) for a (B, L) text mask; each table (B, ·, head_dim/2)."""
+    text_ids, image_ids = multimodal_position_ids(text_mask, config.grid_size)
+    rope = MultiAxisRope(config)
+    return rope(image_ids), rope(text_ids)

@@ -2,7 +2,14 @@
 
 from evals.geneval.decide import COLORS, decide, details_json, filter_boxes, make_record, relations
 from evals.geneval.io import read_results, records_from_judgements, write_results
-from evals.geneval.layout import FoundImage, metadata_for, sample_path, walk, write_images, write_prompt_folder
+from evals.geneval.layout import (
+    FoundImage,
+    metadata_for,
+    sample_path,
+    walk,
+    write_images,
+    write_prompt_folder,
+)
 from evals.geneval.prompts import (
     N_PROMPTS,
     TAG_RANGES,

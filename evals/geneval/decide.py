@@ -136,7 +136,9 @@ def decide(
                             held = relations(obj, other)
                             if relation not in held:
                                 correct = matched = False
-                                reasons.append(f"expected {cls} {relation} target, found {' and '.join(held)} target")
+                                reasons.append(
+                                    f"expected {cls} {relation} target, found {' and '.join(held)} target"
+                                )
                                 break
                         if not matched:
                             break

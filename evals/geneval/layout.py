@@ -85,7 +85,9 @@ def walk(root: Path) -> list[FoundImage]:
     return found
 
 
-def metadata_for(image: FoundImage, metadatas: Sequence[Mapping[str, Any]] | None = None) -> Mapping[str, Any]:
+def metadata_for(
+    image: FoundImage, metadatas: Sequence[Mapping[str, Any]] | None = None
+) -> Mapping[str, Any]:
     """The image's metadata: i1's rule (``metadatas[int(folder)]``, IndexError past the end) when the
     central list is given, else upstream's (the folder's own `metadata.jsonl`)."""
     if metadatas is not None:

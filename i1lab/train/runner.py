@@ -53,6 +53,48 @@ def _batch(spec: RunSpec, stream: Any, encoder: Any, step: int) -> dict[str, np.
     return {"latents": encode_images(spec, raw["image"]), "text": text, "mask": mask}
 
 
+def initial_state(spec: RunSpec, abstract: bool = False) -> tuple[Any, Any, Any]:
+    """``(TrainState, optimizer, frozen mask)`` at step 0; with ``abstract`` only shapes (no memory)."""
+    import jax
+    import jax.numpy as jnp
+
+    from i1lab.train.build import model_config
+    from i1lab.train.optim import frozen_mask, make_optimizer
+    from i1lab.train.step import TrainState
+    from models.dit import init_variables
+
+    config = model_config(spec)
+    init_rng = jax.random.split(jax.random.PRNGKey(spec.train.seed))[0]
+
+    def build() -> Any:
+        params = init_variables(config, init_rng)["params"]
+        tx = make_optimizer(spec.train, params)
+        ema = jax.tree_util.tree_map(jnp.copy, params)
+        return TrainState(jnp.zeros((), jnp.int32), params, ema, tx.init(params))
+
+    state = jax.eval_shape(build) if abstract else build()
+    tx = make_optimizer(spec.train, state.params)
+    return state, tx, frozen_mask(state.params)
+
+
+def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
+    """The EMA parameters saved at ``step`` in ``workdir``, or None if that checkpoint is not kept."""
+    from i1lab.train.checkpoint import Checkpoints
+    from i1lab.train.step import TrainState
+
+    t = spec.train
+    ckpts = Checkpoints(
+        Path(workdir) / "checkpoints", every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps
+    )
+    try:
+        if step not in ckpts.manager.all_steps():
+            return None
+        abstract, _, _ = initial_state(spec, abstract=True)
+        return TrainState(*ckpts.restore(step, abstract)).ema
+    finally:
+        ckpts.close()
+
+
 def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str, Any]:
     """Train (or resume) the run described by ``spec`` in ``workdir``; returns a summary dict."""
     import jax
@@ -61,9 +103,8 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
     from i1lab.data.pipeline import BatchStream
     from i1lab.train.build import TextEncoder, model_config
     from i1lab.train.checkpoint import Checkpoints
-    from i1lab.train.optim import frozen_mask, make_optimizer
     from i1lab.train.step import TrainState, make_train_step
-    from models.dit import DiT, init_variables
+    from models.dit import DiT
 
     hooks = hooks or Hooks()
     t = spec.train
@@ -76,14 +117,8 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
 
     config = model_config(spec)
     model = DiT(config)
-    root = jax.random.PRNGKey(t.seed)
-    init_rng, step_root = jax.random.split(root)
-    params = init_variables(config, init_rng)["params"]
-    tx = make_optimizer(t, params)
-    frozen = frozen_mask(params)
-    state = TrainState(
-        jnp.zeros((), jnp.int32), params, jax.tree_util.tree_map(jnp.copy, params), tx.init(params)
-    )
+    step_root = jax.random.split(jax.random.PRNGKey(t.seed))[1]
+    state, tx, frozen = initial_state(spec)
 
     ckpts = Checkpoints(
         workdir / "checkpoints", every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps
@@ -93,6 +128,7 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
     if latest is not None:
         abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
         state = TrainState(*ckpts.restore(latest, abstract))
+        del abstract
         start = int(state.step)
     hooks.on_step(start)
 

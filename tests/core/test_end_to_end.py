@@ -17,6 +17,7 @@ extends: {adapter}
 axes:
   model.adapter:
     - {{type: transformer, blocks: 1}}
+  sampling.cfg_scale: [2.0]
 profiles:
   tiny:
     train.steps: 20
@@ -47,23 +48,27 @@ def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> 
 
     first = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", home=home)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "2 runs — 2 new, 0 reused" in first.stdout
+    assert "3 runs — 3 new, 0 reused" in first.stdout
     assert "adapter=transformer-1" in first.stdout and "shapes/overall" in first.stdout
 
     from i1lab.registry import Registry
 
     reg = Registry()
     members = reg.members("adapter_micro")
-    assert [m.name for m in members] == ["baseline", "adapter=transformer-1"]
+    assert [m.name for m in members] == ["baseline", "adapter=transformer-1", "cfg_scale=2.0"]
+    # A sampling-only variant shares the baseline's training: same work directory, trained once.
+    assert members[2].run.workdir == members[0].run.workdir != members[1].run.workdir
     for m in members:
         assert m.run.status == "finished" and m.run.step == 20, m.run.reason
         headline = [s for s in m.scores if (s.benchmark, s.metric, s.step) == ("shapes", "overall", 20)]
         assert len(headline) == 1 and headline[0].judge == "exact-pixel" and 0.0 <= headline[0].value <= 1.0
-        assert [c[0] for c in reg.checkpoints(m.run.id)] == [10, 20]
+        # the variant sharing a training sees only the checkpoints still kept on disk (the permanent one)
+        assert [c[0] for c in reg.checkpoints(m.run.id)] == ([20] if m.name == "cfg_scale=2.0" else [10, 20])
         workdir = Path(m.run.workdir or "")
         lines = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
-        assert lines[-1]["step"] == 20 and all(k in lines[-1] for k in ("loss", "grad_norm", "images_per_s"))
-        layout = workdir / "eval" / "shapes" / "step_0000020"
+        assert [x["step"] for x in lines] == [1, 2, 3, 5, 10, 15, 20]  # one training, not two
+        assert all(k in lines[-1] for k in ("loss", "grad_norm", "images_per_s", "data_wait"))
+        layout = workdir / "eval" / m.run.hash[:12] / "shapes" / "step_0000020"
         assert (layout / "00000" / "metadata.jsonl").is_file() and (
             layout / "00000" / "samples" / "00001.png"
         ).is_file()
@@ -73,13 +78,13 @@ def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> 
     second = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", home=home)
     elapsed = time.perf_counter() - t0
     assert second.returncode == 0, second.stderr
-    assert "2 runs — 0 new, 2 reused" in second.stdout
-    assert len(Registry().runs()) == 2 and elapsed < 30
+    assert "3 runs — 0 new, 3 reused" in second.stdout
+    assert len(Registry().runs()) == 3 and elapsed < 30
 
     compare = i1lab("compare", "adapter_micro", "--format", "json", home=home)
     table = json.loads(compare.stdout)
-    assert [r["name"] for r in table["rows"]] == ["baseline", "adapter=transformer-1"]
-    base, variant = (r["cells"][0] for r in table["rows"])
+    assert [r["name"] for r in table["rows"]] == ["baseline", "adapter=transformer-1", "cfg_scale=2.0"]
+    base, variant, _ = (r["cells"][0] for r in table["rows"])
     assert abs(variant["delta"] - (variant["value"] - base["value"])) < 1e-12
 
     query = i1lab(
@@ -94,7 +99,7 @@ def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> 
     exp = client.get_experiment_by_name("adapter_micro")
     runs = client.search_runs([exp.experiment_id])
     children = {r.data.tags["mlflow.runName"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
-    assert set(children) == {"baseline", "adapter=transformer-1"} and len(runs) == 3
+    assert set(children) == {"baseline", "adapter=transformer-1", "cfg_scale=2.0"} and len(runs) == 4
     child = children["adapter=transformer-1"]
     assert child.data.params["model.adapter.type"] == "transformer"
     assert child.data.metrics["shapes/overall"] == next(
