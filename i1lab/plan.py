@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -116,36 +117,72 @@ def _axis_name(path: str, value: Any) -> str:
     return f"{path.split('.')[-1]}={_value_name(value)}"
 
 
-def _overlay(study: Study, profile: str | None) -> tuple[Layer, dict[str, list[Any]], dict[str, Location]]:
-    """The profile's overlay layer, and the axes in force under it (a profile may replace axis values)."""
-    axes = dict(study.doc.axes)
-    axis_where = {p: study.locate(("axes", p)) or Location(study.file, 1, 1) for p in axes}
+Located = list[tuple[Any, Location | None]]  # values, each with where it was written
+
+RESERVED_PROFILE_KEYS = ("axes", "grid", "variants")
+
+
+@dataclass
+class Scaled:
+    """A study as a profile sees it: the overlay layer and the axes, grid and variant values in force."""
+
+    overlay: Layer
+    axes: dict[str, Located]
+    grid: dict[str, Located]
+    variants: list[tuple[str, str | None, dict[str, tuple[Any, Location | None]]]]
+
+
+def _located(study: Study, prefix: tuple[Any, ...], values: list[Any]) -> Located:
+    return [(v, study.locate((*prefix, i))) for i, v in enumerate(values)]
+
+
+def scale(study: Study, profile: str | None) -> Scaled:
+    """Apply a profile: its dotted keys overlay the base; its ``axes`` / ``grid`` replace axis and grid
+    values one for one (or the whole grid); its ``variants`` entries override keys of named variants."""
+    doc = study.doc
+    axes = {p: _located(study, ("axes", p), vs) for p, vs in doc.axes.items()}
+    grid = {p: _located(study, ("grid", p), vs) for p, vs in doc.grid.items()}
+    variants = [
+        (v.name, v.label, {p: (x, study.locate(("variants", i, "set", p))) for p, x in v.set.items()})
+        for i, v in enumerate(doc.variants)
+    ]
     if profile is None:
-        return Layer(), axes, axis_where
-    if profile not in study.doc.profiles:
-        known = ", ".join(study.doc.profiles) or "none defined"
+        return Scaled(Layer(), axes, grid, variants)
+    if profile not in doc.profiles:
+        known = ", ".join(doc.profiles) or "none defined"
         raise SpecError(f"unknown profile {profile!r}; known: {known}", key="profiles")
-    raw = dict(study.doc.profiles[profile])
-    replaced = raw.pop("axes", None) or {}
-    for path, values in replaced.items():
+    raw = dict(doc.profiles[profile])
+    at = ("profiles", profile)
+    for path, values in (raw.pop("axes", None) or {}).items():
+        where = study.locate((*at, "axes", path))
         if path not in axes:
-            raise SpecError(
-                "profile replaces an axis the study does not have",
-                key=path,
-                where=study.locate(("profiles", profile, "axes", path)),
-            )
+            raise SpecError("profile replaces an axis the study does not have", key=path, where=where)
         if not isinstance(values, list) or len(values) != len(axes[path]):
             raise SpecError(
-                f"must be a list of {len(axes[path])} values, one per axis value",
-                key=path,
-                where=study.locate(("profiles", profile, "axes", path)),
+                f"must be a list of {len(axes[path])} values, one per axis value", key=path, where=where
             )
-        axes[path] = values
-        axis_where[path] = study.locate(("profiles", profile, "axes", path)) or axis_where[path]
-    where = sub_where(study.where, ("profiles", profile))
-    where = {k: v for k, v in where.items() if k and k[0] != "axes"}
-    data = split_dotted(raw, where)
-    return Layer(data, where), axes, axis_where
+        axes[path] = _located(study, (*at, "axes", path), values)
+    if "grid" in raw:
+        new_grid = raw.pop("grid") or {}
+        if not isinstance(new_grid, dict) or not all(isinstance(v, list) and v for v in new_grid.values()):
+            raise SpecError(
+                "profile grid must map paths to non-empty lists",
+                key="grid",
+                where=study.locate((*at, "grid")),
+            )
+        grid = {p: _located(study, (*at, "grid", p), vs) for p, vs in new_grid.items()}
+    names = [v[0] for v in variants]
+    for name, overrides in (raw.pop("variants", None) or {}).items():
+        where = study.locate((*at, "variants", name))
+        if name not in names or not isinstance(overrides, dict):
+            raise SpecError(f"profile overrides variant {name!r}, which the study does not have", where=where)
+        vname, label, sets = variants[names.index(name)]
+        sets = {**sets, **{p: (x, study.locate((*at, "variants", name, p))) for p, x in overrides.items()}}
+        variants[names.index(name)] = (vname, label, sets)
+    where_map = {
+        k: v for k, v in sub_where(study.where, at).items() if k and k[0] not in RESERVED_PROFILE_KEYS
+    }
+    return Scaled(Layer(split_dotted(raw, where_map), where_map), axes, grid, variants)
 
 
 def _validate(layer: Layer, name: str, label: str | None, varied: Mapping[str, Any]) -> RunSpec:
@@ -169,23 +206,20 @@ def _validate(layer: Layer, name: str, label: str | None, varied: Mapping[str, A
 
 def expand(study: Study, profile: str | None = None) -> list[Variant]:
     """All runs of a study, baseline first, duplicates (same hash) folded into aliases."""
-    overlay, axes, axis_where = _overlay(study, profile)
-    base = merge(study.base, overlay)
+    scaled = scale(study, profile)
+    base = merge(study.base, scaled.overlay)
     doc = study.doc
-    grid_paths = list(doc.grid)
-    cells = list(itertools.product(*(doc.grid[p] for p in grid_paths))) or [()]
+    grid_paths = list(scaled.grid)
+    cells = list(itertools.product(*(scaled.grid[p] for p in grid_paths))) or [()]
     seeds: list[int | None] = list(doc.seeds) or [None]
 
     raw: list[tuple[str, str | None, Layer, dict[str, Any], bool, str]] = []
     for cell in cells:
         cell_layer = base.copy()
-        prefix_parts = []
-        for path, value in zip(grid_paths, cell, strict=True):
-            loc = study.locate(("grid", path, doc.grid[path].index(value)))
+        for path, (value, loc) in zip(grid_paths, cell, strict=True):
             set_path(cell_layer, tuple(path.split(".")), value, loc)
-            prefix_parts.append(_axis_name(path, value))
-        prefix = ",".join(prefix_parts)
-        cell_varied = dict(zip(grid_paths, cell, strict=True))
+        cell_varied = {path: value for path, (value, _) in zip(grid_paths, cell, strict=True)}
+        prefix = ",".join(_axis_name(p, v) for p, v in cell_varied.items())
 
         def full(name: str, _prefix: str = prefix) -> str:
             return f"{_prefix},{name}" if _prefix else name
@@ -194,40 +228,28 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
         entries: list[tuple[str, str | None, Layer, dict[str, Any], bool]] = []
         if doc.baseline or grid_paths:
             entries.append((base_name, None, cell_layer, dict(cell_varied), True))
-        for path, values in axes.items():
-            for idx, value in enumerate(values):
+        for path, values in scaled.axes.items():
+            for value, loc in values:
                 layer = cell_layer.copy()
-                loc = (
-                    study.locate(("axes", path, idx))
-                    if axes[path] is doc.axes.get(path)
-                    else axis_where[path]
-                )
                 set_path(layer, tuple(path.split(".")), value, loc)
                 entries.append(
                     (full(_axis_name(path, value)), None, layer, {**cell_varied, path: value}, False)
                 )
-        for i, variant in enumerate(doc.variants):
+        for name, label, sets in scaled.variants:
             layer = cell_layer.copy()
-            for path, value in variant.set.items():
-                set_path(layer, tuple(path.split(".")), value, study.locate(("variants", i, "set", path)))
-            entries.append((full(variant.name), variant.label, layer, {**cell_varied, **variant.set}, False))
+            for path, (value, loc) in sets.items():
+                set_path(layer, tuple(path.split(".")), value, loc)
+            varied = {**cell_varied, **{p: v for p, (v, _) in sets.items()}}
+            entries.append((full(name), label, layer, varied, False))
         for seed in seeds:
             for name, label, layer, varied, is_base in entries:
+                baseline = base_name
                 if seed is not None:
                     layer = layer.copy()
                     set_path(layer, ("train", "seed"), seed, study.locate(("seeds",)))
-                    name = f"{name}#seed={seed}"
+                    name, baseline = f"{name}#seed={seed}", f"{base_name}#seed={seed}"
                     varied = {**varied, "train.seed": seed}
-                raw.append(
-                    (
-                        name,
-                        label,
-                        layer,
-                        varied,
-                        is_base,
-                        base_name if seed is None else f"{base_name}#seed={seed}",
-                    )
-                )
+                raw.append((name, label, layer, varied, is_base, baseline))
 
     if len(raw) > doc.max_runs:
         raise SpecError(
@@ -236,10 +258,12 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
             where=study.locate(("max_runs",)) or study.locate(("grid",)),
         )
 
+    specs = {name: _validate(layer, name, label, varied) for name, label, layer, varied, _, _ in raw}
+    specs = _resolve_resume(specs, {name: layer for name, _, layer, *_ in raw})
     by_hash: dict[str, Variant] = {}
     order: list[str] = []
-    for name, label, layer, varied, is_base, baseline in raw:
-        spec = _validate(layer, name, label, varied)
+    for name, label, _layer, varied, is_base, baseline in raw:
+        spec = specs[name]
         digest = content_hash(spec)
         if digest in by_hash:
             prev = by_hash[digest]
@@ -256,6 +280,46 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
         )
         order.append(digest)
     return [by_hash[h] for h in order]
+
+
+HEX64 = frozenset("0123456789abcdef")
+
+
+def _resolve_resume(specs: dict[str, RunSpec], layers: Mapping[str, Layer]) -> dict[str, RunSpec]:
+    """Replace ``data.resume_from: <run name>`` by that run's content hash, so lineage is content-based.
+
+    A resolution stage resumes from another run of the same study (by name) or from any run by its
+    64-character hash. Chains resolve parents first; a cycle or an unknown name is a located error.
+    """
+    resolved: dict[str, RunSpec] = {}
+
+    def resolve(name: str, stack: tuple[str, ...]) -> RunSpec:
+        if name in resolved:
+            return resolved[name]
+        spec = specs[name]
+        ref = spec.data.resume_from
+        if ref is not None and not (len(ref) == 64 and set(ref) <= HEX64):
+            where = layers[name].locate(("data", "resume_from"))
+            if ref not in specs:
+                raise SpecError(
+                    f"resumes from {ref!r}, which is neither a run of this study nor a 64-hex run hash",
+                    key="data.resume_from",
+                    where=where,
+                )
+            if ref in stack or ref == name:
+                raise SpecError(
+                    f"resume_from cycle: {' -> '.join((*stack, name, ref))}",
+                    key="data.resume_from",
+                    where=where,
+                )
+            parent = resolve(ref, (*stack, name))
+            spec = spec.model_copy(
+                update={"data": spec.data.model_copy(update={"resume_from": content_hash(parent)})}
+            )
+        resolved[name] = spec
+        return spec
+
+    return {name: resolve(name, ()) for name in specs}
 
 
 def _label(varied: Mapping[str, Any]) -> str:

@@ -62,26 +62,41 @@ def velocity_mse(
     apply_fn: ApplyFn,
     params: Any,
     x1: jax.Array,
-    text: jax.Array,
-    mask: jax.Array,
+    text: Any,
+    mask: Any,
     t: jax.Array,
     eps: jax.Array,
-    drop: jax.Array | None = None,
+    drop: Any = None,
 ) -> jax.Array:
     """The loss for given times, noise and dropout decisions: mean((v − (x₁−ε))²) in float32 (§7)."""
     v = apply_fn(params, interpolate(x1, eps, t), t, text, mask, drop)
     return jnp.mean(jnp.square(v.astype(jnp.float32) - velocity_target(x1, eps)))
 
 
+def draw_caption_dropout(rng: jax.Array, batch: int, drop_prob: float | Sequence[float]) -> Any:
+    """Per-sample caption-dropout decisions (§4.3).
+
+    A scalar probability gives one (B,) bool array — one shared decision for every text encoder
+    (None when the probability is 0). A sequence gives a tuple of independent (B,) arrays, one per
+    encoder (entries None where the probability is 0).
+    """
+    if isinstance(drop_prob, (int, float)):
+        return jax.random.bernoulli(rng, drop_prob, (batch,)) if drop_prob > 0 else None
+    keys = jax.random.split(rng, len(drop_prob))
+    return tuple(
+        jax.random.bernoulli(k, p, (batch,)) if p > 0 else None for k, p in zip(keys, drop_prob, strict=True)
+    )
+
+
 def velocity_loss(
     apply_fn: ApplyFn,
     params: Any,
     x1: jax.Array,
-    text: jax.Array,
-    mask: jax.Array,
+    text: Any,
+    mask: Any,
     rng: jax.Array,
     *,
-    drop_prob: float = 0.1,
+    drop_prob: float | Sequence[float] = 0.1,
     lognorm: bool = True,
     lognorm_mean: float = 0.0,
     lognorm_std: float = 1.0,
@@ -90,11 +105,13 @@ def velocity_loss(
     """Scalar float32 rectified-flow loss for clean latents `x1` (B, C, h, w) (§7, §4.3).
 
     Draws t (logit-normal, optionally shifted), ε ~ N(0, I) and per-sample caption dropout with
-    probability `drop_prob` (passed to the model as `drop`: null caption, mask unchanged ⚑).
+    probability `drop_prob` (passed to the model as `drop`: null caption, mask unchanged ⚑). With
+    several text encoders, `text`/`mask` are tuples and `drop_prob` may be a per-encoder list
+    (independent drops) or a scalar (one shared decision; see `draw_caption_dropout`).
     """
     b = x1.shape[0]
     t_rng, eps_rng, drop_rng = jax.random.split(rng, 3)
     t = sample_t(t_rng, (b,), lognorm=lognorm, mean=lognorm_mean, std=lognorm_std, shift=train_shift)
     eps = jax.random.normal(eps_rng, x1.shape, jnp.float32)
-    drop = jax.random.bernoulli(drop_rng, drop_prob, (b,)) if drop_prob > 0 else None
+    drop = draw_caption_dropout(drop_rng, b, drop_prob)
     return velocity_mse(apply_fn, params, x1, text, mask, t, eps, drop)

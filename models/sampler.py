@@ -61,8 +61,8 @@ def guided_velocity(
 def _euler_scan(
     apply_fn: ApplyFn,
     params: Any,
-    text: jax.Array,
-    mask: jax.Array,
+    text: Any,
+    mask: Any,
     noise: jax.Array,
     grid: jax.Array,
     cfg_scale: jax.Array,
@@ -73,10 +73,11 @@ def _euler_scan(
     guided: bool,
 ) -> jax.Array:
     b = noise.shape[0]
-    mask = mask.astype(bool)
+    mask = jax.tree_util.tree_map(lambda m: m.astype(bool), mask)
     if guided:
-        text_in = jnp.concatenate([text, text], axis=0)
-        mask_in = jnp.concatenate([mask, mask], axis=0)  # uncond keeps the cond mask ⚑
+        doubled = lambda a: jnp.concatenate([a, a], axis=0)  # noqa: E731
+        text_in = jax.tree_util.tree_map(doubled, text)
+        mask_in = jax.tree_util.tree_map(doubled, mask)  # uncond keeps the cond mask ⚑
         drop_in = jnp.concatenate([jnp.zeros((b,), bool), jnp.ones((b,), bool)])
 
     def velocity(x: jax.Array, t: jax.Array) -> jax.Array:
@@ -104,8 +105,8 @@ def _euler_scan(
 def euler_sample(
     apply_fn: ApplyFn,
     params: Any,
-    text: jax.Array,
-    mask: jax.Array,
+    text: Any,
+    mask: Any,
     rng: jax.Array,
     *,
     shape: Sequence[int],
@@ -121,7 +122,8 @@ def euler_sample(
     Args:
         apply_fn: `apply_fn(params, x, t, text, mask, drop) -> v`, e.g. `DiT(cfg).apply`.
         params: what `apply_fn` takes (the EMA variables for evaluation; §8).
-        text, mask: (B, L, D) features and (B, L) mask of the prompts.
+        text, mask: (B, L, D) features and (B, L) mask of the prompts (tuples of them with several
+            text encoders; uncond drops every encoder's caption).
         rng: key of the initial noise N(0, I) (ignored when `noise` is given).
         steps: number of Euler steps.
         cfg_scale: guidance weight w; w = 1 runs the unguided model once per step (no uncond pass,
@@ -140,8 +142,8 @@ def euler_sample(
     return _euler_scan(
         apply_fn,
         params,
-        jnp.asarray(text),
-        jnp.asarray(mask),
+        jax.tree_util.tree_map(jnp.asarray, text),
+        jax.tree_util.tree_map(jnp.asarray, mask),
         noise,
         time_grid(steps, time_shift),
         jnp.float32(cfg_scale),

@@ -6,8 +6,8 @@ from i1lab.spec.run import DataSpec, SourceSpec
 
 
 def kept_sources(data: DataSpec) -> list[SourceSpec]:
-    """The sources left after ``remove`` (by source name or by group)."""
-    return [s for s in data.sources if s.name not in data.remove and s.group not in data.remove]
+    """The sources left after ``keep`` and ``remove`` (by source name or by group)."""
+    return data.kept_sources()
 
 
 def effective_count(source: SourceSpec, subset_count: int | None) -> int:

@@ -119,7 +119,13 @@ class ModelSpec(Strict):
 
     @property
     def resolved_heads(self) -> int:
-        return self.heads or SIZES[self.size].heads
+        """Explicit heads, else the preset's head dimension kept when the width is overridden."""
+        if self.heads:
+            return self.heads
+        preset = SIZES[self.size]
+        if self.hidden:
+            return max(1, self.hidden // (preset.hidden // preset.heads))
+        return preset.heads
 
     @property
     def encoders(self) -> list[TextEncoderSpec]:
@@ -175,9 +181,11 @@ def _paper_sources() -> list[SourceSpec]:
 class DataSpec(Strict):
     sources: list[SourceSpec] = Field(default_factory=_paper_sources, min_length=1)
     mixing: MixingSpec = MixingSpec()
+    keep: list[str] | None = Field(None, description="train only on these source names or groups")
     remove: list[str] = Field(default_factory=list, description="source names or groups to leave out")
     subset_count: Annotated[int, Field(ge=1)] | None = Field(None, description="unique images per source")
     long_caption_fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
+    captioner: str = Field("qwen3-vl-30b-a3b", description="the VLM that wrote the captions")
     resolution: Annotated[int, Field(ge=8, le=4096)] = 256
     resume_from: str | None = Field(None, description="run (name or hash) whose checkpoint starts this stage")
 
@@ -188,12 +196,21 @@ class DataSpec(Strict):
         if dup:
             raise ValueError(f"duplicate source names: {', '.join(dup)}")
         known = set(names) | {s.group for s in self.sources}
-        unknown = [r for r in self.remove if r not in known]
-        if unknown:
-            raise ValueError(f"remove names unknown sources or groups: {', '.join(unknown)}")
-        if all(s.name in self.remove or s.group in self.remove for s in self.sources):
-            raise ValueError("remove leaves no data source")
+        for key, listed in (("keep", self.keep or []), ("remove", self.remove)):
+            unknown = [r for r in listed if r not in known]
+            if unknown:
+                names_known = ", ".join(sorted(known))
+                raise ValueError(
+                    f"{key} names unknown sources or groups: {', '.join(unknown)}; known: {names_known}"
+                )
+        if not self.kept_sources():
+            raise ValueError("keep/remove leave no data source")
         return self
+
+    def kept_sources(self) -> list[SourceSpec]:
+        """The sources a run trains on, after ``keep`` and ``remove`` (by name or group)."""
+        kept = [s for s in self.sources if self.keep is None or s.name in self.keep or s.group in self.keep]
+        return [s for s in kept if s.name not in self.remove and s.group not in self.remove]
 
 
 class TrainSpec(Strict):

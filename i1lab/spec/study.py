@@ -171,14 +171,21 @@ def _check_paths(study: Study) -> None:
     for i, variant in enumerate(doc.variants):
         checks += [(p, ("variants", i, "set", p)) for p in variant.set]
     for name, overlay in doc.profiles.items():
-        checks += [(p, ("profiles", name, p)) for p in overlay if p != "axes"]
-        axes = overlay.get("axes")
-        if axes is not None:
-            if not isinstance(axes, dict):
+        checks += [(p, ("profiles", name, p)) for p in overlay if p not in ("axes", "grid", "variants")]
+        for reserved in ("axes", "grid", "variants"):
+            block = overlay.get(reserved)
+            if block is None:
+                continue
+            if not isinstance(block, dict):
                 raise SpecError(
-                    "profile axes must be a mapping", where=study.locate(("profiles", name, "axes"))
+                    f"profile {reserved} must be a mapping", where=study.locate(("profiles", name, reserved))
                 )
-            checks += [(p, ("profiles", name, "axes", p)) for p in axes]
+            if reserved == "variants":
+                for vname, sets in block.items():
+                    if isinstance(sets, dict):
+                        checks += [(p, ("profiles", name, reserved, vname, p)) for p in sets]
+            else:
+                checks += [(p, ("profiles", name, reserved, p)) for p in block]
     for dotted, where in checks:
         if dotted in ("name", "label"):
             raise SpecError("names and labels cannot vary", key=dotted, where=study.locate(where))

@@ -49,9 +49,10 @@ def model_config(spec: RunSpec) -> ModelConfig:
         fields["refiner_layers"] = m.refiner_layers
     if m.backbone == "dual_stream" and m.separate_norms is not None:
         fields["use_separate_norms"] = m.separate_norms
-    for name in ("hidden", "depth", "heads"):
-        if getattr(m, name) is not None:
-            fields[name] = getattr(m, name)
+    if m.hidden is not None or m.heads is not None:
+        fields["hidden"], fields["heads"] = m.resolved_hidden, m.resolved_heads
+    if m.depth is not None:
+        fields["depth"] = m.depth
     return make_config(m.size, **fields)
 
 

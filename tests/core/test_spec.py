@@ -95,7 +95,7 @@ def test_duplicate_key_and_bad_yaml(tmp_path: Path) -> None:
 
 
 def test_cross_field_rule(tmp_path: Path) -> None:
-    path = base_extends(tmp_path, "run:\n  model: {backbone: dual_stream}\n")
+    path = base_extends(tmp_path, "run:\n  model: {backbone: dual_stream, pooled_text: true}\n")
     assert "pooled_text exists only for backbone cross_attn" in error_of(path)
 
 

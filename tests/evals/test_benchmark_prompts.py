@@ -62,7 +62,7 @@ def test_dpg_prompts_and_missing_csv(tmp_path: Path) -> None:
         dpg.load_questions(directory=BENCH)
     message = str(err.value)
     assert str(BENCH / "dpg" / "dpg_bench.csv") in message and "TencentQQGYLab/ELLA" in message
-    with pytest.raises(FileNotFoundError, match="dpg_bench.csv"):
+    with pytest.raises(FileNotFoundError, match=r"dpg_bench\.csv"):
         dpg.load_questions(tmp_path / "dpg_bench.csv")
 
 

@@ -97,7 +97,7 @@ def test_dpg_answers_with_local_csv(tmp_path: Path) -> None:
         for (k, q), a in table.items()
     ]
     dpg.write_answers(rows, tmp_path / "answers.jsonl")
-    with pytest.raises(BenchmarkFileMissing, match="dpg_bench.csv"):
+    with pytest.raises(BenchmarkFileMissing, match=r"dpg_bench\.csv"):
         score_path("dpg", tmp_path, benchmarks_dir=tmp_path / "nowhere")
     (tmp_path / "dpg_bench.csv").write_text(CSV)
     headline, metrics, judge, printed = score_path("dpg", tmp_path / "answers.jsonl")
@@ -113,7 +113,7 @@ def test_dpg_official_printout_is_read_back(tmp_path: Path) -> None:
     (tmp_path / "dpg-bench_20250101-000000_results.txt").write_text(
         "/x/p.png, 0.25, 1.0, 0.0, 0.75, 0.5\n" + text
     )
-    headline, metrics, judge, printed = score_path("dpg", tmp_path)
+    _headline, metrics, judge, printed = score_path("dpg", tmp_path)
     assert judge == "official"
     assert metrics == summary.metrics()
     assert printed.startswith("L1 category scores:") and printed.endswith("DPG-Bench score: 50.0\n")
@@ -174,7 +174,7 @@ def test_cvtg_judgements_and_official_json(tmp_path: Path) -> None:
     assert report.headline == summary.word_accuracy == correct / sum(len(p.gt_words) for p in chosen)
     assert report.judge == "ocr-test"
     official = cvtg.write_results_json(summary, tmp_path / "results.json")
-    headline, metrics, judge, printed = score_path("cvtg", official)
+    _headline, metrics, judge, printed = score_path("cvtg", official)
     assert judge == "official" and metrics["word_accuracy"] == summary.word_accuracy
     assert printed == cvtg.format_summary(summary)
 
@@ -216,7 +216,7 @@ def test_longtext_results_jsonl_and_rewritten_file(tmp_path: Path) -> None:
 def test_unknown_benchmark_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown benchmark"):
         score_path("parti", tmp_path)
-    with pytest.raises(FileNotFoundError, match="results.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"results\.jsonl"):
         score_path("longtext", tmp_path)
     assert json.loads(report_json("CVTG-2K", cvtg_official(tmp_path)))["judge"] == "official"
 
