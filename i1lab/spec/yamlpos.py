@@ -70,7 +70,12 @@ def _build(
 
 def parse(text: str, file: str = "<string>") -> Doc:
     """Parse YAML text into a :class:`Doc`; syntax errors become one-line :class:`SpecError`."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise SpecError(
+            f"invalid YAML: {exc.reason} (character #x{exc.character:04x})", where=Location(file, 1, 1)
+        ) from None
     try:
         node = loader.get_single_node()
         where: dict[PathKey, Location] = {}
