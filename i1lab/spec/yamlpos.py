@@ -73,8 +73,10 @@ def parse(text: str, file: str = "<string>") -> Doc:
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        where = Location(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
         raise SpecError(
-            f"invalid YAML: {exc.reason} (character #x{exc.character:04x})", where=Location(file, 1, 1)
+            f"invalid YAML: {exc.reason} (character #x{exc.character:04x})", where=where
         ) from None
     try:
         node = loader.get_single_node()
