@@ -300,6 +300,7 @@ def _resolve_resume(specs: dict[str, RunSpec], layers: Mapping[str, Layer]) -> d
         ref = spec.data.resume_from
         if ref is not None and not (len(ref) == 64 and set(ref) <= HEX64):
             where = layers[name].locate(("data", "resume_from"))
+            ref = _sibling(name, ref, specs)
             if ref not in specs:
                 raise SpecError(
                     f"resumes from {ref!r}, which is neither a run of this study nor a 64-hex run hash",
@@ -320,6 +321,16 @@ def _resolve_resume(specs: dict[str, RunSpec], layers: Mapping[str, Layer]) -> d
         return spec
 
     return {name: resolve(name, ()) for name in specs}
+
+
+def _sibling(name: str, ref: str, specs: Mapping[str, RunSpec]) -> str:
+    """The run ``ref`` names from run ``name``: in the same grid cell and with the same seed."""
+    if ref in specs:
+        return ref
+    stem, hash_mark, seed = name.partition("#")
+    cell = stem.rsplit(",", 1)[0] if "," in stem else ""
+    candidate = (f"{cell}," if cell else "") + ref + (f"#{seed}" if hash_mark else "")
+    return candidate if candidate in specs else ref
 
 
 def _label(varied: Mapping[str, Any]) -> str:

@@ -11,6 +11,8 @@ A study file is YAML with these top-level keys (all optional except where noted)
     variants: [{name, label, set: {dotted: value}}]   # named multi-key variants
     grid: {model.backbone: [a, b]}   # every combination becomes a base of its own
     seeds: [0, 1, 2]                 # repeat every run with train.seed = each
+    search: {space, objective, ...}  # a search handed to Optuna (i1lab.spec.search)
+    budget_hours: 5000               # refuse to submit new runs costing more accelerator-hours
     evals: [dpg, prism]              # shorthand for run.eval.benchmarks
     baseline: true                   # plan the unmodified base as the "baseline" run
     max_runs: 1000                   # refuse to plan more runs than this
@@ -31,6 +33,7 @@ from i1lab.spec import yamlpos
 from i1lab.spec.fields import located_error, resolve
 from i1lab.spec.layers import Layer, merge, split_dotted, sub_where
 from i1lab.spec.run import RunSpec
+from i1lab.spec.search import SearchSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -59,6 +62,7 @@ class StudyFile(BaseModel):
     baseline: bool = True
     max_runs: Annotated[int, Field(ge=1)] = 1000
     budget_hours: Annotated[float, Field(gt=0)] | None = None
+    search: SearchSpec | None = None
 
     @field_validator("seeds")
     @classmethod
@@ -168,6 +172,8 @@ def _check_paths(study: Study) -> None:
     checks: list[tuple[str, yamlpos.PathKey]] = []
     checks += [(p, ("axes", p)) for p in doc.axes]
     checks += [(p, ("grid", p)) for p in doc.grid]
+    if doc.search is not None:
+        checks += [(p, ("search", "space", p)) for p in doc.search.space]
     for i, variant in enumerate(doc.variants):
         checks += [(p, ("variants", i, "set", p)) for p in variant.set]
     for name, overlay in doc.profiles.items():

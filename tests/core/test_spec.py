@@ -133,3 +133,48 @@ def test_axis_value_equal_to_baseline_is_folded(tmp_path: Path) -> None:
     variants = expand(load_study(path))
     assert [v.name for v in variants] == ["baseline", "adapter=transformer"]
     assert variants[0].aliases == ("adapter=mlp",)
+
+
+def test_search_block_is_validated(tmp_path: Path) -> None:
+    good = base_extends(
+        tmp_path,
+        (
+            "search:\n  space:\n    sampling.cfg_scale: {type: float, low: 1.0, high: 9.0}\n"
+            "    sampling.steps: {type: int, low: 10, high: 50, step: 10}\n"
+            "  objective: {shapes/overall: 1.0}\n  trials: 4\n"
+        ),
+    )
+    study = load_study(good)
+    assert study.doc.search is not None and study.doc.search.inference_only
+    bad_path = base_extends(
+        tmp_path,
+        (
+            "search:\n  space:\n    sampling.cfg_scal: {type: float, low: 1.0, high: 9.0}\n"
+            "  objective: {shapes/overall: 1.0}\n"
+        ),
+    )
+    assert "sampling.cfg_scal: unknown field 'cfg_scal' (did you mean 'cfg_scale'?)" in error_of(bad_path)
+    bad_range = base_extends(
+        tmp_path,
+        (
+            "search:\n  space:\n    train.lr: {type: float, low: 0.0, high: 1.0, log: true}\n"
+            "  objective: {shapes/overall: 1.0}\n"
+        ),
+    )
+    assert "search.space.train.lr: a log-scaled dimension needs low > 0" in error_of(bad_range)
+
+
+def test_every_paper_study_plans_and_shares_one_baseline() -> None:
+    from i1lab.plan import make_plan, report
+
+    files = sorted(EXPERIMENTS.glob("*.yaml"))
+    assert len(files) >= 17
+    plans = []
+    for path in files:
+        study = load_study(path)
+        plans.append(make_plan(study, expand(study), {}, None))
+    payload = report(plans)
+    base = expand(load_study(EXPERIMENTS / "baseline.yaml"))[0].hash
+    hits = [r for r in payload["runs"] if r["hash"] == base]
+    assert len(hits) == 1 and len(hits[0]["members"]) >= 10
+    assert payload["summary"]["runs"] < sum(len(p.runs) for p in plans)

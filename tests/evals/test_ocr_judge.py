@@ -42,9 +42,16 @@ def test_tesseract_reads_rendered_cvtg_ground_truth(cvtg_prompts: list[cvtg.Cvtg
 
 def test_tesseract_reads_rendered_longtext_ground_truth() -> None:
     prompts = longtext.load_prompts()
-    picks = [prompts[0], prompts[120]]
+    picks = sorted(prompts, key=lambda p: -len(" ".join(p.text)))[:2]
     engine = make_engine("tesseract")
-    items = [(f"{p.prompt_id}_0.png", p.prompt_id, render_lines(wrap_words(" ".join(p.text).split(), font_size=28), font_size=28)) for p in picks]
+    items = [
+        (
+            f"{p.prompt_id}_0.png",
+            p.prompt_id,
+            render_lines(wrap_words(" ".join(p.text).split(), font_size=28), font_size=28),
+        )
+        for p in picks
+    ]
     records = judge_longtext(engine, items)
     summary = longtext.summarize(records, {p.prompt_id: p.text for p in prompts})
     assert summary.total > 60
@@ -57,11 +64,15 @@ def test_noise_scores_near_zero(cvtg_prompts: list[cvtg.CvtgPrompt]) -> None:
     picks = cvtg_prompts[:3]
     engine = make_engine("tesseract")
     noise = [rng.integers(0, 256, (256, 512, 3), dtype=np.uint8) for _ in picks]
-    judgements = judge_cvtg(engine, [(p.type, p.area, str(p.index), img) for p, img in zip(picks, noise, strict=True)])
+    judgements = judge_cvtg(
+        engine, [(p.type, p.area, str(p.index), img) for p, img in zip(picks, noise, strict=True)]
+    )
     summary = cvtg.summarize(judgements, cvtg.prompt_table(cvtg_prompts))
     assert summary.word_accuracy <= 0.05
     lt = longtext.load_prompts()[:2]
-    records = judge_longtext(engine, [(f"{p.prompt_id}_0.png", p.prompt_id, n) for p, n in zip(lt, noise, strict=False)])
+    records = judge_longtext(
+        engine, [(f"{p.prompt_id}_0.png", p.prompt_id, n) for p, n in zip(lt, noise, strict=False)]
+    )
     assert longtext.summarize(records, {p.prompt_id: p.text for p in lt}).headline <= 0.05
 
 

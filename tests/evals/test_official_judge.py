@@ -13,7 +13,7 @@ from evals import geneval, longtext
 from evals.benchdir import benchmarks_dir
 from evals.judges.official import DEFAULT_COMMANDS, OfficialJudge, OfficialJudgeError
 
-FAKE_GENEVAL = r'''
+FAKE_GENEVAL = r"""
 import json, os, re, sys
 images, out = sys.argv[1], sys.argv[sys.argv.index("--outfile") + 1]
 metas = [json.loads(l) for l in open(os.environ["META"])]
@@ -26,12 +26,13 @@ for sub in sorted(os.listdir(images)):
         if re.match(r"\d+\.png", name):
             ok = name.startswith("00000")
             rows.append({"filename": os.path.join(images, sub, "samples", name), "tag": meta["tag"],
-                         "prompt": meta["prompt"], "correct": ok, "reason": "" if ok else "expected x>=1, found 0",
+                         "prompt": meta["prompt"], "correct": ok,
+                         "reason": "" if ok else "expected x>=1, found 0",
                          "metadata": json.dumps(meta), "details": json.dumps({})})
 with open(out, "w") as f:
     for r in rows:
         f.write(json.dumps(r).replace("/", "\\/") + "\n")   # pandas-style escapes
-'''
+"""
 
 FAKE_LONGTEXT = r"""
 import json, os, sys
@@ -44,7 +45,8 @@ for rank, chunk in enumerate((files[:half], files[half:])):
         for name in chunk:
             p = prompts[int(name.split("_")[0])]
             ocr = " ".join(p["text"]) if name.endswith("_0.png") else "No text recognized."
-            f.write(json.dumps({"image": name, "prompt": p["prompt"], "ocr_gt": p["text"], "ocr_results": ocr}) + "\n")
+            row = {"image": name, "prompt": p["prompt"], "ocr_gt": p["text"], "ocr_results": ocr}
+            f.write(json.dumps(row) + "\n")
 """
 
 
@@ -94,7 +96,9 @@ def test_failing_command_and_missing_placeholder(tmp_path: Path) -> None:
         judge.run(tmp_path, tmp_path / "out")
     with pytest.raises(ValueError, match="model_path"):
         OfficialJudge("prism").argv(tmp_path, tmp_path / "o")
-    argv = OfficialJudge("prism", python="/env/bin/python").argv(Path("/im ages"), Path("/o"), model_path="/m")
+    argv = OfficialJudge("prism", python="/env/bin/python").argv(
+        Path("/im ages"), Path("/o"), model_path="/m"
+    )
     assert argv[:2] == ["/env/bin/python", "evaluation/eval_qwen25.py"] and "/im ages" in argv
     assert set(DEFAULT_COMMANDS) == {"geneval", "dpg", "prism", "cvtg", "longtext"}
     assert OfficialJudge("dpg").python == sys.executable

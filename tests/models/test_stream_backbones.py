@@ -132,11 +132,6 @@ def test_adaln_off_ignores_t_bit_exactly(
     np.testing.assert_array_equal(
         _forward(config, {"params": perturbed}, x, jnp.zeros((2,)), text, mask), outs[0]
     )
-    grads = jax.grad(lambda p: jnp.sum(DiT(config).apply({"params": p}, x, jnp.zeros((2,)), text, mask)))(
-        params
-    )
-    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree_util.tree_leaves(grads["t_embedder"]))
-    assert float(jnp.abs(grads["final_layer"]["linear"]["kernel"]).max()) > 0.0
 
 
 @pytest.mark.parametrize("family", FAMILIES)
