@@ -19,7 +19,11 @@ from i1lab.spec.run import DataSpec
 
 def _pick_caption(example: dict[str, Any], rng: np.random.Generator, long_fraction: float) -> dict[str, Any]:
     use_long = bool(rng.random() < long_fraction)
-    return {"image": example["image"], "caption": example["long" if use_long else "short"]}
+    return {
+        "source": example["source"],
+        "image": example["image"],
+        "caption": example["long" if use_long else "short"],
+    }
 
 
 def example_dataset(data: DataSpec, seed: int) -> grain.MapDataset:

@@ -27,6 +27,7 @@ class ShapesSource:
         rng = np.random.default_rng([self._key, int(index)])
         scene = sample_scene(rng)
         return {
+            "source": self.spec.name,
             "image": render(scene, self.resolution),
             "short": caption(scene, "short", rng),
             "long": caption(scene, "long", rng),
