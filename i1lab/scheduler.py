@@ -23,6 +23,8 @@ class Task(BaseModel):
     name: str
     resources: ResourcesSpec
     workdir: str
+    hash: str = ""
+    parent_hash: str | None = None  # data.resume_from: runs after that task
 
 
 def ray_options(resources: ResourcesSpec) -> dict[str, Any]:
@@ -35,6 +37,26 @@ def ray_options(resources: ResourcesSpec) -> dict[str, Any]:
         return {"num_cpus": 1, "num_gpus": int(acc.split(":")[1])}
     # A TPU slice: the head resource Ray advertises once per slice (e.g. "TPU-v6e-8-head").
     return {"num_cpus": 1, "resources": {f"TPU-{acc.removeprefix('tpu-')}-head": 1}}
+
+
+def order_tasks(tasks: list[Task]) -> list[Task]:
+    """Parents (``resume_from``) before children, otherwise in the given order. Pure."""
+    by_hash = {t.hash: t for t in tasks}
+    done: set[str] = set()
+    out: list[Task] = []
+
+    def visit(t: Task) -> None:
+        if t.hash in done:
+            return
+        done.add(t.hash)
+        parent = by_hash.get(t.parent_hash or "")
+        if parent is not None:
+            visit(parent)
+        out.append(t)
+
+    for t in tasks:
+        visit(t)
+    return out
 
 
 def _init_ray(address: str | None) -> None:
@@ -81,14 +103,17 @@ def run_tasks(
     url = paths.database_url()
     pending: dict[Any, Task] = {}
     last_in_workdir: dict[str, Any] = {}
-    for t in tasks:
+    by_hash: dict[str, Any] = {}
+    for t in order_tasks(tasks):
         # Runs sharing a training (same work directory) run one after the other: the first trains, the
-        # next ones find the finished checkpoints and only evaluate. Ray orders them through the argument.
-        after = last_in_workdir.get(t.workdir)
+        # next ones find the finished checkpoints and only evaluate. A resolution stage waits for the run
+        # it resumes from. Ray orders them through the arguments (object refs resolve before a task runs).
+        after = [ref for ref in (last_in_workdir.get(t.workdir), by_hash.get(t.parent_hash or "")) if ref]
         ref = remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
-            t.run_id, url, t.workdir, after
+            t.run_id, url, t.workdir, *after
         )
         last_in_workdir[t.workdir] = ref
+        by_hash[t.hash] = ref
         pending[ref] = t
     outcomes: list[Outcome] = []
     try:

@@ -45,6 +45,7 @@ def submit_study(
                     spec=r.spec.model_dump(mode="json"),
                     total_steps=r.spec.train.steps,
                     workdir=str(paths.run_dir(training_hash(r.spec))),
+                    params=r.cost.params if r.cost else None,
                 )
             )
     ids = registry.record_plan(
@@ -104,6 +105,8 @@ def _run(
             name=r.name,
             resources=r.spec.resources,
             workdir=str(paths.run_dir(training_hash(r.spec))),
+            hash=r.hash,
+            parent_hash=r.spec.data.resume_from,
         )
         for r in todo
     ]

@@ -48,8 +48,20 @@ def record_scores(registry: Registry, run_id: int, results: list[Any]) -> None:
     registry.add_scores(scores)
 
 
+def _parent_dir(registry: Registry, spec: RunSpec) -> Path | None:
+    """The work directory of the run this one resumes from (resolution stages), which must be finished."""
+    ref = spec.data.resume_from
+    if ref is None:
+        return None
+    parent = registry.existing([ref]).get(ref)
+    if parent is None or parent.status not in ("finished", "imported") or not parent.workdir:
+        state = "not in the registry" if parent is None else parent.status
+        raise I1labError(f"data.resume_from: parent run {ref[:12]} is {state}; it must finish first")
+    return Path(parent.workdir)
+
+
 def execute_run(
-    run_id: int, database_url: str | None = None, workdir: str | None = None, after: object = None
+    run_id: int, database_url: str | None = None, workdir: str | None = None, *after: object
 ) -> Outcome:
     """Train and evaluate registry run ``run_id`` to completion (resuming if it has checkpoints).
 
@@ -83,7 +95,8 @@ def execute_run(
         record_scores(registry, run_id, evaluate(spec, ema, step, eval_dir))
 
     try:
-        train(spec, wd, Hooks(on_step=on_step, on_checkpoint=on_checkpoint, on_eval=on_eval))
+        hooks = Hooks(on_step=on_step, on_checkpoint=on_checkpoint, on_eval=on_eval)
+        train(spec, wd, hooks, init_from=_parent_dir(registry, spec))
         # Checkpoints trained earlier (by a run sharing this training, or before a crash) that lack scores.
         scored = {s.step for s in registry.scores([run_id])}
         for step in sorted(eval_steps(spec) - scored):

@@ -74,10 +74,8 @@ def parse(text: str, file: str = "<string>") -> Doc:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
-        where = Location(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
-        raise SpecError(
-            f"invalid YAML: {exc.reason} (character #x{exc.character:04x})", where=where
-        ) from None
+        at = Location(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        raise SpecError(f"invalid YAML: {exc.reason} (character #x{exc.character:04x})", where=at) from None
     try:
         node = loader.get_single_node()
         where: dict[PathKey, Location] = {}

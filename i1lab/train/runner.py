@@ -95,7 +95,47 @@ def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
         ckpts.close()
 
 
-def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str, Any]:
+def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
+    """The train state to start a resolution stage from: the parent run's latest checkpoint, with the
+    frozen sinusoidal table recomputed for this run's resolution (DESIGN_SPACE.md §3 "Frozen")."""
+    import jax.numpy as jnp
+
+    from i1lab.train.build import model_config
+    from i1lab.train.checkpoint import Checkpoints
+    from i1lab.train.step import TrainState
+    from models.posemb import pos_embed_table
+
+    try:
+        parent = RunSpec.model_validate_json((parent_dir / "spec.json").read_text())
+    except OSError as exc:
+        raise I1labError(f"resume_from: cannot read the parent run in {parent_dir}: {exc.strerror}") from None
+    p = parent.train
+    ckpts = Checkpoints(
+        parent_dir / "checkpoints", every=p.checkpoint_every, keep_every=p.keep_every, total_steps=p.steps
+    )
+    try:
+        step = ckpts.latest_step()
+        if step is None:
+            raise I1labError(f"resume_from: the parent run in {parent_dir} has no checkpoint")
+        abstract, _, _ = initial_state(parent, abstract=True)
+        restored = TrainState(*ckpts.restore(step, abstract))
+    finally:
+        ckpts.close()
+    if step >= spec.train.steps:
+        raise I1labError(
+            f"resume_from: the parent stops at step {step}, not before train.steps={spec.train.steps}"
+        )
+    table = pos_embed_table(model_config(spec))
+
+    def fresh(tree: Any) -> Any:
+        return {**tree, "pos_embed": jnp.asarray(table)} if "pos_embed" in tree else tree
+
+    return TrainState(restored.step, fresh(restored.params), fresh(restored.ema), restored.opt_state)
+
+
+def train(
+    spec: RunSpec, workdir: Path, hooks: Hooks | None = None, init_from: Path | None = None
+) -> dict[str, Any]:
     """Train (or resume) the run described by ``spec`` in ``workdir``; returns a summary dict."""
     import jax
     import jax.numpy as jnp
@@ -129,6 +169,13 @@ def train(spec: RunSpec, workdir: Path, hooks: Hooks | None = None) -> dict[str,
         abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
         state = TrainState(*ckpts.restore(latest, abstract))
         del abstract
+        start = int(state.step)
+    elif spec.data.resume_from is not None:
+        if init_from is None:
+            raise I1labError(
+                f"data.resume_from={spec.data.resume_from[:12]}: the parent run's folder is not known"
+            )
+        state = state_from_parent(spec, init_from)
         start = int(state.step)
     hooks.on_step(start)
 

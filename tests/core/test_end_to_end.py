@@ -106,3 +106,38 @@ def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> 
         s.value for s in members[1].scores if s.metric == "overall" and s.step == 20
     )
     assert len(client.get_metric_history(child.info.run_id, "loss")) >= 4
+
+
+STAGES = """\
+study: stages_micro
+extends: {baseline}
+baseline: false
+variants:
+  - {{name: s1, set: {{data.resolution: 16}}}}
+  - {{name: s2, set: {{data.resolution: 24, data.resume_from: s1, train.steps: 30}}}}
+profiles:
+  tiny:
+    train.steps: 20
+    train.checkpoint_every: 10
+    train.keep_every: 10
+    train.log_every: 5
+    sampling.steps: 4
+    eval.prompts_per_tag: 1
+    eval.images_per_prompt: 1
+"""
+
+
+def test_resolution_stage_resumes_from_its_parent(home: Path, tmp_path: Path) -> None:
+    study = tmp_path / "stages.yaml"
+    study.write_text(STAGES.format(baseline=EXPERIMENTS / "baseline.yaml"))
+    res = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", "--no-mlflow", home=home)
+    assert res.returncode == 0, res.stdout + res.stderr
+    from i1lab.registry import Registry
+
+    s1, s2 = Registry().members("stages_micro")
+    assert s2.run.spec["data"]["resume_from"] == s1.run.hash  # lineage by content hash, not by name
+    steps = [
+        json.loads(x)["step"] for x in (Path(s2.run.workdir or "") / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [25, 30]  # continued from the parent's step 20 at the new resolution
+    assert s2.run.status == "finished" and s2.run.params == s1.run.params

@@ -69,3 +69,33 @@ def test_make_plan_marks_new_reused_and_resume() -> None:
     assert [r.status for r in plan.runs] == ["reused", "resume", "new", "new"]
     assert plan.runs[0].reused_run_id == 1 and plan.runs[2].reused_run_id is None
     assert plan.summary() == {"runs": 4, "new": 2, "reused": 1, "resume": 1}
+
+
+def test_tasks_run_parents_first() -> None:
+    from i1lab.scheduler import Task, order_tasks
+    from i1lab.spec.run import ResourcesSpec
+
+    def task(name: str, parent: str | None = None) -> Task:
+        return Task(
+            run_id=0, name=name, resources=ResourcesSpec(), workdir=name, hash=name, parent_hash=parent
+        )
+
+    ordered = order_tasks([task("c", "b"), task("b", "a"), task("x"), task("a")])
+    assert [t.name for t in ordered] == ["a", "b", "c", "x"]
+
+
+def test_resume_from_names_resolve_to_hashes_and_errors_are_located(tmp_path: Path) -> None:
+    study = load_study(EXPERIMENTS / "resolution_stages.yaml")
+    s1, s2, s3 = expand(study)
+    assert s2.spec.data.resume_from == s1.hash and s3.spec.data.resume_from == s2.hash
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"extends: {EXPERIMENTS / 'baseline.yaml'}\n"
+        "variants:\n  - {name: s2, set: {data.resume_from: nope}}\n"
+    )
+    import pytest
+
+    from i1lab.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"bad.yaml:3:.*data.resume_from: resumes from 'nope'"):
+        expand(load_study(bad))

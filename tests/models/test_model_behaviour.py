@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from models.adapters import MLPAdapter, TransformerAdapter, masked_mean
-from models.config import ModelConfig
+from models.config import BACKBONES, IMPLEMENTED_BACKBONES, ModelConfig
 from models.cross_attn import CrossAttnBlock
-from models.dit import DiT, init_variables, unpatchify
+from models.dit import DiT, unpatchify
+from models.params import param_shapes
 from models.posemb import rope_2d_tables
 
 Inputs = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
@@ -154,10 +155,10 @@ def test_unpatchify_inverts_row_major_patchify(small_config: ModelConfig) -> Non
     np.testing.assert_array_equal(np.asarray(unpatchify(jnp.asarray(tokens), c)), image)
 
 
-def test_reserved_backbones_are_not_implemented(small_config: ModelConfig) -> None:
-    config = small_config.replace(backbone="dual_stream")
-    with pytest.raises(NotImplementedError, match="dual_stream"):
-        init_variables(config, jax.random.key(0))
+def test_every_backbone_is_implemented(small_config: ModelConfig) -> None:
+    assert IMPLEMENTED_BACKBONES == BACKBONES == ("cross_attn", "single_stream", "dual_stream")
+    shapes = param_shapes(small_config.replace(backbone="dual_stream"))
+    assert "qkv_image" in shapes["blocks_0"]["attn"]
 
 
 def test_bfloat16_compute_matches_float32_roughly(
