@@ -3,11 +3,13 @@
 Modules (DESIGN_SPACE sections in brackets):
 
 - `models.config` — `ModelConfig`, every architectural knob, validated (§1–§6); pure Python.
-- `models.presets` — `PRESETS`, `make_config(size, **fields)` (§6); pure Python.
+- `models.presets` — `PRESETS`, `make_config(size, **fields)` (§6), the final recipe `i1_config(res)`
+  (§13); pure Python.
 - `models.layers` — norms, FFNs, attention, AdaLN, timestep embedder, final layer (§1, §2).
 - `models.posemb` — frozen sinusoidal `pos_embed`, `frozen_param_mask`, `reset_frozen`, 2-D RoPE (§3).
 - `models.adapters` — MLP / transformer text adapters, null caption, dropout, pooling (§4.2, §4.3).
-- `models.cross_attn`, `models.dit` — the cross_attn backbone and the top-level `DiT` (§5).
+- `models.cross_attn`, `models.single_stream`, `models.dual_stream` — the three backbones (§5.2–§5.4);
+  `models.long_skip` — their shared long-skip wiring (§5.1); `models.dit` — the top-level `DiT`.
 - `models.params` — `count_params`, `param_shapes` via `jax.eval_shape` (§6).
 - `models.rectified_flow` — t sampling, interpolation, velocity loss (§7).
 - `models.sampler` — Euler + CFG sampler in one `lax.scan` (§8).
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from models.posemb import frozen_param_mask as frozen_param_mask
     from models.posemb import reset_frozen as reset_frozen
     from models.presets import PRESETS as PRESETS
+    from models.presets import i1_config as i1_config
     from models.presets import make_config as make_config
     from models.rectified_flow import sample_t as sample_t
     from models.rectified_flow import velocity_loss as velocity_loss
@@ -42,6 +45,7 @@ _EXPORTS = {
     "ModelConfig": "models.config",
     "PRESETS": "models.presets",
     "make_config": "models.presets",
+    "i1_config": "models.presets",
     "DiT": "models.dit",
     "init_variables": "models.dit",
     "count_params": "models.params",

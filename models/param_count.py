@@ -63,6 +63,30 @@ def _cross_attn_block(c: ModelConfig, skip: bool) -> int:
     return n
 
 
+def _single_stream_block(c: ModelConfig, skip: bool, modulated: bool) -> int:
+    h = c.hidden
+    n = _dense(2 * h, h) if skip else 0
+    if modulated:
+        n += _dense(h, c.adaln_chunks * h)
+        if c.use_sandwich_norm:  # only modulated blocks have sandwich norms (§5.3)
+            n += 2 * _norm(c, h)
+    return n + 2 * _norm(c, h) + _self_attention(c) + _ffn(c)
+
+
+def _dual_stream_block(c: ModelConfig, skip: bool) -> int:
+    h = c.hidden
+    n = 2 * _dense(2 * h, h) if skip else 0
+    if c.use_adaln:
+        n += _dense(h, c.adaln_chunks * h)
+    streams = 2 if c.use_separate_norms else 1
+    n += 2 * streams * _norm(c, h)  # norm1, norm2
+    n += streams * _qk_norms(c)
+    if c.use_sandwich_norm:
+        n += 2 * _norm(c, h)  # norm3, norm4: always shared
+    n += 2 * (_dense(h, 3 * h) + _dense(h, h) + _ffn(c))  # per-stream qkv, proj, FFN
+    return n
+
+
 def _final_layer(c: ModelConfig) -> int:
     n = _norm(c, c.hidden) + _dense(c.hidden, c.patch_dim)
     if c.use_adaln:
@@ -70,26 +94,40 @@ def _final_layer(c: ModelConfig) -> int:
     return n
 
 
+def _blocks(c: ModelConfig) -> int:
+    half = c.depth // 2 if c.use_long_skip else 0
+    n = 0
+    for i in range(c.depth):
+        skip = c.use_long_skip and i > half
+        if c.backbone == "cross_attn":
+            n += _cross_attn_block(c, skip)
+        elif c.backbone == "single_stream":
+            n += _single_stream_block(c, skip, modulated=c.use_adaln)
+        else:
+            n += _dual_stream_block(c, skip)
+    if c.backbone == "single_stream":
+        n += c.refiner_layers * (
+            _single_stream_block(c, False, modulated=False)  # context refiner
+            + _single_stream_block(c, False, modulated=c.use_adaln)  # noise refiner
+        )
+    return n
+
+
 def count_params_fast(config: ModelConfig) -> int:
-    """Total parameters of `DiT(config)` for the `cross_attn` backbone, from the config alone."""
+    """Total parameters of `DiT(config)` for any backbone and any number of text encoders."""
     c = config
-    if c.backbone != "cross_attn":
-        raise NotImplementedError(f"closed-form counts exist for cross_attn only, not {c.backbone!r}")
     h = c.hidden
     n = c.patch_size * c.patch_size * c.in_channels * h + h  # x_embedder (conv with bias)
     if c.use_image_connector:
         n += _prenorm_block(c)
     if c.uses_sinusoidal:
         n += c.num_patches * h
-    n += _adapter(c, c.text_dim, c.text_len)
+    n += adapter_params(c)
     if c.use_timestep:
         n += _dense(TIMESTEP_FEATURES, h) + _dense(h, h)
-    half = c.depth // 2 if c.use_long_skip else 0
-    for i in range(c.depth):
-        n += _cross_attn_block(c, skip=c.use_long_skip and i > half)
-    return n + _final_layer(c)
+    return n + _blocks(c) + _final_layer(c)
 
 
 def adapter_params(config: ModelConfig) -> int:
-    """Parameters of the text adapter (with its null caption) alone."""
-    return _adapter(config, config.text_dim, config.text_len)
+    """Parameters of the text adapters (with their null captions) alone, summed over encoders."""
+    return sum(_adapter(config, dim, length) for dim, length in config.encoder_specs)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from models.config import ModelConfig
-from models.presets import PRESETS, make_config
+from models.presets import PRESETS, i1_config, make_config
 
 
 def test_defaults_are_the_cross_attn_baseline() -> None:
@@ -78,3 +81,18 @@ def test_make_config_overrides_and_rejects_unknown_sizes() -> None:
     assert make_config("small", depth=7).depth == 7
     with pytest.raises(ValueError, match="unknown model size"):
         make_config("huge")
+
+
+def test_i1_recipe_preset() -> None:
+    c = i1_config()
+    assert (c.backbone, c.hidden, c.depth, c.heads, c.head_dim) == ("dual_stream", 2016, 29, 28, 72)
+    assert (c.adapter, c.adapter_blocks, c.use_adaln, c.use_sandwich_norm) == ("transformer", 2, False, True)
+    assert c.use_long_skip and not c.use_separate_norms and not c.repeat_text_emb
+    assert c.position_embedding == "sinusoidal_and_rope" and c.use_qknorm and c.use_swiglu and c.use_rmsnorm
+    assert (c.in_channels, c.latent_size, c.patch_size, c.text_dim, c.text_len) == (32, 32, 2, 2304, 256)
+    assert c.rope_dims == (36, 18, 18) and c.rope_lens == (257, 16, 16)
+    assert i1_config(1024).latent_size == 128 and i1_config(1024).position_scale == 0.25
+    tiny = i1_config(16, size="tiny", in_channels=3, latent_size=16, text_dim=32, text_len=8)
+    assert (tiny.hidden, tiny.backbone, tiny.adapter_blocks) == (64, "dual_stream", 2)
+    code = "import sys, models.presets as p; p.i1_config(); assert 'jax' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

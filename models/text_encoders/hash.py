@@ -1,12 +1,11 @@
-"""Frozen text encoders (DESIGN_SPACE §4.1).
+"""The text-encoder protocol and `HashWordEncoder`, the dependency-free encoder for tiny runs (§4.1).
 
-For now only `HashWordEncoder`: a deterministic, dependency-free stand-in for tiny CPU runs. It maps
-words to random (but fixed) embeddings, so captions that share words get related features.
-
-Later: T5Gemma / T5 / BERT(MiniLM) encoders as Flax modules reading `safetensors` weights, with
-tokenisation from `transformers` tokenizers (truncate to `token_len`, pad with id 0, mask = id ≠ 0;
-§4.1, §12.19). Every encoder follows the same protocol: attributes `dim` and `token_len`, and
+Every encoder follows the same protocol: attributes `dim`, `token_len` and `encoder_id` (a string
+that changes whenever the features could, used as the `FeatureCache` key), and
 `encode(captions) -> (features float32 (B, token_len, dim), mask bool (B, token_len))`.
+
+`HashWordEncoder` maps words to random (but fixed) embeddings, so captions that share words get
+related features. Pure numpy: importing this module does not import JAX.
 """
 
 from __future__ import annotations
@@ -27,6 +26,11 @@ class TextEncoder(Protocol):
 
     dim: int
     token_len: int
+
+    @property
+    def encoder_id(self) -> str:
+        """Identifies the features: same id, same features for the same caption."""
+        ...
 
     def encode(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Features (B, token_len, dim) float32 and mask (B, token_len) bool."""
@@ -65,6 +69,11 @@ class HashWordEncoder:
         self.table = np.random.default_rng(seed).standard_normal((vocab_size, dim)).astype(np.float32)
         self.table[0] = 0.0
         self.positions = sinusoidal_positions(token_len, dim)
+
+    @property
+    def encoder_id(self) -> str:
+        """`hash-word:dim=…:len=…:seed=…:vocab=…`."""
+        return f"hash-word:dim={self.dim}:len={self.token_len}:seed={self.seed}:vocab={self.vocab_size}"
 
     def word_id(self, word: str) -> int:
         """Stable id in [1, vocab_size) of one (lower-cased) word."""

