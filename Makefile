@@ -1,16 +1,15 @@
 # The two set-up commands of the README. Both install what they need first (scripts/install.sh).
-.PHONY: install study test lint
-
-install:
-	@bash scripts/install.sh
+.PHONY: study test
 
 # Train and score the tiny adapter-size study on this machine, then print its ablation table.
-study: install
+study:
+	@bash scripts/install.sh
 	.venv/bin/i1lab submit experiments/adapter_size.yaml --profile tiny
 	.venv/bin/i1lab compare adapter_size
 
 # The test suite (what CI runs), after lint and type checks.
-test: install
+test:
+	@bash scripts/install.sh --test
 	.venv/bin/ruff check i1lab models evals tests benchmarks
 	.venv/bin/ruff format --check i1lab models evals tests benchmarks
 	.venv/bin/mypy

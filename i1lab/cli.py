@@ -219,6 +219,27 @@ def train(
     out.print(f"finished at step {summary['step']}, loss {summary['loss']:.4f}")
 
 
+@app.command()
+def score(
+    bench: Annotated[str, typer.Argument(help="geneval, dpg, prism, cvtg or longtext")],
+    path: Annotated[Path, typer.Argument(help="output file or folder of the benchmark's judge")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    run: Annotated[
+        str | None, typer.Option(help="record for this run (id, hash prefix or study/name)")
+    ] = None,
+    step: Annotated[int | None, typer.Option(help="the checkpoint step the outputs belong to")] = None,
+    benchmarks_dir: Annotated[
+        Path | None, typer.Option(help="official prompt files (default: see README)")
+    ] = None,
+) -> None:
+    """Score a benchmark's per-sample outputs exactly as its authors do; optionally record the result."""
+    from i1lab.scoring_cli import score_command
+
+    score_command(
+        bench, path, as_json=as_json, run=run, step=step, benchmarks_dir=benchmarks_dir, console=out
+    )
+
+
 @sync_app.command("mlflow")
 def sync_mlflow(study: Annotated[str | None, typer.Argument(help="one study (default: all)")] = None) -> None:
     """Mirror the registry into MLflow (idempotent)."""

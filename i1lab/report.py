@@ -14,11 +14,12 @@ from pydantic import BaseModel
 
 from i1lab.registry import MemberRecord, ScoreRecord
 
+# The headline metric of each benchmark (evals.scoring.HEADLINES plus the synthetic shapes benchmark).
 HEADLINES = {
     "shapes": "overall",
     "geneval": "overall",
-    "dpg": "overall",
-    "prism": "overall",
+    "dpg": "dpg_score",
+    "prism": "final_combined_average",
     "cvtg": "word_accuracy",
     "longtext": "text_score",
 }

@@ -73,6 +73,7 @@ def map_torch_state(
     tensors: Mapping[str, np.ndarray],
     module_path: Callable[[str], str | None] = default_module_path,
     *,
+    ignore: Callable[[str], bool] | None = None,
     dtype: Any = np.float32,
 ) -> dict[str, Any]:
     """The Flax parameters for `template` filled from the PyTorch-layout `tensors` (see module doc).
@@ -81,7 +82,8 @@ def map_torch_state(
         template: nested dict whose leaves have `.shape` (arrays or `jax.ShapeDtypeStruct`).
         tensors: `{dotted.torch.name: array}`.
         module_path: checkpoint module path (the name without its last part) → Flax module path
-            with `/` separators, or None to skip the tensor (buffers, heads the module lacks).
+            with `/` separators, or None to skip the tensor (heads the module lacks).
+        ignore: full tensor names to skip (e.g. buffers such as `embeddings.position_ids`).
         dtype: dtype of the returned arrays.
 
     Raises:
@@ -92,6 +94,8 @@ def map_torch_state(
     unexpected: list[str] = []
     mismatched: list[str] = []
     for torch_name, array in tensors.items():
+        if ignore is not None and ignore(torch_name):
+            continue
         module, _, leaf = torch_name.rpartition(".")
         target_module = module_path(module)
         if target_module is None:

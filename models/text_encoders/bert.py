@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.hf_weights import default_module_path
 from models.text_encoders.hf import (
     PretrainedTextEncoder,
     checkpoint_id,
@@ -114,7 +115,8 @@ class BertResidualOutput(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array, residual: jax.Array) -> jax.Array:
         out = _dense(residual.shape[-1], "dense", self.dtype)(h).astype(jnp.float32)
-        return _layer_norm(self.settings.eps, "LayerNorm")(out + residual.astype(jnp.float32)).astype(self.dtype)
+        norm = _layer_norm(self.settings.eps, "LayerNorm")
+        return norm(out + residual.astype(jnp.float32)).astype(self.dtype)
 
 
 class BertAttention(nn.Module):
@@ -197,17 +199,14 @@ class BertModel(nn.Module):
 
 
 def bert_module_path(torch_module: str) -> str | None:
-    """HF `BertModel` names → `BertModel` paths; the pooler, heads and buffers are skipped."""
-    from models.hf_weights import default_module_path
-
-    name = torch_module.removeprefix("bert.")
-    if name.startswith(("pooler", "cls")) or name == "embeddings" and False:
-        return None
-    return default_module_path(name)
+    """HF `BertModel` module names → `BertModel` paths (a `bert.` prefix is dropped)."""
+    return default_module_path(torch_module.removeprefix("bert."))
 
 
-def _skip_buffers(torch_module: str) -> str | None:
-    return bert_module_path(torch_module)
+def bert_ignored(torch_name: str) -> bool:
+    """Tensors the encoder does not use: the pooler, task heads and the `position_ids` buffer."""
+    name = torch_name.removeprefix("bert.")
+    return name.startswith(("pooler.", "cls.")) or name.endswith("position_ids")
 
 
 class BertEncoder(PretrainedTextEncoder):
@@ -224,16 +223,10 @@ class BertEncoder(PretrainedTextEncoder):
         """
         settings = BertSettings.from_hf(load_hf_config(path))
         if token_len > settings.max_positions:
-            raise ValueError(f"token_len={token_len} exceeds max_position_embeddings={settings.max_positions}")
+            raise ValueError(f"token_len={token_len} exceeds max positions {settings.max_positions}")
         module = BertModel(settings, jnp.dtype(dtype))
         example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
-
-        def module_path(torch_module: str) -> str | None:
-            if torch_module.endswith("embeddings") and torch_module.count(".") <= 1:
-                return bert_module_path(torch_module)
-            return bert_module_path(torch_module)
-
-        params = load_params(module, example, path, _buffer_aware(module_path))
+        params = load_params(module, example, path, bert_module_path, bert_ignored)
         return cls(
             module,
             params,
@@ -242,10 +235,6 @@ class BertEncoder(PretrainedTextEncoder):
             token_len=token_len,
             encoder_id=checkpoint_id("bert", path, token_len, dtype),
         )
-
-
-def _buffer_aware(module_path: Any) -> Any:
-    return module_path
 
 
 def minilm_path() -> Path:

@@ -47,11 +47,22 @@ def weights_file(path: str | Path) -> Path:
 
 
 def load_params(
-    module: nn.Module, example: tuple[jax.Array, ...], path: str | Path, module_path: ModulePath
+    module: nn.Module,
+    example: tuple[jax.Array, ...],
+    path: str | Path,
+    module_path: ModulePath,
+    ignore: Callable[[str], bool] | None = None,
+    prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """The module's parameters read from the checkpoint at `path`, every tensor mapped (float32)."""
+    """The module's parameters read from the checkpoint at `path`, every tensor mapped (float32).
+
+    `prepare` may rewrite the raw `{name: tensor}` dict first (e.g. restore a tied weight).
+    """
     template = jax.eval_shape(module.init, jax.random.key(0), *example)["params"]
-    return map_torch_state(template, load_safetensors(weights_file(path)), module_path)
+    tensors = load_safetensors(weights_file(path))
+    if prepare is not None:
+        tensors = prepare(tensors)
+    return map_torch_state(template, tensors, module_path, ignore=ignore)
 
 
 class PretrainedTextEncoder:
