@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -75,7 +75,7 @@ class VAEConfig:
                 raise NotImplementedError(f"{key}={sorted(kinds)} is not supported")
         if data.get("act_fn", "silu") != "silu":
             raise NotImplementedError(f"act_fn={data['act_fn']!r} is not supported")
-        fields = {
+        fields: dict[str, Any] = {
             "in_channels": int(data.get("in_channels", 3)),
             "out_channels": int(data.get("out_channels", 3)),
             "block_out_channels": tuple(int(c) for c in data.get("block_out_channels", (128, 256, 512, 512))),
@@ -407,7 +407,8 @@ class Flux2VAE:
 
     def _encode_impl(self, params: Any, images: jax.Array, rng: jax.Array | None) -> jax.Array:
         x = pixels_to_unit(images)
-        mean, logvar = self.module.apply({"params": params}, x, method=AutoencoderKL.encode)
+        moments = self.module.apply({"params": params}, x, method=AutoencoderKL.encode)
+        mean, logvar = cast(tuple[jax.Array, jax.Array], moments)
         z = mean
         if rng is not None:  # the posterior is sampled ⚑ (§7)
             z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)
@@ -415,7 +416,8 @@ class Flux2VAE:
 
     def _decode_impl(self, params: Any, latents: jax.Array) -> jax.Array:
         z = denormalize_latents(latents, self.mean, self.var, self.eps).transpose(0, 2, 3, 1)
-        return unit_to_pixels(self.module.apply({"params": params}, z, method=AutoencoderKL.decode))
+        image = cast(jax.Array, self.module.apply({"params": params}, z, method=AutoencoderKL.decode))
+        return unit_to_pixels(image)
 
     def encode(self, images: ArrayLike, rng: jax.Array | None = None) -> jax.Array:
         """uint8 (B, H, W, 3) → normalised float32 (B, 32, H/8, W/8).

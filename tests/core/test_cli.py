@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
@@ -71,17 +73,19 @@ def test_missing_study_file_and_unknown_study(home: Path) -> None:
     assert res.returncode == 2 and "no study named 'nothing'" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_help_does_not_import_heavy_libraries(home: Path) -> None:
+@pytest.mark.parametrize("argv", [["--help"], ["plan", str(EXPERIMENTS / "i1.yaml"), "--json"]])
+def test_help_and_plan_do_not_import_heavy_libraries(home: Path, argv: list[str]) -> None:
     code = (
-        "import sys; sys.argv=['i1lab','--help']\nfrom i1lab.cli import main\n"
+        f"import sys; sys.argv=['i1lab', *{argv!r}]\nfrom i1lab.cli import main\n"
         "try:\n  main()\nexcept SystemExit:\n  pass\n"
-        "heavy=[m for m in ('jax','ray','mlflow','flax','optax') if m in sys.modules]\n"
+        "heavy=[m for m in ('jax','ray','mlflow','flax','optax','torch') if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
+    env = {**os.environ, "I1LAB_HOME": str(home)}
     res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60, env=env
     )
-    assert "HEAVY []" in res.stdout, res.stdout + res.stderr
+    assert "HEAVY []" in res.stdout, res.stdout[-500:] + res.stderr
 
 
 def test_schema_is_json_schema_of_the_run_spec(home: Path) -> None:
