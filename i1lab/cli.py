@@ -260,6 +260,81 @@ def schema() -> None:
     sys.stdout.write(json.dumps(RunSpec.model_json_schema(), indent=2) + "\n")
 
 
+evals_app = typer.Typer(help="Benchmark files and judges.", no_args_is_help=True)
+app.add_typer(evals_app, name="evals")
+
+
+@evals_app.command("fetch")
+def evals_fetch(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="benchmarks directory (default: $I1LAB_BENCHMARKS_DIR or ../shared/benchmarks)"
+        ),
+    ] = None,
+    dpg_questions: Annotated[
+        bool, typer.Option("--dpg-questions", help="also fetch DPG's question table dpg_bench.csv")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds per download")] = 30.0,
+) -> None:
+    """Download the official prompt files from their upstream repositories (files present are kept)."""
+    import os
+
+    from evals.benchdir import DEFAULT_RELATIVE, ENV_VAR, REPO_ROOT
+    from i1lab.fetch import fetch
+
+    target = directory or Path(os.environ.get(ENV_VAR) or (REPO_ROOT / DEFAULT_RELATIVE).resolve())
+    report = fetch(target, include_optional=dpg_questions, timeout=timeout)
+    for note in report.notes:
+        err.print(note, markup=False)
+    if report.complete:
+        out.print(
+            f"{target}: complete ({len(report.present)} files present, nothing to download)", markup=False
+        )
+    else:
+        out.print(
+            f"{target}: downloaded {len(report.downloaded)} files ({len(report.present)} already present)",
+            markup=False,
+        )
+
+
+@evals_app.command("judge")
+def evals_judge(
+    bench: Annotated[str, typer.Argument(help="geneval, dpg, prism, cvtg or longtext")],
+    images: Annotated[Path, typer.Argument(help="image folder in the benchmark's official layout")],
+    judge: Annotated[str, typer.Option(help="ocr[:engine], official or vlm:/weights")] = "ocr",
+    command: Annotated[str | None, typer.Option(help="official command template")] = None,
+    run: Annotated[
+        str | None, typer.Option(help="record for this run (id, hash prefix or study/name)")
+    ] = None,
+    step: Annotated[int | None, typer.Option(help="the checkpoint step of the images")] = None,
+    benchmarks_dir: Annotated[
+        Path | None, typer.Option(help="official prompt files (default: see README)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Judge an existing image folder (e.g. eval/<bench>/step_N/) and score it exactly; optionally record."""
+    from i1lab.judging import judge_images
+
+    if run is not None and step is None:
+        raise I1labError("--run needs --step: the checkpoint step the images belong to")
+    score = judge_images(bench, images, judge, step=step or 0, command=command, directory=benchmarks_dir)
+    if score is None:
+        out.print(f"{bench}: judge none: nothing judged", markup=False)
+        return
+    if run is not None:
+        from i1lab.registry import Registry
+        from i1lab.worker import record_scores
+
+        registry = Registry()
+        record_scores(registry, registry.find_run(run).id, [score])
+    if as_json:
+        sys.stdout.write(score.model_dump_json(indent=2) + "\n")
+        return
+    value = score.metrics[score.headline]
+    out.print(f"{bench} {score.headline} = {value:.6g}  [judge: {score.judge}]", markup=False)
+
+
 def main() -> None:
     try:
         app()

@@ -1,6 +1,14 @@
 """Ablation tables: one row per variant, each benchmark's value and its delta against the baseline.
 
-``ablation_table`` is a pure function of registry records; the renderers turn its result into text.
+``ablation_table`` and ``curves`` are pure functions of registry records; the renderers turn their
+results into text (markdown, LaTeX, CSV, JSON; the rich terminal table lives in ``i1lab.display``).
+
+**Seed noise.** When a study's baseline was trained with several seeds (members ``baseline#seed=N``, or
+``CELL,baseline#seed=N`` in a grid), each cell of a variant carries ``sigma``: the sample standard
+deviation (n - 1) of the baseline's seeds for that metric at the same step. A delta with
+``|delta| <= 2 * sigma`` is marked *within noise* (``noise = True``): with two or more seeds this is about
+the spread one would see between two baseline seeds, so such a difference is not evidence that the
+variant helped or hurt. With one baseline seed there is no band (``sigma``/``noise`` are None).
 """
 
 from __future__ import annotations
@@ -8,10 +16,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel
 
+from i1lab.errors import I1labError
 from i1lab.registry import MemberRecord, ScoreRecord
 
 # The headline metric of each benchmark (evals.scoring.HEADLINES plus the synthetic shapes benchmark).
@@ -35,10 +46,15 @@ class Column(BaseModel):
         return f"{self.benchmark}/{self.metric}"
 
 
+NOISE_SIGMAS = 2.0
+
+
 class Cell(BaseModel):
     value: float | None
     delta: float | None
     step: int | None
+    sigma: float | None = None  # std of the baseline's seeds at this step (two or more seeds)
+    noise: bool | None = None  # |delta| <= NOISE_SIGMAS * sigma
 
 
 class Row(BaseModel):
@@ -82,24 +98,51 @@ def columns_of(members: list[MemberRecord], all_metrics: bool = False) -> list[C
     )
 
 
+def seed_stem(name: str) -> str:
+    """``baseline#seed=2`` -> ``baseline``: the name shared by the seeds of one configuration."""
+    return name.split("#", 1)[0]
+
+
+def _sigma(seeds: list[MemberRecord], col: Column, step: int) -> float | None:
+    values = [sc.value for m in seeds if (sc := _pick(m.scores, col, step)) is not None]
+    return statistics.stdev(values) if len(values) >= 2 else None
+
+
 def ablation_table(
     study: str, members: list[MemberRecord], *, at_step: int | None = None, all_metrics: bool = False
 ) -> Table:
-    """Baseline rows first, then variants in plan order, each cell with its delta vs its baseline."""
+    """Baseline rows first, then variants in plan order, each cell with its delta vs its baseline and,
+    when the baseline has several seeds, the seed-noise band (see the module doc)."""
     cols = columns_of(members, all_metrics)
     by_name = {m.name: m for m in members}
+    seeds: dict[str, list[MemberRecord]] = {}
+    for m in members:
+        if m.is_baseline:
+            seeds.setdefault(seed_stem(m.name), []).append(m)
     ordered = sorted(members, key=lambda m: not m.is_baseline)
     rows = []
     for m in ordered:
         base = by_name.get(m.baseline or "") if not m.is_baseline else None
+        group = seeds.get(seed_stem(base.name), []) if base is not None else []
         cells = []
         for col in cols:
             own = _pick(m.scores, col, at_step)
-            delta = None
+            delta = sigma = noise = None
             if own is not None and base is not None:
                 ref = _pick(base.scores, col, own.step)
                 delta = own.value - ref.value if ref is not None else None
-            cells.append(Cell(value=own.value if own else None, delta=delta, step=own.step if own else None))
+                sigma = _sigma(group, col, own.step) if len(group) >= 2 else None
+                if delta is not None and sigma is not None:
+                    noise = abs(delta) <= NOISE_SIGMAS * sigma
+            cells.append(
+                Cell(
+                    value=own.value if own else None,
+                    delta=delta,
+                    step=own.step if own else None,
+                    sigma=sigma,
+                    noise=noise,
+                )
+            )
         rows.append(
             Row(
                 name=m.name,
@@ -119,11 +162,21 @@ def fmt_value(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def fmt_delta(delta: float | None) -> str:
+def fmt_delta(delta: float | None, noise: bool | None = None) -> str:
+    """``+0.0100 ↑``, ``-0.0100 ↓``, ``+0.0000 =``; ``+0.0010 ↑ (noise)`` when within the seed band."""
     if delta is None:
         return ""
     arrow = "↑" if delta > 0 else "↓" if delta < 0 else "="
-    return f"{delta:+.4f} {arrow}"
+    return f"{delta:+.4f} {arrow}" + (" (noise)" if noise else "")
+
+
+def noise_note(table: Table) -> str | None:
+    """The one-line rule, when some cell has a seed-noise band."""
+    if not any(c.sigma is not None for r in table.rows for c in r.cells):
+        return None
+    return (
+        f"σ = standard deviation of the baseline's seeds; a delta within ±{NOISE_SIGMAS:g}σ is marked (noise)"
+    )
 
 
 def fmt_params(params: int | None) -> str:
@@ -146,6 +199,8 @@ def to_records(table: Table) -> list[dict[str, object]]:
             rec[col.title] = cell.value
             rec[f"{col.title} delta"] = cell.delta
             rec[f"{col.title} judge"] = col.judge
+            rec[f"{col.title} sigma"] = cell.sigma
+            rec[f"{col.title} within noise"] = cell.noise
         out.append(rec)
     return out
 
@@ -164,11 +219,148 @@ def render_csv(table: Table) -> str:
     return buf.getvalue()
 
 
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def render_markdown(table: Table) -> str:
     head = ["variant", "params", *[f"{c.title} [{c.judge}]" for c in table.columns]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
-        cells = [f"{fmt_value(c.value)} {fmt_delta(c.delta)}".strip() for c in row.cells]
-        name = f"**{row.name}**" if row.is_baseline else row.name
+        cells = [f"{fmt_value(c.value)} {fmt_delta(c.delta, c.noise)}".strip() for c in row.cells]
+        name = f"**{_md(row.name)}**" if row.is_baseline else _md(row.name)
         lines.append("| " + " | ".join([name, fmt_params(row.params), *cells]) + " |")
+    note = noise_note(table)
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
+
+
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _latex_cell(cell: Cell) -> str:
+    if cell.value is None:
+        return "--"
+    out = f"{cell.value:.4f}"
+    if cell.delta is not None:
+        arrow = r"\uparrow" if cell.delta > 0 else r"\downarrow" if cell.delta < 0 else "="
+        delta = f"${cell.delta:+.4f}\\,{arrow}$"
+        out += " " + (f"\\textcolor{{gray}}{{{delta}}}" if cell.noise else delta)
+    return out
+
+
+def render_latex(table: Table) -> str:
+    """A booktabs table (``\\usepackage{booktabs, xcolor}``); deltas within seed noise are grey."""
+    at = "the latest checkpoint" if table.at_step == "latest" else f"step {table.at_step}"
+    head = ["variant", "params", *[latex_escape(f"{c.title} [{c.judge}]") for c in table.columns]]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{latex_escape(table.study)}: deltas vs baseline at {at}}}",
+        r"\begin{tabular}{l" + "r" * (len(head) - 1) + "}",
+        r"\toprule",
+        " & ".join(head) + r" \\",
+        r"\midrule",
+    ]
+    for row in table.rows:
+        name = latex_escape(row.name)
+        name = f"\\textbf{{{name}}}" if row.is_baseline else name
+        lines.append(
+            " & ".join([name, latex_escape(fmt_params(row.params)), *map(_latex_cell, row.cells)]) + r" \\"
+        )
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    note = noise_note(table)
+    if note:
+        rule = f"grey: a delta within $\\pm{NOISE_SIGMAS:g}\\sigma$ of the baseline's seeds"
+        lines.append(f"\\par\\smallskip{{\\footnotesize {rule}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+# --- curves over checkpoint steps ------------------------------------------------------------------
+class Curve(BaseModel):
+    """One metric over checkpoint steps for a set of runs: ``values[i][j]`` = run ``runs[j]`` at
+    ``steps[i]`` (None where that run has no score at that step)."""
+
+    column: Column
+    steps: list[int]
+    runs: list[str]
+    values: list[list[float | None]]
+
+
+def curves(
+    members: list[MemberRecord], *, runs: Sequence[str] | None = None, all_metrics: bool = False
+) -> list[Curve]:
+    """Each benchmark's headline (or every metric) over the checkpoint steps of the chosen runs
+    (default: every member, baseline first)."""
+    chosen = sorted(members, key=lambda m: not m.is_baseline)
+    if runs is not None:
+        by_name = {m.name: m for m in members}
+        missing = [r for r in runs if r not in by_name]
+        if missing:
+            raise I1labError(
+                f"no run named {missing[0]!r} in the study (runs: {', '.join(m.name for m in chosen)})"
+            )
+        chosen = [by_name[r] for r in runs]
+    out = []
+    for col in columns_of(chosen, all_metrics):
+        key = (col.benchmark, col.metric, col.judge)
+        at: dict[tuple[int, str], float] = {}
+        for m in chosen:
+            for sc in m.scores:
+                if (sc.benchmark, sc.metric, sc.judge) == key:
+                    at[(sc.step, m.name)] = sc.value
+        steps = sorted({st for st, _ in at})
+        names = [m.name for m in chosen]
+        out.append(
+            Curve(
+                column=col, steps=steps, runs=names, values=[[at.get((st, n)) for n in names] for st in steps]
+            )
+        )
+    return out
+
+
+def render_curves_json(items: list[Curve]) -> str:
+    return json.dumps([c.model_dump() for c in items], indent=2)
+
+
+def render_curves_csv(items: list[Curve]) -> str:
+    """Long format: one line per (metric, step, run)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["benchmark", "metric", "judge", "step", "run", "value"])
+    for c in items:
+        for st, row in zip(c.steps, c.values, strict=True):
+            for name, value in zip(c.runs, row, strict=True):
+                writer.writerow([c.column.benchmark, c.column.metric, c.column.judge, st, name, value])
+    return buf.getvalue()
+
+
+def render_curves_markdown(items: list[Curve]) -> str:
+    blocks = []
+    for c in items:
+        head = ["step", *c.runs]
+        lines = [f"**{_md(c.column.title)}** [{_md(c.column.judge)}]", ""]
+        lines += ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            "| " + " | ".join([str(st), *map(fmt_value, row)]) + " |"
+            for st, row in zip(c.steps, c.values, strict=True)
+        ]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -80,7 +80,8 @@ def _init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+        # "local" starts a fresh in-process cluster even when another one runs on this machine.
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
 
 
 def run_tasks(

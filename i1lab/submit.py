@@ -132,7 +132,7 @@ def _run(
         from i1lab.worker import Outcome
 
         assert isinstance(outcome, Outcome)
-        if outcome.status != "finished" and registry.run(outcome.run_id).status == "running":
+        if outcome.status != "finished" and registry.run(outcome.run_id).status in ("queued", "running"):
             registry.set_status(outcome.run_id, "failed", outcome.reason)
         name = next(t.name for t in tasks if t.run_id == outcome.run_id)
         line = f"{name}: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else "")

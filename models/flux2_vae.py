@@ -24,6 +24,7 @@ Images are channels-last uint8 `(B, H, W, 3)`; latents are channels-first float3
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -377,10 +378,21 @@ class Flux2VAE:
         self._decode = jax.jit(self._decode_impl)
 
     @classmethod
-    def init_random(cls, rng: jax.Array, config: VAEConfig = FLUX2_VAE, **kwargs: Any) -> Flux2VAE:
-        """Randomly initialised weights (tests, shape checks)."""
-        x = jnp.zeros((1, 8 * config.downsample, 8 * config.downsample, config.in_channels), jnp.float32)
-        return cls(AutoencoderKL(config).init(rng, x)["params"], config, **kwargs)
+    def init_random(cls, seed: int = 0, config: VAEConfig = FLUX2_VAE, **kwargs: Any) -> Flux2VAE:
+        """Random weights drawn with numpy (fast; for tests and shape checks): kernels
+        N(0, 1/fan_in), biases 0, norm scales 1."""
+        rng = np.random.default_rng(seed)
+
+        def draw(path: Any, leaf: Any) -> np.ndarray:
+            name = getattr(path[-1], "key", "")
+            if name == "kernel":
+                fan_in = math.prod(leaf.shape[:-1])
+                return rng.normal(0.0, fan_in**-0.5, leaf.shape).astype(np.float32)
+            fill = 1.0 if name == "scale" else 0.0
+            return np.full(leaf.shape, fill, np.float32)
+
+        params = jax.tree_util.tree_map_with_path(draw, vae_param_shapes(config))
+        return cls(params, config, **kwargs)
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | Path = FLUX2_REPO, subfolder: str = "vae") -> Flux2VAE:

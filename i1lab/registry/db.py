@@ -33,7 +33,12 @@ def head_revision() -> str:
     return remaining[0]
 
 
+WRITE = "i1lab_write"
+
+
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    # The driver must not open transactions by itself: ``_sqlite_begin`` does, choosing their kind.
+    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -42,15 +47,33 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    """Writers take SQLite's write lock when their transaction begins (``BEGIN IMMEDIATE``).
+
+    A deferred transaction that reads and then writes cannot wait for the lock: if another writer
+    committed since its read, SQLite fails it at once with "database is locked" whatever the busy
+    timeout. Taking the lock up front makes every writer wait its turn (up to ``busy_timeout``) instead.
+    Readers begin deferred and never block or get blocked (WAL)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
+
+
 def make_engine(url: str) -> Engine:
+    """An engine for the registry. SQLite: WAL journal, a 60 s busy timeout, foreign keys, and
+    immediate write transactions on engines derived with :func:`writer`; PostgreSQL: a checked pool."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, marked so that its transactions begin as writers (see ``_sqlite_begin``)."""
+    return engine.execution_options(**{WRITE: True})
 
 
 def current_revision(conn: Connection) -> str | None:

@@ -58,6 +58,17 @@ class RunRow(Base):
     versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # lineage: the run whose checkpoint this resolution stage starts from, and the stage's place
+    resumed_from: Mapped[str | None] = mapped_column(String(64), index=True)
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    resolution: Mapped[int | None] = mapped_column(Integer)
+    # timings and cost: wall seconds summed over attempts; accelerator-hours = wall hours x chips
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    accelerator: Mapped[str | None] = mapped_column(String(50))
+    chips: Mapped[int | None] = mapped_column(Integer)
+    accelerator_hours: Mapped[float | None] = mapped_column(Float)
+    accelerator_hours_est: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -73,6 +84,7 @@ class StudyRunRow(Base):
     """Membership of a run in a study, under the study's own name for it. A run may be in many studies."""
 
     __tablename__ = "study_runs"
+    __table_args__ = (Index("ix_study_runs_name", "name"),)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(300), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -103,7 +115,7 @@ class ScoreRow(Base):
     __tablename__ = "scores"
     __table_args__ = (
         UniqueConstraint("run_id", "step", "benchmark", "metric", "judge"),
-        Index("ix_scores_bench_metric", "benchmark", "metric", "step"),
+        Index("ix_scores_bench_metric_step_value", "benchmark", "metric", "step", "value", "run_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -121,10 +133,51 @@ class RunFieldRow(Base):
 
     __tablename__ = "run_fields"
     __table_args__ = (
-        Index("ix_run_fields_key_text", "key", "value_text"),
-        Index("ix_run_fields_key_num", "key", "value_num"),
+        Index("ix_run_fields_text", "key", "value_text", "run_id"),
+        Index("ix_run_fields_num", "key", "value_num", "run_id"),
     )
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value_text: Mapped[str | None] = mapped_column(Text)
     value_num: Mapped[float | None] = mapped_column(Float)
+
+
+class ScoreSummaryRow(Base):
+    """Per (run, benchmark, metric, judge): the score at the latest step and the best score over steps.
+
+    Maintained by ``Registry.add_scores`` in the same transaction as the scores, so filters on a run's
+    latest or best score are an index range scan instead of a max-per-group over every score."""
+
+    __tablename__ = "score_summary"
+    __table_args__ = (
+        Index("ix_score_summary_latest", "benchmark", "metric", "latest_value", "judge", "run_id"),
+        Index("ix_score_summary_best", "benchmark", "metric", "best_value", "judge", "run_id"),
+    )
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    benchmark: Mapped[str] = mapped_column(String(50), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    judge: Mapped[str] = mapped_column(String(100), primary_key=True)
+    latest_step: Mapped[int] = mapped_column(Integer)
+    latest_value: Mapped[float] = mapped_column(Float)
+    best_step: Mapped[int] = mapped_column(Integer)
+    best_value: Mapped[float] = mapped_column(Float)
+
+
+class FieldKeyRow(Base):
+    """Every flattened spec key ever recorded: lets ``i1lab query`` reject unknown fields with a hint."""
+
+    __tablename__ = "field_keys"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class ArtifactRow(Base):
+    """A file a run produced at a step (a sample grid, a checkpoint, a log), by kind and location."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "step", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(100))
+    uri: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

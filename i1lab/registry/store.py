@@ -1,32 +1,52 @@
 """The registry API: everything i1lab reads from and writes to the SQL source of truth.
 
 Callers get Pydantic records, never ORM objects, so sessions never leak across process boundaries.
+
+Concurrency: many processes (Ray workers, importers, the driver) write at once. Every write is one short
+transaction; inserts are upserts keyed by natural keys (a run's hash, a score's (run, step, benchmark,
+metric, judge)), so repeated or racing writes converge instead of failing. On SQLite a write transaction
+takes the write lock when it begins (``BEGIN IMMEDIATE``, see :mod:`i1lab.registry.db`) and waits its
+turn; on PostgreSQL rows are locked in a fixed order so that racing writers cannot deadlock.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from i1lab import paths
 from i1lab.errors import I1labError
-from i1lab.registry.db import make_engine, migrate
-from i1lab.registry.schema import CheckpointRow, RunFieldRow, RunRow, ScoreRow, StudyRow, StudyRunRow
+from i1lab.registry.db import make_engine, migrate, writer
+from i1lab.registry.schema import (
+    ArtifactRow,
+    CheckpointRow,
+    FieldKeyRow,
+    RunFieldRow,
+    RunRow,
+    ScoreRow,
+    ScoreSummaryRow,
+    StudyRow,
+    StudyRunRow,
+)
 
 if TYPE_CHECKING:
     from i1lab.plan import ExistingRun
 
 RunStatus = Literal["queued", "running", "finished", "failed", "cancelled", "imported"]
+STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled", "imported")
 ACTIVE = ("queued", "running")
+TERMINAL = ("finished", "failed", "cancelled")
+TEXT_CAP = 512  # characters of a field's text kept for filtering (index entries must stay small)
+CHUNK = 500  # rows per multi-row statement (well under SQLite's bound-parameter limit)
 
 
 def now() -> datetime:
@@ -51,6 +71,18 @@ class RunRecord(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    resumed_from: str | None = None
+    stage: int = 0
+    resolution: int | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    versions: dict[str, Any] | None = None
+    queued_at: datetime | None = None
+    wall_seconds: float = 0.0
+    accelerator: str | None = None
+    chips: int | None = None
+    accelerator_hours: float | None = None
+    accelerator_hours_est: float | None = None
 
 
 class ScoreRecord(BaseModel):
@@ -61,6 +93,14 @@ class ScoreRecord(BaseModel):
     metric: str
     judge: str
     value: float
+
+
+class ArtifactRecord(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    run_id: int
+    step: int
+    kind: str
+    uri: str
 
 
 class MemberRecord(BaseModel):
@@ -100,6 +140,28 @@ class PlannedMember(BaseModel):
     total_steps: int
     params: int | None = None
     workdir: str | None = None
+    accelerator_hours_est: float | None = None
+
+
+class ImportedScore(BaseModel):
+    benchmark: str
+    metric: str
+    judge: str
+    step: int
+    value: float
+
+
+class ImportedRun(BaseModel):
+    """A run trained elsewhere: its spec as given, its content hash, its study membership and scores."""
+
+    line: int
+    study: str
+    name: str
+    baseline: bool
+    spec: dict[str, Any]
+    hash: str
+    params: int | None = None
+    scores: list[ImportedScore] = []
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -114,13 +176,11 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def field_row(run_id: int, key: str, value: Any) -> dict[str, Any]:
-    num: float | None = None
+def field_text(value: Any) -> str:
+    """How a spec value is written in ``run_fields.value_text`` (and how query values are matched)."""
     if isinstance(value, bool):
-        num = float(value)
         text = "true" if value else "false"
     elif isinstance(value, int | float):
-        num = float(value)
         text = json.dumps(value)
     elif isinstance(value, str):
         text = value
@@ -128,7 +188,70 @@ def field_row(run_id: int, key: str, value: Any) -> dict[str, Any]:
         text = "null"
     else:
         text = json.dumps(value, sort_keys=True)
-    return {"run_id": run_id, "key": key, "value_text": text, "value_num": num}
+    return text[:TEXT_CAP]
+
+
+def field_row(run_id: int, key: str, value: Any) -> dict[str, Any]:
+    num: float | None = None
+    if isinstance(value, bool | int | float):
+        num = float(value)
+    return {"run_id": run_id, "key": key, "value_text": field_text(value), "value_num": num}
+
+
+def chips_of(accelerator: str) -> int | None:
+    """``tpu-v6e-64`` -> 64, ``gpu:8`` -> 8, ``cpu`` -> 1; None when unreadable."""
+    try:
+        if accelerator.startswith("tpu-"):
+            return int(accelerator.rsplit("-", 1)[1])
+        _, _, n = accelerator.partition(":")
+        return int(n or 1)
+    except ValueError:
+        return None
+
+
+def run_facts(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns derived from a resolved spec: lineage and the accelerator it asks for."""
+    data = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
+    resources = spec.get("resources") if isinstance(spec.get("resources"), Mapping) else {}
+    assert isinstance(data, Mapping) and isinstance(resources, Mapping)
+    resume = data.get("resume_from")
+    resolution = data.get("resolution")
+    accelerator = resources.get("accelerator")
+    return {
+        "resumed_from": resume if isinstance(resume, str) else None,
+        "resolution": resolution
+        if isinstance(resolution, int) and not isinstance(resolution, bool)
+        else None,
+        "accelerator": accelerator if isinstance(accelerator, str) else None,
+        "chips": chips_of(accelerator) if isinstance(accelerator, str) else None,
+    }
+
+
+def summarize(
+    scores: Iterable[tuple[int, str, str, str, int, float]],
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Latest (highest step) and best (highest value, earliest step) per (run, benchmark, metric, judge)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for rid, bench, metric, judge, step, value in scores:
+        key = (rid, bench, metric, judge)
+        row = out.get(key)
+        if row is None:
+            out[key] = {
+                "run_id": rid,
+                "benchmark": bench,
+                "metric": metric,
+                "judge": judge,
+                "latest_step": step,
+                "latest_value": value,
+                "best_step": step,
+                "best_value": value,
+            }
+            continue
+        if step > row["latest_step"]:
+            row["latest_step"], row["latest_value"] = step, value
+        if value > row["best_value"] or (value == row["best_value"] and step < row["best_step"]):
+            row["best_step"], row["best_value"] = step, value
+    return out
 
 
 class Registry:
@@ -142,27 +265,46 @@ class Registry:
         except Exception as exc:
             raise I1labError(f"cannot open the registry at {self.url}: {exc}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writers = sessionmaker(writer(self.engine), expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; ``write=True`` for any transaction that writes (see the module doc)."""
+        maker = self._writers if write else self._sessions
+        with maker() as session, session.begin():
             yield session
 
-    def _insert(self, session: Session, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
-        """Insert rows, ignoring those whose unique ``keys`` already exist."""
-        if not rows:
-            return
-        dialect = session.bind.dialect.name if session.bind else "sqlite"
-        ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(ins(table).values(rows).on_conflict_do_nothing(index_elements=keys))
+    def _insert(
+        self,
+        session: Session,
+        table: Any,
+        rows: list[dict[str, Any]],
+        keys: list[str],
+        update_cols: Sequence[str] = (),
+    ) -> None:
+        """Insert rows; rows whose unique ``keys`` exist are left alone or get ``update_cols`` replaced."""
+        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        for i in range(0, len(rows), CHUNK):
+            stmt = ins(table).values(rows[i : i + CHUNK])
+            if update_cols:
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=keys, set_={c: stmt.excluded[c] for c in update_cols}
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+            session.execute(stmt)
 
     # --- studies and runs -------------------------------------------------------------------------
     def existing(self, hashes: Iterable[str]) -> dict[str, RunRecord]:
         hashes = list(hashes)
         out: dict[str, RunRecord] = {}
         with self.session() as s:
-            for i in range(0, len(hashes), 500):
-                chunk = hashes[i : i + 500]
+            for i in range(0, len(hashes), CHUNK):
+                chunk = hashes[i : i + CHUNK]
                 for row in s.scalars(select(RunRow).where(RunRow.hash.in_(chunk))):
                     out[row.hash] = RunRecord.model_validate(row)
         return out
@@ -175,11 +317,11 @@ class Registry:
         names: dict[int, list[str]] = {}
         with self.session() as s:
             ids = [r.id for r in found.values()]
-            for i in range(0, len(ids), 500):
+            for i in range(0, len(ids), CHUNK):
                 rows = s.execute(
                     select(StudyRunRow.run_id, StudyRow.name, StudyRunRow.name)
                     .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
-                    .where(StudyRunRow.run_id.in_(ids[i : i + 500]))
+                    .where(StudyRunRow.run_id.in_(ids[i : i + CHUNK]))
                 )
                 for run_id, study, name in rows:
                     names.setdefault(run_id, []).append(f"{study}/{name}")
@@ -187,6 +329,87 @@ class Registry:
             h: ExistingRun(id=r.id, hash=h, status=r.status, step=r.step, names=sorted(names.get(r.id, [])))
             for h, r in found.items()
         }
+
+    def _study_id(
+        self,
+        s: Session,
+        study: str,
+        *,
+        file: str | None = None,
+        profile: str | None = None,
+        description: str | None = None,
+    ) -> int:
+        """Create the study if needed and lock its row until the transaction ends (one writer per study)."""
+        t = now()
+        self._insert(
+            s,
+            StudyRow,
+            [
+                {
+                    "name": study,
+                    "file": file,
+                    "profile": profile,
+                    "description": description,
+                    "created_at": t,
+                    "updated_at": t,
+                }
+            ],
+            ["name"],
+        )
+        row = s.execute(select(StudyRow).where(StudyRow.name == study).with_for_update()).scalar_one()
+        row.updated_at = t
+        row.file = file or row.file
+        row.profile = profile if profile is not None else row.profile
+        row.description = description or row.description
+        return row.id
+
+    def _insert_runs(self, s: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert runs missing by hash (with their flattened fields); returns hash -> id of all of them."""
+        t = now()
+        for row in rows:
+            row.setdefault("created_at", t)
+            row.setdefault("updated_at", t)
+            row.update({k: v for k, v in run_facts(row["spec"]).items() if k not in row})
+        self._insert(s, RunRow, sorted(rows, key=lambda r: r["hash"]), ["hash"])
+        hashes = [r["hash"] for r in rows]
+        ids: dict[str, int] = {}
+        for i in range(0, len(hashes), CHUNK):
+            found = s.execute(select(RunRow.hash, RunRow.id).where(RunRow.hash.in_(hashes[i : i + CHUNK])))
+            ids.update({digest: rid for digest, rid in found})
+        fields: list[dict[str, Any]] = []
+        keys: set[str] = set()
+        for row in rows:
+            flat = flatten(row["spec"])
+            keys.update(flat)
+            fields.extend(field_row(ids[row["hash"]], k, v) for k, v in flat.items())
+        self._insert(s, FieldKeyRow, [{"key": k} for k in sorted(keys)], ["key"])
+        self._insert(s, RunFieldRow, sorted(fields, key=lambda f: (f["run_id"], f["key"])), ["run_id", "key"])
+        self._set_stages(s, [r["hash"] for r in rows if r.get("resumed_from")])
+        return ids
+
+    def _set_stages(self, s: Session, hashes: list[str]) -> None:
+        """``stage`` = number of ancestors along ``resumed_from`` (0 for a run trained from scratch)."""
+        if not hashes:
+            return
+        parent_of: dict[str, str | None] = {}
+        todo = list(hashes)
+        while todo:
+            chunk, todo = todo[:CHUNK], todo[CHUNK:]
+            for digest, parent in s.execute(
+                select(RunRow.hash, RunRow.resumed_from).where(RunRow.hash.in_(chunk))
+            ):
+                parent_of[digest] = parent
+                if parent and parent not in parent_of and len(parent_of) < 100_000:
+                    todo.append(parent)
+
+        def depth(digest: str, seen: frozenset[str] = frozenset()) -> int:
+            parent = parent_of.get(digest)
+            if parent is None or parent not in parent_of or digest in seen:
+                return 0
+            return depth(parent, seen | {digest}) + 1
+
+        for digest in hashes:
+            s.execute(update(RunRow).where(RunRow.hash == digest).values(stage=depth(digest)))
 
     def record_plan(
         self,
@@ -200,33 +423,18 @@ class Registry:
     ) -> dict[str, int]:
         """Create the study and any missing runs; link every member. Returns name -> run id.
 
-        Idempotent: recording the same plan twice changes nothing (a run is keyed by its hash).
-        """
-        t = now()
-        with self.session() as s:
-            row = s.scalar(select(StudyRow).where(StudyRow.name == study))
-            if row is None:
-                row = StudyRow(
-                    name=study,
-                    file=file,
-                    profile=profile,
-                    description=description,
-                    created_at=t,
-                    updated_at=t,
-                )
-                s.add(row)
-                s.flush()
-            else:
-                row.updated_at = t
-                row.file = file or row.file
-                row.profile = profile
-                row.description = description or row.description
-            study_id = row.id
-            status = "imported" if imported else "queued"
-            self._insert(
-                s,
-                RunRow,
-                [
+        Idempotent: recording the same plan twice changes nothing (a run is keyed by its hash). New runs
+        get the provenance of this process (git commit, dirty flag, package versions)."""
+        from i1lab.registry.provenance import capture
+
+        prov = capture()
+        status = "imported" if imported else "queued"
+        with self.session(write=True) as s:
+            study_id = self._study_id(s, study, file=file, profile=profile, description=description)
+            runs: dict[str, dict[str, Any]] = {}
+            for m in members:
+                runs.setdefault(
+                    m.hash,
                     {
                         "hash": m.hash,
                         "spec": m.spec,
@@ -237,38 +445,136 @@ class Registry:
                         "workdir": m.workdir,
                         "imported": imported,
                         "attempts": 0,
-                        "created_at": t,
-                        "updated_at": t,
-                    }
-                    for m in members
-                ],
-                ["hash"],
-            )
-            ids = {
-                r.hash: r.id
-                for r in s.execute(
-                    select(RunRow.hash, RunRow.id).where(RunRow.hash.in_([m.hash for m in members]))
+                        "git_commit": None if imported else prov.git_commit,
+                        "git_dirty": None if imported else prov.git_dirty,
+                        "versions": None if imported else prov.versions,
+                        "queued_at": None if imported else now(),
+                        "wall_seconds": 0.0,
+                        "stage": 0,
+                        "accelerator_hours_est": m.accelerator_hours_est,
+                    },
                 )
-            }
-            fields: list[dict[str, Any]] = []
-            for m in members:
-                fields.extend(field_row(ids[m.hash], k, v) for k, v in flatten(m.spec).items())
-            self._insert(s, RunFieldRow, fields, ["run_id", "key"])
+            ids = self._insert_runs(s, list(runs.values()))
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study_id))
-            for pos, m in enumerate(members):
-                s.add(
-                    StudyRunRow(
-                        study_id=study_id,
-                        name=m.name,
-                        run_id=ids[m.hash],
-                        label=m.label,
-                        is_baseline=m.is_baseline,
-                        baseline=m.baseline,
-                        varied=m.varied,
-                        position=pos,
-                    )
+            s.add_all(
+                StudyRunRow(
+                    study_id=study_id,
+                    name=m.name,
+                    run_id=ids[m.hash],
+                    label=m.label,
+                    is_baseline=m.is_baseline,
+                    baseline=m.baseline,
+                    varied=m.varied,
+                    position=pos,
                 )
+                for pos, m in enumerate(members)
+            )
             return {m.name: ids[m.hash] for m in members}
+
+    def record_imported(self, runs: list[ImportedRun]) -> dict[tuple[str, str], int]:
+        """Record runs trained elsewhere, their memberships and scores, all in one transaction.
+
+        A study gains the imported members beside the ones it has. Re-importing the same lines changes
+        nothing. Refused (nothing written): a spec whose hash is a run trained here, or a study name
+        already naming another run. Returns (study, name) -> run id."""
+        t = now()
+        with self.session(write=True) as s:
+            hashes = sorted({r.hash for r in runs})
+            for i in range(0, len(hashes), CHUNK):
+                for digest, imported in s.execute(
+                    select(RunRow.hash, RunRow.imported).where(RunRow.hash.in_(hashes[i : i + CHUNK]))
+                ):
+                    if not imported:
+                        line = next(r.line for r in runs if r.hash == digest)
+                        raise I1labError(
+                            f"line {line}: the spec is that of run {digest[:12]} trained here; "
+                            "imported results cannot be added to it"
+                        )
+            rows: dict[str, dict[str, Any]] = {}
+            for r in runs:
+                last = max((sc.step for sc in r.scores), default=0)
+                row = rows.setdefault(
+                    r.hash,
+                    {
+                        "hash": r.hash,
+                        "spec": r.spec,
+                        "status": "imported",
+                        "step": last,
+                        "total_steps": last,
+                        "params": r.params,
+                        "imported": True,
+                        "attempts": 0,
+                        "wall_seconds": 0.0,
+                        "stage": 0,
+                        "finished_at": t,
+                    },
+                )
+                row["step"] = row["total_steps"] = max(row["step"], last)
+            ids = self._insert_runs(s, list(rows.values()))
+            for digest, row in rows.items():
+                s.execute(
+                    update(RunRow)
+                    .where(RunRow.hash == digest, RunRow.step < row["step"])
+                    .values(step=row["step"], total_steps=row["step"], updated_at=t)
+                )
+                if row["params"] is not None:
+                    s.execute(update(RunRow).where(RunRow.hash == digest).values(params=row["params"]))
+            by_study: dict[str, list[ImportedRun]] = {}
+            for r in runs:
+                by_study.setdefault(r.study, []).append(r)
+            for study, items in sorted(by_study.items()):
+                study_id = self._study_id(s, study, description="imported results")
+                self._link_imported(s, study_id, study, items, ids)
+            self._add_scores(
+                s,
+                [ScoreRecord(run_id=ids[r.hash], **sc.model_dump()) for r in runs for sc in r.scores],
+            )
+            return {(r.study, r.name): ids[r.hash] for r in runs}
+
+    def _link_imported(
+        self, s: Session, study_id: int, study: str, items: list[ImportedRun], ids: dict[str, int]
+    ) -> None:
+        current = {m.name: m for m in s.scalars(select(StudyRunRow).where(StudyRunRow.study_id == study_id))}
+        baselines = [m.name for m in current.values() if m.is_baseline]
+        baselines += [r.name for r in items if r.baseline and r.name not in baselines]
+        specs = {r.name: flatten(r.spec) for r in items}
+        for m in current.values():
+            if m.is_baseline and m.name not in specs:
+                spec = s.scalar(select(RunRow.spec).where(RunRow.id == m.run_id))
+                specs[m.name] = flatten(spec or {})
+
+        def baseline_of(name: str) -> str | None:
+            _, mark, seed = name.partition("#")
+            same_seed = [b for b in baselines if mark and b.endswith(f"#{seed}")]
+            found = same_seed or baselines
+            return found[0] if found else None
+
+        position = max((m.position for m in current.values()), default=-1) + 1
+        for r in items:
+            run_id = ids[r.hash]
+            have = current.get(r.name)
+            if have is not None:
+                if have.run_id != run_id:
+                    raise I1labError(
+                        f"line {r.line}: {study}/{r.name} already names another run (id {have.run_id})"
+                    )
+                continue
+            base = r.name if r.baseline else baseline_of(r.name)
+            own, ref = specs[r.name], specs.get(base or "", {})
+            varied = {k: v for k, v in own.items() if k not in ref or ref[k] != v} if base else {}
+            s.add(
+                StudyRunRow(
+                    study_id=study_id,
+                    name=r.name,
+                    run_id=run_id,
+                    label=r.name,
+                    is_baseline=r.baseline,
+                    baseline=base,
+                    varied={} if r.baseline else varied,
+                    position=position,
+                )
+            )
+            position += 1
 
     def run(self, run_id: int) -> RunRecord:
         with self.session() as s:
@@ -301,25 +607,48 @@ class Registry:
             return RunRecord.model_validate(row)
 
     def set_status(self, run_id: int, status: RunStatus, reason: str | None = None) -> None:
-        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": now()}
+        """Move a run to ``status``. Running records the worker's provenance and starts the clock; a
+        terminal status stops it, adding the attempt's wall time and accelerator-hours (x chips)."""
+        t = now()
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": t}
+        if status == "queued":
+            values["queued_at"] = t
         if status == "running":
-            values["started_at"] = now()
-            values["attempts"] = RunRow.attempts + 1
-        if status in ("finished", "failed", "cancelled"):
-            values["finished_at"] = now()
-        with self.session() as s:
+            from i1lab.registry.provenance import capture
+
+            prov = capture()
+            values.update(
+                started_at=t,
+                attempts=RunRow.attempts + 1,
+                git_commit=prov.git_commit,
+                git_dirty=prov.git_dirty,
+                versions=prov.versions,
+            )
+        with self.session(write=True) as s:
+            if status in TERMINAL:
+                values["finished_at"] = t
+                row = s.execute(
+                    select(RunRow.status, RunRow.started_at, RunRow.wall_seconds, RunRow.chips)
+                    .where(RunRow.id == run_id)
+                    .with_for_update()
+                ).first()
+                if row is not None and row.status == "running" and row.started_at is not None:
+                    wall = (row.wall_seconds or 0.0) + max(0.0, (t - row.started_at).total_seconds())
+                    values["wall_seconds"] = wall
+                    if row.chips is not None:
+                        values["accelerator_hours"] = wall / 3600 * row.chips
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
 
     def set_progress(self, run_id: int, step: int) -> None:
-        with self.session() as s:
+        with self.session(write=True) as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(step=step, updated_at=now()))
 
     def set_fields(self, run_id: int, **values: Any) -> None:
-        with self.session() as s:
+        with self.session(write=True) as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values, updated_at=now()))
 
     def add_checkpoint(self, run_id: int, step: int, path: str | None, permanent: bool) -> None:
-        with self.session() as s:
+        with self.session(write=True) as s:
             self._insert(
                 s,
                 CheckpointRow,
@@ -336,33 +665,123 @@ class Registry:
             )
             return [(r[0], r[1], r[2]) for r in rows]
 
+    # --- scores ------------------------------------------------------------------------------------
     def add_scores(self, scores: list[ScoreRecord]) -> None:
         """Record scores; a score already present for the same key is replaced."""
         if not scores:
             return
+        with self.session(write=True) as s:
+            self._add_scores(s, scores)
+
+    def _add_scores(self, s: Session, scores: list[ScoreRecord]) -> None:
+        if not scores:
+            return
         t = now()
-        with self.session() as s:
-            for sc in scores:
+        latest: dict[tuple[Any, ...], ScoreRecord] = {}
+        for sc in scores:  # the last of duplicates wins, as if recorded one after another
+            latest[(sc.run_id, sc.step, sc.benchmark, sc.metric, sc.judge)] = sc
+        rows = [{**latest[k].model_dump(), "created_at": t} for k in sorted(latest)]
+        self._insert(
+            s, ScoreRow, rows, ["run_id", "step", "benchmark", "metric", "judge"], ["value", "created_at"]
+        )
+        self._refresh_summaries(s, sorted({(sc.run_id, sc.benchmark, sc.metric, sc.judge) for sc in scores}))
+
+    def _refresh_summaries(self, s: Session, keys: list[tuple[int, str, str, str]]) -> None:
+        """Recompute the latest / best summary of these score keys from the scores themselves.
+
+        The summary rows are created if missing, then locked (in key order) before the scores are read,
+        so a concurrent writer of the same key waits and then sees this transaction's scores."""
+        cols = (
+            ScoreSummaryRow.run_id,
+            ScoreSummaryRow.benchmark,
+            ScoreSummaryRow.metric,
+            ScoreSummaryRow.judge,
+        )
+        score_cols = (ScoreRow.run_id, ScoreRow.benchmark, ScoreRow.metric, ScoreRow.judge)
+        for i in range(0, len(keys), 200):
+            chunk = keys[i : i + 200]
+            placeholder = {"latest_step": -1, "latest_value": 0.0, "best_step": -1, "best_value": 0.0}
+            self._insert(
+                s,
+                ScoreSummaryRow,
+                [
+                    dict(zip(("run_id", "benchmark", "metric", "judge"), k, strict=True), **placeholder)
+                    for k in chunk
+                ],
+                ["run_id", "benchmark", "metric", "judge"],
+            )
+            if self.dialect == "postgresql":
                 s.execute(
-                    delete(ScoreRow).where(
-                        ScoreRow.run_id == sc.run_id,
-                        ScoreRow.step == sc.step,
-                        ScoreRow.benchmark == sc.benchmark,
-                        ScoreRow.metric == sc.metric,
-                        ScoreRow.judge == sc.judge,
-                    )
-                )
-            s.add_all([ScoreRow(**sc.model_dump(), created_at=t) for sc in scores])
+                    select(ScoreSummaryRow.run_id)
+                    .where(tuple_(*cols).in_(chunk))
+                    .order_by(*cols)
+                    .with_for_update()
+                ).all()
+            found = s.execute(
+                select(*score_cols, ScoreRow.step, ScoreRow.value).where(tuple_(*score_cols).in_(chunk))
+            ).all()
+            summary = summarize((r[0], r[1], r[2], r[3], r[4], r[5]) for r in found)
+            if summary:
+                s.execute(update(ScoreSummaryRow), [summary[k] for k in sorted(summary)])
 
     def scores(self, run_ids: Iterable[int]) -> list[ScoreRecord]:
         ids = list(run_ids)
+        out: list[ScoreRecord] = []
         with self.session() as s:
-            rows = s.scalars(
-                select(ScoreRow)
-                .where(ScoreRow.run_id.in_(ids))
-                .order_by(ScoreRow.run_id, ScoreRow.step, ScoreRow.benchmark, ScoreRow.metric)
-            )
-            return [ScoreRecord.model_validate(r) for r in rows]
+            for i in range(0, len(ids), CHUNK):
+                rows = s.execute(
+                    select(
+                        ScoreRow.run_id,
+                        ScoreRow.step,
+                        ScoreRow.benchmark,
+                        ScoreRow.metric,
+                        ScoreRow.judge,
+                        ScoreRow.value,
+                    ).where(ScoreRow.run_id.in_(ids[i : i + CHUNK]))
+                )
+                out.extend(
+                    ScoreRecord(run_id=r[0], step=r[1], benchmark=r[2], metric=r[3], judge=r[4], value=r[5])
+                    for r in rows
+                )
+        out.sort(key=lambda sc: (sc.run_id, sc.step, sc.benchmark, sc.metric))
+        return out
+
+    def score_summaries(self, run_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """The latest / best summary rows of these runs (what score filters compare against)."""
+        ids = list(run_ids)
+        out: list[dict[str, Any]] = []
+        with self.session() as s:
+            for i in range(0, len(ids), CHUNK):
+                out.extend(
+                    dict(r._mapping)
+                    for r in s.execute(
+                        select(ScoreSummaryRow.__table__).where(
+                            ScoreSummaryRow.run_id.in_(ids[i : i + CHUNK])
+                        )
+                    )
+                )
+        return out
+
+    # --- artifacts ---------------------------------------------------------------------------------
+    def add_artifacts(self, artifacts: list[ArtifactRecord]) -> None:
+        """Record files of runs; the same (run, step, kind) recorded again points to the new uri."""
+        if not artifacts:
+            return
+        t = now()
+        rows = {(a.run_id, a.step, a.kind): {**a.model_dump(), "created_at": t} for a in artifacts}
+        with self.session(write=True) as s:
+            self._insert(s, ArtifactRow, [rows[k] for k in sorted(rows)], ["run_id", "step", "kind"], ["uri"])
+
+    def artifacts(self, run_ids: Iterable[int]) -> list[ArtifactRecord]:
+        ids = list(run_ids)
+        out: list[ArtifactRecord] = []
+        with self.session() as s:
+            for i in range(0, len(ids), CHUNK):
+                out.extend(
+                    ArtifactRecord.model_validate(r)
+                    for r in s.scalars(select(ArtifactRow).where(ArtifactRow.run_id.in_(ids[i : i + CHUNK])))
+                )
+        return sorted(out, key=lambda a: (a.run_id, a.step, a.kind))
 
     # --- reading studies ---------------------------------------------------------------------------
     def studies(self) -> list[StudyRecord]:
@@ -375,10 +794,9 @@ class Registry:
         with self.session() as s:
             row = s.scalar(select(StudyRow).where(StudyRow.name == name))
             if row is None:
-                known = (
-                    ", ".join(r.name for r in s.scalars(select(StudyRow).order_by(StudyRow.name))) or "none"
-                )
-                raise I1labError(f"no study named {name!r} in the registry (known: {known})")
+                known = [r for (r,) in s.execute(select(StudyRow.name).order_by(StudyRow.name).limit(21))]
+                listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") or "none"
+                raise I1labError(f"no study named {name!r} in the registry (known: {listed})")
             return StudyRecord.model_validate(row)
 
     def members(self, study: str) -> list[MemberRecord]:
@@ -394,7 +812,7 @@ class Registry:
                 (m.name, m.label, m.is_baseline, m.baseline, m.varied or {}, RunRecord.model_validate(r))
                 for m, r in rows
             ]
-        scores = self.scores(r.id for *_, r in members)
+        scores = self.scores({r.id for *_, r in members})
         by_run: dict[int, list[ScoreRecord]] = {}
         for sc in scores:
             by_run.setdefault(sc.run_id, []).append(sc)
@@ -418,3 +836,12 @@ class Registry:
             if status is not None:
                 q = q.where(RunRow.status.in_(list(status)))
             return [RunRecord.model_validate(r) for r in s.scalars(q)]
+
+    def field_keys(self) -> list[str]:
+        """Every flattened spec key recorded so far."""
+        with self.session() as s:
+            return [k for (k,) in s.execute(select(FieldKeyRow.key).order_by(FieldKeyRow.key))]
+
+    def count(self, table: Any) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(table)) or 0)

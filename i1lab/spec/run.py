@@ -8,7 +8,7 @@ in the run's content hash (see :mod:`i1lab.hashing`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
@@ -267,6 +267,39 @@ class EvalSpec(Strict):
     prompts_per_tag: Annotated[int, Field(ge=1)] = Field(
         8, description="prompt count per tag (shapes benchmark)"
     )
+    prompt_limit: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="generate and judge only the first N prompts of each benchmark (CPU smoke runs); "
+        "recorded as the metric n_prompts",
+        json_schema_extra=COSMETIC,
+    )
+    judges: dict[str, str] = Field(
+        default_factory=dict,
+        description="judge per benchmark: none (generate only), ocr[:tesseract|rapidocr], official, "
+        "vlm:/path/to/local/weights; default ocr for cvtg and longtext, none for geneval, dpg, prism",
+        json_schema_extra=COSMETIC,
+    )
+    commands: dict[str, str] = Field(
+        default_factory=dict,
+        description="official judge command template per benchmark; placeholders {python} {images} "
+        "{out} {resolution} {step} {benchmarks}; default: the official invocation",
+        json_schema_extra=COSMETIC,
+    )
+
+    #: Benchmarks with official prompt sets, images and judges (``shapes`` has its exact pixel judge).
+    JUDGED: ClassVar[tuple[str, ...]] = ("geneval", "dpg", "prism", "cvtg", "longtext")
+    #: Which judge kinds apply to which benchmark.
+    JUDGE_KINDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "none": JUDGED,
+        "official": JUDGED,
+        "ocr": ("cvtg", "longtext"),
+        "vlm": ("prism", "cvtg", "longtext"),
+    }
+    OCR_ENGINES: ClassVar[tuple[str, ...]] = ("auto", "tesseract", "rapidocr")
+    #: Placeholders i1lab fills in an official command template.
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("python", "images", "out", "resolution", "step", "benchmarks")
+    #: Placeholders of the default official commands that only the user can give (so a command is needed).
+    DEFAULT_NEEDS: ClassVar[dict[str, str]] = {"geneval": "model_path", "prism": "model_path"}
 
     @field_validator("benchmarks")
     @classmethod
@@ -277,6 +310,85 @@ class EvalSpec(Strict):
         if len(set(value)) != len(value):
             raise ValueError("benchmarks listed twice")
         return value
+
+    @classmethod
+    def _bench_key(cls, bench: str, what: str) -> None:
+        if bench not in cls.JUDGED:
+            raise ValueError(f"{what}: unknown benchmark {bench!r}; known: {', '.join(cls.JUDGED)}")
+
+    @classmethod
+    def parse_judge(cls, bench: str, value: str) -> tuple[str, str]:
+        """``(kind, argument)`` of a judge name: ("ocr", engine), ("vlm", weights path), ("official", ""),
+        ("none", ""). Raises ValueError naming the benchmark and what is allowed."""
+        kind, sep, arg = value.partition(":")
+        kind = kind.strip()
+        if kind not in cls.JUDGE_KINDS:
+            raise ValueError(
+                f"judges.{bench}: unknown judge {value!r}; expected none, official, ocr, ocr:<engine> "
+                "or vlm:<weights folder>"
+            )
+        if bench not in cls.JUDGE_KINDS[kind]:
+            allowed = [k for k, benches in cls.JUDGE_KINDS.items() if bench in benches]
+            raise ValueError(f"judges.{bench}: {kind} cannot judge {bench}; use {' or '.join(allowed)}")
+        if kind == "ocr":
+            arg = arg.strip() or "auto"
+            if arg not in cls.OCR_ENGINES:
+                raise ValueError(
+                    f"judges.{bench}: unknown OCR engine {arg!r}; expected {', '.join(cls.OCR_ENGINES)}"
+                )
+        elif kind == "vlm":
+            if not arg.strip():
+                raise ValueError(f"judges.{bench}: vlm needs its local weights folder, e.g. vlm:/models/qwen")
+        elif sep:
+            raise ValueError(f"judges.{bench}: {kind} takes no argument (got {value!r})")
+        return kind, arg
+
+    @field_validator("judges")
+    @classmethod
+    def _judges(cls, value: dict[str, str]) -> dict[str, str]:
+        for bench, judge in value.items():
+            cls._bench_key(bench, "judges")
+            cls.parse_judge(bench, judge)
+        return value
+
+    @field_validator("commands")
+    @classmethod
+    def _commands(cls, value: dict[str, str]) -> dict[str, str]:
+        import string
+
+        for bench, template in value.items():
+            cls._bench_key(bench, "commands")
+            if not template.strip():
+                raise ValueError(f"commands.{bench}: empty command")
+            try:
+                names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            except ValueError as exc:
+                raise ValueError(f"commands.{bench}: not a command template: {exc}") from None
+            unknown = sorted(n for n in names if n not in cls.PLACEHOLDERS)
+            if unknown:
+                raise ValueError(
+                    f"commands.{bench}: unknown placeholder {{{unknown[0]}}}; i1lab fills "
+                    + " ".join(f"{{{p}}}" for p in cls.PLACEHOLDERS)
+                    + " (write other values, e.g. a model path, into the command itself)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _official_commands(self) -> EvalSpec:
+        for bench, judge in self.judges.items():
+            need = self.DEFAULT_NEEDS.get(bench)
+            if judge.strip() == "official" and bench not in self.commands and need:
+                raise ValueError(
+                    f"judges.{bench}: the default official command needs {{{need}}}; "
+                    f"give the full command in eval.commands.{bench}"
+                )
+        return self
+
+    def judge_for(self, bench: str) -> str:
+        """The configured judge of ``bench`` (defaults: ocr for cvtg and longtext, else none)."""
+        if bench in self.judges:
+            return self.judges[bench].strip()
+        return "ocr" if bench in ("cvtg", "longtext") else "none"
 
 
 RESOURCE_RE = re.compile(r"^(cpu(:\d+)?|gpu:\d+|tpu-v6e-(8|16|32|64|128|256))$")
