@@ -65,10 +65,13 @@ def submit_study(
     from i1lab.display import rich_table
 
     console.print(rich_table(report.ablation_table(plan.study, registry.members(plan.study))))
-    failed = [m.name for m in registry.members(plan.study) if m.run.status == "failed"]
-    if failed:
+    unfinished = [
+        m.name for m in registry.members(plan.study) if m.run.status not in ("finished", "imported")
+    ]
+    if unfinished:
+        names = ", ".join(unfinished)
         raise I1labError(
-            f"{len(failed)} run(s) failed: {', '.join(failed)} (see `i1lab status {plan.study}`)"
+            f"{len(unfinished)} run(s) did not finish: {names} (see `i1lab status {plan.study}`)"
         )
     return plan
 
