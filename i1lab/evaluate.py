@@ -16,6 +16,7 @@ change with batching, ``eval.prompt_limit`` or the prompt variant.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zlib
@@ -148,6 +149,24 @@ def evaluate_shapes(spec: RunSpec, params: Any, step: int, out_dir: Path) -> Ben
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _sampler(config: Any) -> tuple[Any, Any]:
+    """``(apply, draw)``: the model's apply function, bound once so that the compiled sampler is reused,
+    and a jitted ``draw(root key, ids)`` of the initial noise of images ``ids = [(prompt, sample)]``."""
+    import jax
+    import jax.numpy as jnp
+
+    from models.dit import DiT
+
+    shape = (config.in_channels, config.latent_size, config.latent_size)
+
+    def one(root: jax.Array, ids: jax.Array) -> jax.Array:
+        key = jax.random.fold_in(jax.random.fold_in(root, ids[0]), ids[1])
+        return jax.random.normal(key, shape, jnp.float32)
+
+    return DiT(config).apply, jax.jit(jax.vmap(one, in_axes=(None, 0)))
+
+
 def sample(
     spec: RunSpec,
     params: Any,
@@ -167,7 +186,6 @@ def sample(
     import jax.numpy as jnp
 
     from i1lab.train.build import TextEncoder, decode_latents, model_config
-    from models.dit import DiT
     from models.sampler import euler_sample
 
     if len(captions) != len(noise_ids):
@@ -175,18 +193,12 @@ def sample(
     if not captions:
         return np.zeros((0, spec.data.resolution, spec.data.resolution, 3), np.uint8)
     config = model_config(spec)
-    model = DiT(config)
+    apply, draw = _sampler(config)
+    root = jax.random.fold_in(jax.random.PRNGKey(seed), salt)
     encoder = TextEncoder(spec)
     s = spec.sampling
     shape = (config.in_channels, config.latent_size, config.latent_size)
     bucket = min(batch_size, max(MIN_BUCKET, 1 << (len(captions) - 1).bit_length()))
-    root = jax.random.fold_in(jax.random.PRNGKey(seed), salt)
-
-    def one(ids: jax.Array) -> jax.Array:
-        key = jax.random.fold_in(jax.random.fold_in(root, ids[0]), ids[1])
-        return jax.random.normal(key, shape, jnp.float32)
-
-    draw = jax.jit(jax.vmap(one))
     out = []
     for start in range(0, len(captions), bucket):
         chunk = list(captions[start : start + bucket])
@@ -196,18 +208,18 @@ def sample(
         ids += [ids[-1]] * (bucket - real)
         text, mask = (jnp.asarray(a) for a in encoder(chunk))
         latents = euler_sample(
-            model.apply,
+            apply,
             {"params": params},
             text,
             mask,
-            root,
+            jax.random.PRNGKey(0),  # unused: the noise is given
             shape=(bucket, *shape),
             steps=s.steps,
             cfg_scale=s.cfg_scale,
             cfg_rescale=s.cfg_rescale,
             cfg_interval_start=s.cfg_interval_start,
             time_shift=s.time_shift if s.time_grid == "shifted" else None,
-            noise=draw(jnp.asarray(ids, jnp.uint32)),
+            noise=draw(root, jnp.asarray(ids, jnp.uint32)),
         )
         out.append(decode_latents(spec, np.asarray(latents[:real])))
     return np.concatenate(out, axis=0)

@@ -34,8 +34,8 @@ XOMNI_RAW: Final = "https://raw.githubusercontent.com/X-Omni-Team/X-Omni/main"
 #: Where to get each folder by hand (the one-line offline message names these).
 SOURCES: Final[dict[str, str]] = {
     "geneval": "github.com/djghosh13/geneval (prompts/, evaluation/object_names.txt)",
-    "dpg": "github.com/zlab-princeton/i1 benchmark_eval/dpg_bench/ (questions: github.com/TencentQQGYLab/ELLA "
-    "dpg_bench/dpg_bench.csv)",
+    "dpg": "github.com/zlab-princeton/i1 benchmark_eval/dpg_bench/ "
+    "(questions: github.com/TencentQQGYLab/ELLA dpg_bench/dpg_bench.csv)",
     "prism": "github.com/rongyaofang/prism-bench (captions/en/)",
     "cvtg-2k": "github.com/zlab-princeton/i1 benchmark_eval/cvtg-2k/prompts/ (upstream: Hugging Face dataset "
     "dnkdnk/CVTG-2K)",

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import shutil
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,13 @@ def _fresh(path: Path) -> Path:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _prism_cells(images: Path) -> set[str]:
+    """PRISM categories with at least one image (the others' official per-category 0 means "no data")."""
+    from evals import prism
+
+    return {category for category, _, _ in prism.walk(images)}
 
 
 def counts(bench: str, images: Path, directory: Path | None = None) -> tuple[int, int]:
@@ -227,11 +235,14 @@ def judge_images(
             _text_judgements(bench, images, out, directory, judge_longtext, judge_cvtg)
             report = score_output(bench, out, directory)
         (out / "summary.txt").write_text(report.printed, encoding="utf-8")
-    except (FileNotFoundError, KeyError, ValueError, ZeroDivisionError) as exc:
+    except (OSError, KeyError, ValueError, ZeroDivisionError, subprocess.SubprocessError) as exc:
         raise I1labError(f"{bench}: cannot judge {images}: {_first_line(exc)}") from None
     metrics = {k: float(v) for k, v in report.metrics.items()}
     if bench == "cvtg" and report.judge != "official":
         metrics = {k: v for k, v in metrics.items() if k not in NOT_JUDGED_BY_PROXIES}
+    if bench == "prism":
+        judged = _prism_cells(images)
+        metrics = {k: v for k, v in metrics.items() if "/" not in k or k.split("/", 1)[1] in judged}
     metrics["n_prompts"] = float(n_prompts)
     metrics["n_images"] = float(n_images)
     (out / "score.json").write_text(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from i1lab.spec.catalog import BENCHMARKS, SIZES, TEXT_ENCODERS, VAES
@@ -263,7 +263,11 @@ class EvalSpec(Strict):
     every: Annotated[int, Field(ge=1)] | None = Field(
         None, description="evaluate every N steps; default: each permanent checkpoint and the last step"
     )
-    images_per_prompt: Annotated[int, Field(ge=1)] | None = None
+    images_per_prompt: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="override the benchmark's images per prompt (GenEval 4, DPG 4, LongText 4, shapes 4); "
+        "PRISM and CVTG-2K layouts hold one",
+    )
     prompts_per_tag: Annotated[int, Field(ge=1)] = Field(
         8, description="prompt count per tag (shapes benchmark)"
     )
@@ -273,16 +277,17 @@ class EvalSpec(Strict):
         "recorded as the metric n_prompts",
         json_schema_extra=COSMETIC,
     )
-    judges: dict[str, str] = Field(
-        default_factory=dict,
-        description="judge per benchmark: none (generate only), ocr[:tesseract|rapidocr], official, "
-        "vlm:/path/to/local/weights; default ocr for cvtg and longtext, none for geneval, dpg, prism",
-        json_schema_extra=COSMETIC,
-    )
     commands: dict[str, str] = Field(
         default_factory=dict,
         description="official judge command template per benchmark; placeholders {python} {images} "
         "{out} {resolution} {step} {benchmarks}; default: the official invocation",
+        json_schema_extra=COSMETIC,
+    )
+    # after `commands`: the judges' validator checks that an official judge has the command it needs
+    judges: dict[str, str] = Field(
+        default_factory=dict,
+        description="judge per benchmark: none (generate only), ocr[:tesseract|rapidocr], official, "
+        "vlm:/path/to/local/weights; default ocr for cvtg and longtext, none for geneval, dpg, prism",
         json_schema_extra=COSMETIC,
     )
 
@@ -345,10 +350,17 @@ class EvalSpec(Strict):
 
     @field_validator("judges")
     @classmethod
-    def _judges(cls, value: dict[str, str]) -> dict[str, str]:
+    def _judges(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        commands = info.data.get("commands") or {}
         for bench, judge in value.items():
             cls._bench_key(bench, "judges")
-            cls.parse_judge(bench, judge)
+            kind, _ = cls.parse_judge(bench, judge)
+            need = cls.DEFAULT_NEEDS.get(bench)
+            if kind == "official" and bench not in commands and need:
+                raise ValueError(
+                    f"judges.{bench}: the default official command needs {{{need}}}; "
+                    f"give the full command in eval.commands.{bench}"
+                )
         return value
 
     @field_validator("commands")
@@ -372,17 +384,6 @@ class EvalSpec(Strict):
                     + " (write other values, e.g. a model path, into the command itself)"
                 )
         return value
-
-    @model_validator(mode="after")
-    def _official_commands(self) -> EvalSpec:
-        for bench, judge in self.judges.items():
-            need = self.DEFAULT_NEEDS.get(bench)
-            if judge.strip() == "official" and bench not in self.commands and need:
-                raise ValueError(
-                    f"judges.{bench}: the default official command needs {{{need}}}; "
-                    f"give the full command in eval.commands.{bench}"
-                )
-        return self
 
     def judge_for(self, bench: str) -> str:
         """The configured judge of ``bench`` (defaults: ocr for cvtg and longtext, else none)."""
