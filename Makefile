@@ -10,7 +10,7 @@ study:
 # The test suite (what CI runs), after lint and type checks.
 test:
 	@bash scripts/install.sh --test
-	.venv/bin/ruff check i1lab models evals tests benchmarks
-	.venv/bin/ruff format --check i1lab models evals tests benchmarks
+	.venv/bin/ruff check i1lab models evals dashboards tests benchmarks
+	.venv/bin/ruff format --check i1lab models evals dashboards tests benchmarks
 	.venv/bin/mypy
 	.venv/bin/pytest -q

@@ -3,15 +3,15 @@
 #
 #   scripts/install.sh          the package and its pinned dependencies (enough to run studies)
 #   scripts/install.sh --test   also the dev tools, the OCR and VLM judges' libraries, and the system
-#                               packages the test suite starts or drives (Tesseract OCR)
+#                               packages the test suite starts or drives (Tesseract OCR, Chromium, PostgreSQL)
 #
 # constraints.txt pins every transitive version, so an install next month resolves the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 mode=${1:-}
-extras="postgres"
-[ "$mode" = "--test" ] && extras="dev,postgres,ocr,vlm"
+extras="postgres,dashboard"
+[ "$mode" = "--test" ] && extras="dev,postgres,ocr,vlm,dashboard,dashboard-tests"
 stamp=.venv/.i1lab-install-stamp${mode}
 want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/i1lab ]; then
@@ -31,6 +31,10 @@ run() {
 if [ "$mode" = "--test" ]; then
   need=()
   command -v tesseract >/dev/null || need+=(tesseract-ocr tesseract-ocr-eng)
+  # the registry tests start a real PostgreSQL server (initdb + pg_ctl)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  # the dashboard's browser tests drive Debian's Chromium through Playwright
+  [ -x /usr/bin/chromium ] || need+=(chromium chromium-driver)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     run $SUDO apt-get update
