@@ -56,7 +56,8 @@ class ModelConfig:
         use_qknorm: per-head QK-norm over head_dim (§2).
         use_swiglu: SwiGLU FFN; otherwise a GELU(tanh) MLP (§2).
         use_rmsnorm: RMSNorm everywhere (including QK-norm); otherwise LayerNorm (§2).
-        use_sandwich_norm: norm3/norm4 after the attention and FFN sub-layers (§5.2).
+        use_sandwich_norm: norm3/norm4 after the attention and FFN sub-layers (§5.2); in single_stream
+            only in AdaLN-modulated blocks, in dual_stream always shared by both streams (§5.3, §5.4).
         use_image_connector: one pre-norm block on image tokens before the sinusoidal table (§2).
         wo_shift: AdaLN without shifts (4H: scales and gates only; §2).
         refiner_layers: number of context refiners and of noise refiners of `single_stream` (§5.3).

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from models.config import ModelConfig
 from models.dit import init_variables
+from models.params import param_shapes
+from models.posemb import pos_embed_table
 
 Inputs = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
@@ -54,6 +58,35 @@ def variables_for() -> Callable[[ModelConfig, int], Any]:
     def get(config: ModelConfig, seed: int = 0) -> Any:
         if (config, seed) not in cache:
             cache[(config, seed)] = init_variables(config, jax.random.key(seed))
+        return cache[(config, seed)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def fast_variables() -> Callable[[ModelConfig, int], Any]:
+    """Session cache of random variables drawn with numpy from `param_shapes` — no eager `init`
+    compiles. Kernels N(0, 1/fan_in), null captions N(0, 1/D), the real `pos_embed`, norm scales 1,
+    biases 0 (close to §1, enough for behaviour tests; `variables_for` gives the real init)."""
+    cache: dict[tuple[ModelConfig, int], Any] = {}
+
+    def get(config: ModelConfig, seed: int = 0) -> Any:
+        if (config, seed) not in cache:
+            rng = np.random.default_rng(seed)
+
+            def draw(path: Any, leaf: Any) -> jax.Array:
+                name = jax.tree_util.keystr(path)
+                if name.endswith("['kernel']"):
+                    value = rng.normal(0.0, math.prod(leaf.shape[:-1]) ** -0.5, leaf.shape)
+                elif name.endswith("['learnable_null_caption']"):
+                    value = rng.normal(0.0, leaf.shape[-1] ** -0.5, leaf.shape)
+                elif name.endswith("['pos_embed']"):
+                    value = pos_embed_table(config)
+                else:
+                    value = np.full(leaf.shape, 1.0 if name.endswith("['scale']") else 0.0)
+                return jnp.asarray(value, jnp.float32)
+
+            cache[(config, seed)] = {"params": jax.tree_util.tree_map_with_path(draw, param_shapes(config))}
         return cache[(config, seed)]
 
     return get

@@ -18,6 +18,7 @@ import pytest
 
 from models.config import ModelConfig
 from models.dit import DiT
+from models.params import param_shapes
 
 Inputs = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 FAMILIES = ("single_stream", "dual_stream")
@@ -89,13 +90,13 @@ def _shared_params(base: Any, variant: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def baselines(
-    make_inputs: Callable[..., Inputs], variables_for: Callable[..., Any]
+    make_inputs: Callable[..., Inputs], fast_variables: Callable[..., Any]
 ) -> dict[str, tuple[Any, Inputs, np.ndarray]]:
     out = {}
     for family in FAMILIES:
         config = stream_config(family)
         inputs = make_inputs(config)
-        variables = _randomise_norms(variables_for(config, 0), seed=1)
+        variables = _randomise_norms(fast_variables(config, 0), seed=1)
         out[family] = (variables, inputs, _forward(config, variables, *inputs))
     return out
 
@@ -105,11 +106,11 @@ def test_switch_changes_the_output(
     family: str,
     name: str,
     baselines: dict[str, tuple[Any, Inputs, np.ndarray]],
-    variables_for: Callable[..., Any],
+    fast_variables: Callable[..., Any],
 ) -> None:
     base_vars, inputs, base_out = baselines[family]
     config = stream_config(family, **(COMMON_SWITCHES.get(name) or EXTRA[name]))
-    variables = _shared_params(base_vars, variables_for(config, 0))
+    variables = _shared_params(base_vars, fast_variables(config, 0))
     out = _forward(config, variables, *inputs)
     assert out.shape == base_out.shape and np.all(np.isfinite(out))
     rel = np.abs(out - base_out).max() / np.abs(base_out).max()
@@ -118,10 +119,10 @@ def test_switch_changes_the_output(
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_adaln_off_ignores_t_bit_exactly(
-    family: str, make_inputs: Callable[..., Inputs], variables_for: Callable[..., Any]
+    family: str, make_inputs: Callable[..., Inputs], fast_variables: Callable[..., Any]
 ) -> None:
     config = stream_config(family, use_adaln=False, use_sandwich_norm=True)
-    variables = variables_for(config, 2)
+    variables = _randomise_norms(fast_variables(config, 2), seed=3)
     x, _, text, mask = make_inputs(config)
     outs = [_forward(config, variables, x, jnp.full((2,), t), text, mask) for t in (0.0, 0.5, 1.0)]
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -160,9 +161,9 @@ def test_padded_text_features_are_fully_masked(
     assert np.abs(_forward(stream_config(family), variables, x, t, text, shorter) - base_out).max() > 1e-4
 
 
-def test_parameter_layout_of_single_stream(variables_for: Callable[..., Any]) -> None:
+def test_parameter_layout_of_single_stream() -> None:
     def params(**changes: Any) -> dict[str, Any]:
-        return dict(variables_for(stream_config("single_stream", **changes), 0)["params"])
+        return dict(param_shapes(stream_config("single_stream", **changes)))
 
     base = params()
     assert {"context_refiner_0", "noise_refiner_0", "t_embedder"} <= set(base)
@@ -180,9 +181,9 @@ def test_parameter_layout_of_single_stream(variables_for: Callable[..., Any]) ->
     assert {"context_refiner_1", "noise_refiner_1"} <= set(params(refiner_layers=2))
 
 
-def test_parameter_layout_of_dual_stream(variables_for: Callable[..., Any]) -> None:
+def test_parameter_layout_of_dual_stream() -> None:
     def params(**changes: Any) -> dict[str, Any]:
-        return dict(variables_for(stream_config("dual_stream", **changes), 0)["params"])
+        return dict(param_shapes(stream_config("dual_stream", **changes)))
 
     base = params()
     block = base["blocks_0"]
@@ -203,11 +204,9 @@ def test_parameter_layout_of_dual_stream(variables_for: Callable[..., Any]) -> N
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_long_skips_change_the_wiring_but_not_the_block_count(
-    family: str, variables_for: Callable[..., Any]
-) -> None:
-    with_skips = variables_for(stream_config(family, depth=5), 0)["params"]
-    without = variables_for(stream_config(family, depth=5, use_long_skip=False), 0)["params"]
+def test_long_skips_change_the_wiring_but_not_the_block_count(family: str) -> None:
+    with_skips = param_shapes(stream_config(family, depth=5))
+    without = param_shapes(stream_config(family, depth=5, use_long_skip=False))
     blocks = sorted(k for k in with_skips if k.startswith("blocks_"))
     assert blocks == sorted(k for k in without if k.startswith("blocks_")) and len(blocks) == 5
     skip_names = {"skip_linear", "skip_linear_image"}

@@ -89,17 +89,18 @@ def _numpy_rope_tables(
     return np.cos(a), np.sin(a)
 
 
-def _randomise(params: Any, rng: np.random.Generator) -> Any:
-    def one(path: Any, leaf: jax.Array) -> np.ndarray:
-        name = jax.tree_util.keystr(path)
-        value = np.asarray(leaf, np.float32)
-        if name.endswith("['bias']"):
-            return rng.normal(0.0, 0.1, value.shape).astype(np.float32)
-        if name.endswith("['scale']"):
-            return (1.0 + rng.normal(0.0, 0.2, value.shape)).astype(np.float32)
-        return value
+def _randomise(shapes: Any, rng: np.random.Generator) -> Any:
+    """Parameters for a shape tree: kernels N(0, 1/fan_in), random biases and norm scales."""
 
-    return jax.tree_util.tree_map_with_path(one, params)
+    def one(path: Any, leaf: Any) -> np.ndarray:
+        name = jax.tree_util.keystr(path)
+        if name.endswith("['bias']"):
+            return rng.normal(0.0, 0.1, leaf.shape).astype(np.float32)
+        if name.endswith("['scale']"):
+            return (1.0 + rng.normal(0.0, 0.2, leaf.shape)).astype(np.float32)
+        return rng.normal(0.0, float(np.prod(leaf.shape[:-1])) ** -0.5, leaf.shape).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(one, shapes)
 
 
 def _config(backbone: str, **changes: Any) -> ModelConfig:
@@ -109,18 +110,18 @@ def _config(backbone: str, **changes: Any) -> ModelConfig:
         depth=3,
         heads=HEADS,
         in_channels=4,
-        latent_size=6,
+        latent_size=8,  # the shapes of `test_stream_backbones`, so eager compiles are shared
         resolution=128,  # positions scale by 2
         text_dim=16,
-        text_len=5,
+        text_len=6,
         **changes,
     )
 
 
 def _inputs(config: ModelConfig) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    b, n, length = 2, config.num_patches, 5
-    mask = np.array([[True] * 5, [True, True, False, False, False]])
+    b, n, length = 2, config.num_patches, 6
+    mask = np.array([[True] * 6, [True, True, False, False, False, False]])
     return {
         "image": rng.standard_normal((b, n, 32)).astype(np.float32),
         "text": rng.standard_normal((b, length, 32)).astype(np.float32),
@@ -149,10 +150,10 @@ def test_position_ids_and_rope_tables_match_numpy() -> None:
         np.testing.assert_allclose(np.asarray(cos), want_cos, atol=1e-6)
         np.testing.assert_allclose(np.asarray(sin), want_sin, atol=1e-6)
     # default lengths: (context_len + 1, grid, grid); the text axis is never scaled
-    assert _config("single_stream").rope_lens == (6, 3, 3)
-    assert _config("single_stream", repeat_text_emb=True).rope_lens == (11, 3, 3)
+    assert _config("single_stream").rope_lens == (7, 4, 4)
+    assert _config("single_stream", repeat_text_emb=True).rope_lens == (13, 4, 4)
     (img_cos, _), (txt_cos, _) = multimodal_rope(_config("single_stream"), jnp.asarray(mask))
-    assert img_cos.shape == (2, 9, 8) and txt_cos.shape == (2, 5, 8)
+    assert img_cos.shape == (2, 16, 8) and txt_cos.shape == (2, 5, 8)
     np.testing.assert_allclose(np.asarray(txt_cos)[0, 4, 0], np.cos(4.0), atol=1e-6)
 
 
@@ -194,7 +195,8 @@ def test_single_stream_block_matches_numpy_reference() -> None:
 
     block = SingleStreamBlock(config, modulated=True, use_skip=True)
     args = (jnp.asarray(x), jnp.asarray(d["cond"]), rope, jnp.asarray(mask), jnp.asarray(skip))
-    params = _randomise(block.init(jax.random.key(0), *args)["params"], np.random.default_rng(1))
+    shapes = jax.eval_shape(block.init, jax.random.key(0), *args)["params"]
+    params = _randomise(shapes, np.random.default_rng(1))
     out = np.asarray(block.apply({"params": params}, *args))
 
     p64 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
@@ -272,7 +274,8 @@ def test_dual_stream_block_matches_numpy_reference(adaln: bool, separate: bool) 
         j(d["mask"]),
         (j(d["skip_image"]), j(d["skip_text"])),
     )
-    params = _randomise(block.init(jax.random.key(0), *args)["params"], np.random.default_rng(2))
+    shapes = jax.eval_shape(block.init, jax.random.key(0), *args)["params"]
+    params = _randomise(shapes, np.random.default_rng(2))
     names = set(params) | set(params["attn"])
     assert ("norm1_image" in names) == separate and ("q_norm_text" in names) == separate
     assert ("adaLN_modulation" in names) == adaln and {"norm3", "norm4"} <= names
