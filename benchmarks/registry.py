@@ -57,14 +57,18 @@ def set_path(spec: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def median_ms(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
-    fn()  # warm caches once, as a person re-running a query would
-    times, result = [], None
+def median_ms(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
+    """Median wall and CPU milliseconds of ``reps`` calls after one warm-up call, and the last result.
+
+    CPU time is this process's (SQLite runs in it): on a shared machine it varies less than wall time."""
+    fn()  # warm the OS page cache once, as a person re-running a query would
+    walls, cpus, result = [], [], None
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), result
+        walls.append((time.perf_counter() - t0) * 1000)
+        cpus.append((time.process_time() - c0) * 1000)
+    return statistics.median(walls), statistics.median(cpus), result
 
 
 def make_runs(n: int, steps: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -104,7 +108,16 @@ def make_runs(n: int, steps: int, seed: int = 0) -> list[dict[str, Any]]:
                 growth = 1 - 0.5 ** (j + 1)
                 value = min(1.0, max(0.0, (quality + offset) * growth + rng.gauss(0, 0.01)))
                 scores.append((b, metric, judge, st, value))
-        runs.append({"spec": spec, "hash": digest, "study": f"study{study:05d}", "name": name, "pos": pos, "scores": scores})
+        runs.append(
+            {
+                "spec": spec,
+                "hash": digest,
+                "study": f"study{study:05d}",
+                "name": name,
+                "pos": pos,
+                "scores": scores,
+            }
+        )
     return runs
 
 
@@ -170,9 +183,17 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
                 )
                 flat = flatten(r["spec"])
                 keys.update(flat)
-                field_rows.extend(field_row(rid, k, v) for k, v in flat.items())
+                field_rows.extend(field_row(rid, k, flat[k]) for k in sorted(flat))
                 score_rows.extend(
-                    {"run_id": rid, "benchmark": b, "metric": m, "judge": j, "step": st, "value": v, "created_at": t}
+                    {
+                        "run_id": rid,
+                        "benchmark": b,
+                        "metric": m,
+                        "judge": j,
+                        "step": st,
+                        "value": v,
+                        "created_at": t,
+                    }
                     for b, m, j, st, v in r["scores"]
                 )
                 summaries.extend(summarize((rid, b, m, j, st, v) for b, m, j, st, v in r["scores"]).values())
@@ -183,7 +204,11 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
                         "run_id": rid,
                         "label": r["name"],
                         "is_baseline": r["name"].startswith("baseline"),
-                        "baseline": r["name"] if r["name"].startswith("baseline") else "baseline#seed=0" if r["study"] == "study00000" else "baseline",
+                        "baseline": r["name"]
+                        if r["name"].startswith("baseline")
+                        else "baseline#seed=0"
+                        if r["study"] == "study00000"
+                        else "baseline",
                         "varied": {},
                         "position": r["pos"],
                     }
@@ -240,6 +265,7 @@ def main() -> None:
     ap.add_argument("--mlflow-seconds", type=float, default=120.0)
     ap.add_argument("--database-url", default=None, help="default: a SQLite file in a temporary folder")
     ap.add_argument("--workdir", default=None, help="keep the databases here (default: temporary)")
+    ap.add_argument("--reuse", action="store_true", help="the registry in --workdir is already loaded")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,6 +275,8 @@ def main() -> None:
 
 
 def run_bench(args: argparse.Namespace, work: Path) -> None:
+    import os
+
     from i1lab import report
     from i1lab.query import runs_frame
     from i1lab.registry import Registry
@@ -259,53 +287,87 @@ def run_bench(args: argparse.Namespace, work: Path) -> None:
     t_gen = time.perf_counter() - t0
     registry = Registry(url)
     t1 = time.perf_counter()
-    bulk_load(registry, runs)
+    if not args.reuse:
+        bulk_load(registry, runs)
     t_load = time.perf_counter() - t1
     n_scores = args.runs * len(BENCHMARKS) * args.steps
     print(
-        f"registry: {registry.dialect}, {args.runs:,} runs x {len(BENCHMARKS)} benchmarks x {args.steps} steps "
-        f"= {n_scores:,} scores, {args.runs * 75:,} field rows; generate {t_gen:.0f} s, load {t_load:.0f} s"
+        f"registry: {registry.dialect}, {args.runs:,} runs x {len(BENCHMARKS)} benchmarks x "
+        f"{args.steps} steps = {n_scores:,} scores, {args.runs * 75:,} spec field rows; "
+        f"generated in {t_gen:.0f} s, "
+        f"bulk-loaded in {t_load:.0f} s"
     )
     if registry.dialect == "sqlite":
-        size = (work / "registry.db").stat().st_size
-        print(f"registry file: {size / 1e9:.2f} GB")
+        print(f"registry file: {(work / 'registry.db').stat().st_size / 1e9:.2f} GB")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work shares the CPUs)"
+    )
 
-    last = args.steps * 50_000
     mid = (args.steps // 2) * 50_000
-    questions = {
-        "spec fields and latest score": (
-            "model.adapter.type = transformer and model.backbone = dual_stream and train.lr >= 2e-4 "
-            "and score:geneval/overall > 0.6",
-            "latest",
-        ),
-        "score at a given step": (f"score:dpg/dpg_score >= 0.5 and model.adapter.blocks = 3", str(mid)),
-        "best score over steps": ("score:cvtg/word_accuracy > 0.75 and data.resolution = 512", "best"),
-        "or / not / in": (
-            "(model.backbone in (single_stream, dual_stream) or train.lr < 1e-4) and not model.adapter.type = mlp "
-            "and sampling.cfg_scale = 4 and score:prism/final_combined_average > 0.62",
-            "latest",
-        ),
-        "study membership": ("study = study01234 or study = study04321", "latest"),
-    }
     metrics = [f"{b}/{m}" for b, (m, _j) in BENCHMARKS.items()]
-    print(f"\nregistry questions (median of {args.reps}, after one warm-up):")
-    for label, (expr, at) in questions.items():
-        ms, frame = median_ms(lambda e=expr, a=at: runs_frame(e, metrics, at_step=a, registry=registry), args.reps)
-        print(f"  {label:<32} {ms:8.1f} ms  {len(frame):6d} runs   i1lab query {expr!r} --at-step {at}")
+    print(
+        "\nregistry questions, runs_frame(...) with all 5 metric columns "
+        f"(median of {args.reps} after a warm-up):"
+    )
+    print(f"  {'question':<34} {'wall ms':>8} {'cpu ms':>8} {'runs':>7}   as a command")
+    for label, (expr, at) in questions(mid).items():
+        wall, cpu, frame = median_ms(
+            lambda e=expr, a=at: runs_frame(e, metrics, at_step=a, registry=registry), args.reps
+        )
+        print(f"  {label:<34} {wall:8.1f} {cpu:8.1f} {len(frame):7d}   i1lab query {expr!r} --at-step {at}")
 
     def compare() -> Any:
         return report.ablation_table("study00000", registry.members("study00000"))
 
-    ms, table = median_ms(compare, args.reps)
-    print(f"  {'compare (20 variants)':<32} {ms:8.1f} ms  {len(table.rows):6d} rows   i1lab compare study00000")
-    ms, _ = median_ms(lambda: report.render_markdown(compare()), args.reps)
-    print(f"  {'compare + render markdown':<32} {ms:8.1f} ms")
-    ms, curves = median_ms(lambda: report.curves(registry.members("study00000")), args.reps)
-    print(f"  {'curves (20 runs x 5 benchmarks)':<32} {ms:8.1f} ms  {len(curves):6d} tables i1lab compare study00000 --curves")
-    at_last = runs_frame("study = study00000", metrics, at_step=str(last), registry=registry)
-    assert len(at_last) == STUDY_SIZE
+    wall, cpu, table = median_ms(compare, args.reps)
+    row("compare (20 variants, 3 seeds)", wall, cpu, len(table.rows), "i1lab compare study00000")
+    wall, cpu, _ = median_ms(lambda: report.render_markdown(compare()), args.reps)
+    row("compare + markdown", wall, cpu, len(table.rows), "i1lab compare study00000 --format markdown")
+    wall, cpu, curves = median_ms(lambda: report.curves(registry.members("study00000")), args.reps)
+    row("curves (20 runs x 5 benchmarks)", wall, cpu, len(curves), "i1lab compare study00000 --curves")
+    if args.mlflow_seconds > 0:
+        mlflow_bench(args, work, runs)
 
-    mlflow_bench(args, work, runs)
+
+def row(label: str, wall: float, cpu: float, n: int, command: str = "") -> None:
+    print(f"  {label:<34} {wall:8.1f} {cpu:8.1f} {n:7d}   {command}")
+
+
+def questions(mid: int) -> dict[str, tuple[str, str]]:
+    return {
+        "spec fields + latest score": (
+            "model.adapter.type = transformer and model.backbone = dual_stream and train.lr >= 2e-4 "
+            "and score:geneval/overall > 0.6",
+            "latest",
+        ),
+        "score at a given step": (
+            "score:dpg/dpg_score >= 0.5 and model.adapter.blocks = 3 and model.backbone = cross_attn "
+            "and data.resolution = 512",
+            str(mid),
+        ),
+        "a large result (a sixth of all)": (
+            "score:dpg/dpg_score >= 0.5 and model.adapter.blocks = 3",
+            str(mid),
+        ),
+        "best score over steps": ("score:cvtg/word_accuracy > 0.75 and data.resolution = 512", "best"),
+        "or / not / in": (
+            "(model.backbone in (single_stream, dual_stream) or train.lr < 1e-4) "
+            "and not model.adapter.type = mlp and sampling.cfg_scale = 4 "
+            "and score:prism/final_combined_average > 0.62",
+            "latest",
+        ),
+        "one study, one score": ("study = study00020 and score:geneval/overall > 0.3", "latest"),
+        "selective spec value": ("train.seed = 77777", "latest"),
+    }
+
+
+MLFLOW_QUESTIONS = {
+    "spec fields + latest score": "params.`model.adapter.type` = 'transformer' and params.`model.backbone` = "
+    "'dual_stream' and params.`train.lr` = '0.0002' and metrics.`geneval/overall` > 0.6",
+    "one study, one score": "tags.study = 'study00020' and metrics.`geneval/overall` > 0.3",
+    "selective spec value": "params.`train.seed` = '777'",
+    "compare inputs (20 runs)": "tags.study = 'study00000'",
+}
 
 
 def mlflow_bench(args: argparse.Namespace, work: Path, runs: list[dict[str, Any]]) -> None:
@@ -318,26 +380,22 @@ def mlflow_bench(args: argparse.Namespace, work: Path, runs: list[dict[str, Any]
     t0 = time.perf_counter()
     exp, n = mlflow_load(uri, runs, args.mlflow_seconds)
     secs = time.perf_counter() - t0
+    rate = n / secs
     print(
-        f"\nMLflow ({mlflow.__version__}, SQLite store): logged {n:,} of the {len(runs):,} runs in {secs:.0f} s "
-        f"({n / secs:.0f} runs/s; all {len(runs):,} would take ~{len(runs) / max(n / secs, 1e-9) / 3600:.1f} h)"
+        f"\nMLflow {mlflow.__version__} (SQLite store): logged {n:,} of the {len(runs):,} runs "
+        f"in {secs:.0f} s "
+        f"({rate:.1f} runs/s; all of them would take ~{len(runs) / max(rate, 1e-9) / 3600:.1f} h)"
     )
     mlflow.set_tracking_uri(uri)
-    questions = {
-        "spec fields and latest score": "params.`model.adapter.type` = 'transformer' and params.`model.backbone` = "
-        "'dual_stream' and params.`train.lr` IN ('0.0002', '0.0004') and metrics.`geneval/overall` > 0.6",
-        "study membership": "tags.study = 'study00000'",
-    }
-    print(f"mlflow.search_runs on {n:,} runs (median of {args.reps}; params are strings, so lr >= 2e-4 is an IN list):")
-    for label, flt in questions.items():
-        ms, frame = median_ms(
+    print(
+        f"mlflow.search_runs over those {n:,} runs (median of {args.reps}; params are strings, so a range "
+        "like lr >= 2e-4 needs one query per value):"
+    )
+    for label, flt in MLFLOW_QUESTIONS.items():
+        wall, cpu, frame = median_ms(
             lambda f=flt: mlflow.search_runs([exp], filter_string=f, max_results=50_000), args.reps
         )
-        print(f"  {label:<32} {ms:8.1f} ms  {len(frame):6d} runs")
-    ms, frame = median_ms(
-        lambda: mlflow.search_runs([exp], filter_string="tags.study = 'study00000'", max_results=100), args.reps
-    )
-    print(f"  {'compare inputs (20 runs, latest)':<32} {ms:8.1f} ms  {len(frame):6d} runs (then a pivot by hand)")
+        print(f"  {label:<34} {wall:8.1f} {cpu:8.1f} {len(frame):7d}")
 
 
 if __name__ == "__main__":

@@ -125,24 +125,55 @@ def status(
 def compare(
     study: Annotated[str, typer.Argument(help="study name")],
     at_step: Annotated[int | None, typer.Option("--at-step", help="compare at this checkpoint step")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv or json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, latex, csv or json")] = "table",
     all_metrics: Annotated[
         bool, typer.Option("--all-metrics", help="every metric, not only headlines")
     ] = False,
+    curves: Annotated[
+        bool, typer.Option("--curves", help="each benchmark over checkpoint steps (a step x run table)")
+    ] = False,
+    runs: Annotated[
+        list[str] | None, typer.Option("--run", help="with --curves: only these runs (repeatable)")
+    ] = None,
 ) -> None:
-    """The ablation table of a study: each variant's scores and deltas against its baseline."""
+    """The ablation table of a study: each variant's scores and deltas (↑/↓) against its baseline.
+
+    With several baseline seeds (baseline#seed=N), a delta within ±2σ of the baseline's seeds is
+    marked (noise)."""
     from i1lab import report
     from i1lab.registry import Registry
 
-    if fmt not in ("table", "markdown", "csv", "json"):
-        raise I1labError(f"--format must be table, markdown, csv or json (got {fmt!r})")
-    table = report.ablation_table(study, Registry().members(study), at_step=at_step, all_metrics=all_metrics)
+    formats = ("table", "markdown", "latex", "csv", "json")
+    if fmt not in formats:
+        raise I1labError(f"--format must be one of {', '.join(formats)} (got {fmt!r})")
+    members = Registry().members(study)
+    if curves:
+        if fmt == "latex":
+            raise I1labError("--curves prints table, markdown, csv or json (not latex)")
+        items = report.curves(members, runs=runs or None, all_metrics=all_metrics)
+        if fmt == "json":
+            sys.stdout.write(report.render_curves_json(items) + "\n")
+        elif fmt == "csv":
+            sys.stdout.write(report.render_curves_csv(items))
+        elif fmt == "markdown":
+            sys.stdout.write(report.render_curves_markdown(items) + "\n")
+        else:
+            from i1lab.display import rich_curves
+
+            for curve_table in rich_curves(study, items):
+                out.print(curve_table)
+        return
+    if runs:
+        raise I1labError("--run selects the runs of --curves")
+    table = report.ablation_table(study, members, at_step=at_step, all_metrics=all_metrics)
     if fmt == "json":
         sys.stdout.write(report.render_json(table) + "\n")
     elif fmt == "csv":
         sys.stdout.write(report.render_csv(table))
     elif fmt == "markdown":
         sys.stdout.write(report.render_markdown(table) + "\n")
+    elif fmt == "latex":
+        sys.stdout.write(report.render_latex(table) + "\n")
     else:
         from i1lab.display import rich_table
 
@@ -152,34 +183,58 @@ def compare(
 @app.command()
 def query(
     expr: Annotated[
-        str, typer.Argument(help='filter, e.g. "model.adapter.type = transformer and status = finished"')
+        str,
+        typer.Argument(
+            help='filter, e.g. "model.adapter.type = transformer and status = finished"; '
+            "= != < <= > >= in (a, b), and / or / not, parentheses; fields: dotted spec paths, status, "
+            "study, name, hash, id, step, params, imported, score:BENCHMARK/METRIC\\[@JUDGE]"
+        ),
     ],
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="add a score column BENCHMARK/METRIC\\[@JUDGE] (repeatable)"),
+    ] = None,
+    at_step: Annotated[
+        str, typer.Option("--at-step", help="scores at step N, each run's latest step, or its best")
+    ] = "latest",
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+    limit: Annotated[int | None, typer.Option("--limit", help="at most this many runs")] = None,
 ) -> None:
-    """Find runs by spec fields and status."""
-    from i1lab.query import run_query
+    """Find runs by their spec fields, status, studies and scores; print them with score columns."""
+    from i1lab.query import plain, runs_frame
 
-    rows = run_query(expr)
+    if fmt not in ("table", "csv", "json"):
+        raise I1labError(f"--format must be table, csv or json (got {fmt!r})")
+    frame = runs_frame(expr, metric or (), at_step=at_step, limit=limit)
     if fmt == "json":
+        rows = [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
         return
     if fmt == "csv":
-        import csv
-
-        if rows:
-            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        sys.stdout.write(frame.to_csv(index=False))
         return
     from rich.table import Table
 
     table = Table()
-    for col in rows[0] if rows else ["id", "hash", "status"]:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[str(v) if v is not None else "—" for v in row.values()])
+    for col in frame.columns:
+        table.add_column(
+            str(col), justify="right" if col in ("id", "step", "params") or "/" in col else "left"
+        )
+    for rec in frame.to_dict("records"):
+        cells = []
+        for col, v in rec.items():
+            v = plain(v)
+            if v is None:
+                cells.append("—")
+            elif col == "hash":
+                cells.append(str(v)[:12])
+            elif isinstance(v, float):
+                cells.append(f"{v:.4f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
     out.print(table)
-    out.print(f"{len(rows)} runs")
+    out.print(f"{len(frame)} runs")
 
 
 @app.command()
@@ -206,7 +261,11 @@ def train(
     def on_log(m: dict[str, float]) -> None:
         err.print(f"step {int(m['step'])}: loss {m['loss']:.4f} ({m['images_per_s']:.0f} img/s)")
 
-    hooks = Hooks(on_log=on_log)
+    def on_start(step: int, notes: list[str]) -> None:
+        for note in notes:
+            err.print(note, markup=False, highlight=False)
+
+    hooks = Hooks(on_log=on_log, on_start=on_start)
     if evaluate:
         from i1lab.evaluate import evaluate as run_eval
 
@@ -333,6 +392,64 @@ def evals_judge(
         return
     value = score.metrics[score.headline]
     out.print(f"{bench} {score.headline} = {value:.6g}  [judge: {score.judge}]", markup=False)
+
+
+@app.command("inspect")
+def inspect_run(
+    workdir: Annotated[Path, typer.Argument(help="a run's work directory", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The newest usable checkpoint of a run: step, data position, sha256 of params, EMA and optimizer."""
+    from i1lab.train.inspection import inspect_workdir, render
+
+    info = inspect_workdir(workdir)
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+    else:
+        sys.stdout.write(render(info) + "\n")
+
+
+@app.command("import-results")
+def import_results(
+    path: Annotated[Path, typer.Argument(help="JSON lines: one run trained elsewhere per line")],
+) -> None:
+    """Record results of runs trained elsewhere (status imported), comparable like trained ones.
+
+    Each line: {"study", "name", "baseline", "spec": {dotted.key: value}, "params", "scores":
+    [{"benchmark", "metric", "value", "step", "judge"}]}. All lines or none are recorded."""
+    from i1lab.importer import import_results as run_import
+
+    summary = run_import(path)
+    out.print(
+        f"imported {summary.lines} lines: {summary.runs} runs, {summary.scores} scores "
+        f"into {', '.join(summary.studies)}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8050,
+    host: Annotated[
+        str, typer.Option(help="interface to bind (127.0.0.1: this machine only; 0.0.0.0: every one)")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the web dashboard over the registry (read-only): studies, ablation tables, curves, samples."""
+    from i1lab.dashboard_cli import serve_dashboard
+
+    serve_dashboard(host, port)
+
+
+@app.command("mlflow-ui")
+def mlflow_ui(
+    port: Annotated[int, typer.Option(help="port to serve on")] = 5000,
+    host: Annotated[str, typer.Option(help="interface to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
+) -> None:
+    """Serve the MLflow UI on the configured MLflow store (compare a study's runs)."""
+    from i1lab.dashboard_cli import serve_mlflow_ui
+
+    serve_mlflow_ui(host, port)
 
 
 def main() -> None:

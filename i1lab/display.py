@@ -5,29 +5,46 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from i1lab.registry import MemberRecord
-from i1lab.report import Table, fmt_delta, fmt_params, fmt_value
+from i1lab.report import Curve, Table, fmt_delta, fmt_params, fmt_value, noise_note
 
 
 def rich_table(table: Table) -> RichTable:
     at = "latest checkpoint" if table.at_step == "latest" else f"step {table.at_step}"
-    out = RichTable(title=f"{table.study} — deltas vs baseline at {at}")
+    out = RichTable(title=escape(f"{table.study} — deltas vs baseline at {at}"), caption=noise_note(table))
     out.add_column("variant")
     out.add_column("status")
     out.add_column("params", justify="right")
     for col in table.columns:
-        out.add_column(f"{col.title}\n[{col.judge}]", justify="right")
+        out.add_column(escape(f"{col.title}\n[{col.judge}]"), justify="right")
     for row in table.rows:
         cells = []
         for cell in row.cells:
-            delta = fmt_delta(cell.delta)
+            delta = fmt_delta(cell.delta, cell.noise)
             color = "green" if (cell.delta or 0) > 0 else "red" if (cell.delta or 0) < 0 else "white"
-            cells.append(fmt_value(cell.value) + (f" [{color}]{delta}[/]" if delta else ""))
-        name = f"[bold]{row.name}[/] (baseline)" if row.is_baseline else row.name
-        out.add_row(name, row.status, fmt_params(row.params), *cells)
+            if cell.noise:
+                color = "dim"
+            cells.append(escape(fmt_value(cell.value)) + (f" [{color}]{escape(delta)}[/]" if delta else ""))
+        name = f"[bold]{escape(row.name)}[/] (baseline)" if row.is_baseline else escape(row.name)
+        out.add_row(name, escape(row.status), fmt_params(row.params), *cells)
     return out
+
+
+def rich_curves(study: str, curves: list[Curve]) -> list[RichTable]:
+    """One step x run table per metric (``i1lab compare STUDY --curves``)."""
+    tables = []
+    for c in curves:
+        out = RichTable(title=escape(f"{study} — {c.column.title} [{c.column.judge}] over checkpoints"))
+        out.add_column("step", justify="right")
+        for name in c.runs:
+            out.add_column(escape(name), justify="right")
+        for step, values in zip(c.steps, c.values, strict=True):
+            out.add_row(str(step), *(fmt_value(v) for v in values))
+        tables.append(out)
+    return tables
 
 
 def progress_table(study: str, members: list[MemberRecord]) -> RichTable:

@@ -35,11 +35,29 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    union,
+)
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import operators
 
 from i1lab.errors import I1labError
@@ -371,24 +389,100 @@ def parse_at_step(text: str | int | None) -> AtStep:
     raise I1labError(f"--at-step must be a step number, latest or best (got {text!r})")
 
 
-class Compiler:
-    """AST -> a boolean SQLAlchemy expression over ``runs`` (every value a bound parameter)."""
+PROBE = 100_000  # index entries a selectivity probe counts at most (a covering-index count: ~0.1 µs each)
 
-    def __init__(self, at_step: AtStep = "latest", known_fields: Iterable[str] | None = None) -> None:
+
+@dataclass(frozen=True)
+class LeafSQL:
+    """A leaf as SQL: the run-id column of its table and the conditions on that table."""
+
+    run_id: Any
+    conds: list[ColumnElement[bool]]
+
+
+class Compiler:
+    """AST -> SQL: ``ids(node)`` is a ``SELECT`` of the matching run ids; every value is a bound parameter.
+
+    Plan: in a conjunction one *driver* (the most selective leaf, found with bounded ``count`` probes
+    when a session is given) lists candidate ids from its index, and every other conjunct is checked
+    per candidate with a primary-key lookup (``EXISTS``). Cost follows the smallest leaf, not the
+    number of runs. Disjunctions of leaves are unions; negations are checked per run."""
+
+    def __init__(
+        self,
+        at_step: AtStep = "latest",
+        known_fields: Iterable[str] | None = None,
+        session: Any | None = None,
+    ) -> None:
         self.at_step = at_step
         self.known = set(known_fields) if known_fields is not None else None
+        self.session = session
 
-    def compile(self, node: Node) -> ColumnElement[bool]:
+    # --- sets of ids --------------------------------------------------------------------------------
+    def ids(self, node: Node) -> Select[Any]:
         if isinstance(node, And):
-            return and_(*(self.compile(n) for n in node.items))
+            return self.and_ids(node.items)
         if isinstance(node, Or):
-            return or_(*(self.compile(n) for n in node.items))
+            if all(self.drivable(n) for n in node.items):
+                return select(union(*(self.ids(n) for n in node.items)).subquery().c[0])
+            return select(RunRow.id).where(self.check(node, RunRow.id))
         if isinstance(node, Not):
-            return not_(self.compile(node.item))
-        if isinstance(node, In):
-            return self.leaf(node.field, "in", node.values, node.pos)
-        return self.leaf(node.field, node.op, (node.value,), node.pos)
+            return select(RunRow.id).where(not_(self.check(node.item, RunRow.id)))
+        leaf = self.leaf(node)
+        query: Select[Any] = select(leaf.run_id).where(*leaf.conds)
+        return query
 
+    def and_ids(self, items: Sequence[Node]) -> Select[Any]:
+        candidates = [n for n in items if self.drivable(n)]
+        if not candidates:
+            return select(RunRow.id).where(*(self.check(n, RunRow.id) for n in items))
+        counts = self.probe(candidates)
+        driver = min(candidates, key=lambda n: counts.get(id(n), PROBE + 1))
+        d = self.ids(driver).subquery()
+        rid = d.c[0]
+        # the most selective checks first: a candidate that fails one is not looked up further
+        rest = sorted((n for n in items if n is not driver), key=lambda n: counts.get(id(n), PROBE + 1))
+        return select(rid).where(*(self.check(n, rid) for n in rest))
+
+    def drivable(self, node: Node) -> bool:
+        """Can list its ids from an index (positive leaves on indexed columns, and/or of such)?"""
+        if isinstance(node, And):
+            return any(self.drivable(n) for n in node.items)
+        if isinstance(node, Or):
+            return all(self.drivable(n) for n in node.items)
+        if isinstance(node, Not):
+            return False
+        return node.field.kind != "run" or node.field.name in ("status", "hash", "id")
+
+    def probe(self, candidates: list[Node]) -> dict[int, int]:
+        """id(leaf) -> how many runs it matches for the candidate leaves, each counted only up to the
+        smallest count seen so far (enough to pick the driver and order the checks; a tiny leaf makes
+        every later probe tiny). Nothing without a session: then the first candidate drives."""
+        if self.session is None or len(candidates) == 1:
+            return {}
+        counts: dict[int, int] = {}
+        bound = PROBE
+        for n in candidates:
+            if isinstance(n, Compare | In):
+                probe = select(func.count()).select_from(self.ids(n).limit(bound + 1).subquery())
+                counts[id(n)] = int(self.session.scalar(probe) or 0)
+                bound = min(bound, counts[id(n)])
+        return counts
+
+    # --- per-run checks -----------------------------------------------------------------------------
+    def check(self, node: Node, rid: Any) -> ColumnElement[bool]:
+        if isinstance(node, And):
+            return and_(*(self.check(n, rid) for n in node.items))
+        if isinstance(node, Or):
+            return or_(*(self.check(n, rid) for n in node.items))
+        if isinstance(node, Not):
+            return not_(self.check(node.item, rid))
+        if node.field.kind == "run" and rid is RunRow.id:
+            return and_(*self.leaf(node, plain_runs=True).conds)
+        leaf = self.leaf(node, lookup=True)
+        return exists(select(literal(1)).where(leaf.run_id == rid, *leaf.conds))
+
+    # --- leaves -------------------------------------------------------------------------------------
     def check_spec_field(self, field: Field) -> None:
         if self.known is None or field.name in self.known:
             return
@@ -400,21 +494,38 @@ class Compiler:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise QueryError(f"unknown field {field.name!r}{hint}", field.pos)
 
-    def leaf(self, field: Field, op: str, values: Sequence[Value], pos: int) -> ColumnElement[bool]:
+    def validate(self, node: Node) -> None:
+        """Raise the first error of the filter (unknown fields, wrong value types) in reading order."""
+        if isinstance(node, And | Or):
+            for n in node.items:
+                self.validate(n)
+        elif isinstance(node, Not):
+            self.validate(node.item)
+        else:
+            self.leaf(node)
+
+    def leaf(self, node: Compare | In, plain_runs: bool = False, lookup: bool = False) -> LeafSQL:
+        """The leaf's table and conditions. ``lookup``: for checking given runs one by one -- the value
+        comparison is then written so that no value index can serve it (``x + 0``, ``x || ''``), which
+        leaves the planner one choice, the run's primary-key lookup."""
+        field = node.field
+        op, values = ("in", node.values) if isinstance(node, In) else (node.op, (node.value,))
         if op not in ("=", "in") and any(v is None or isinstance(v, bool) for v in values):
-            raise QueryError(f"true, false and null compare only with = , != or in (got {op!r})", pos)
+            raise QueryError(f"true, false and null compare only with = , != or in (got {op!r})", node.pos)
         if field.kind == "spec":
             self.check_spec_field(field)
-            return self.spec_leaf(field, op, values)
+            return self.spec_leaf(field, op, values, lookup)
         if field.kind == "member":
-            column = StudyRow.name if field.name == "study" else StudyRunRow.name
-            sub = select(StudyRunRow.run_id).where(self.cmp(column, op, [self.text(v) for v in values]))
+            sr, st = aliased(StudyRunRow), aliased(StudyRow)
+            texts = [self.text(v) for v in values]
             if field.name == "study":
-                sub = sub.join(StudyRow, StudyRow.id == StudyRunRow.study_id)
-            return RunRow.id.in_(sub)
+                ids = select(st.id).where(self.cmp(st.name, op, texts))
+                return LeafSQL(sr.run_id, [sr.study_id.in_(ids)])
+            return LeafSQL(sr.run_id, [self.cmp(sr.name, op, texts)])
         if field.kind == "run":
-            return self.run_leaf(field, op, values, pos)
-        return self.score_leaf(field, op, values, pos)
+            runs = RunRow if plain_runs else aliased(RunRow)
+            return LeafSQL(runs.id, [self.run_cond(runs, field, op, values, node.pos)])
+        return self.score_leaf(field, op, values, node.pos, lookup)
 
     @staticmethod
     def text(value: Value) -> str:
@@ -428,19 +539,21 @@ class Compiler:
             return column.in_(list(values))
         return OPERATOR[op](column, values[0])
 
-    def spec_leaf(self, field: Field, op: str, values: Sequence[Value]) -> ColumnElement[bool]:
+    def spec_leaf(self, field: Field, op: str, values: Sequence[Value], lookup: bool) -> LeafSQL:
+        f = aliased(RunFieldRow)
         nums = [v for v in values if isinstance(v, float)]
-        texts = [field_text(v) for v in values if not isinstance(v, float)]
+        texts = [field_text(v)[:TEXT_CAP] for v in values if not isinstance(v, float)]
         conds = []
         if nums:
-            conds.append(self.cmp(RunFieldRow.value_num, op, nums))
+            conds.append(self.cmp(f.value_num + 0 if lookup else f.value_num, op, nums))
         if texts:
-            conds.append(self.cmp(RunFieldRow.value_text, op, [t[:TEXT_CAP] for t in texts]))
-        sub = select(RunFieldRow.run_id).where(RunFieldRow.key == field.name, or_(*conds))
-        return RunRow.id.in_(sub)
+            conds.append(self.cmp(f.value_text.concat("") if lookup else f.value_text, op, texts))
+        return LeafSQL(f.run_id, [f.key == field.name, or_(*conds)])
 
-    def run_leaf(self, field: Field, op: str, values: Sequence[Value], pos: int) -> ColumnElement[bool]:
-        column: Any = getattr(RunRow, field.name)
+    def run_cond(
+        self, runs: Any, field: Field, op: str, values: Sequence[Value], pos: int
+    ) -> ColumnElement[bool]:
+        column: Any = getattr(runs, field.name)
         if field.name in ("id", "step", "params"):
             if any(not isinstance(v, float) for v in values):
                 raise QueryError(f"{field.name} compares with numbers", pos)
@@ -458,26 +571,27 @@ class Compiler:
                     raise QueryError(f"unknown status {v!r} ({hint}statuses: {', '.join(STATUSES)})", pos)
         return self.cmp(column, op, texts)
 
-    def score_leaf(self, field: Field, op: str, values: Sequence[Value], pos: int) -> ColumnElement[bool]:
+    def score_leaf(self, field: Field, op: str, values: Sequence[Value], pos: int, lookup: bool) -> LeafSQL:
         if any(not isinstance(v, float) for v in values):
             raise QueryError(f"score:{field.name} compares with numbers", pos)
-        where: list[ColumnElement[bool]]
         if self.at_step in ("latest", "best"):
-            t = ScoreSummaryRow
-            value = t.latest_value if self.at_step == "latest" else t.best_value
-            where = [t.benchmark == field.benchmark, t.metric == field.metric, self.cmp(value, op, values)]
+            t = aliased(ScoreSummaryRow)
+            value: Any = t.latest_value if self.at_step == "latest" else t.best_value
+            value = value + 0 if lookup else value
+            conds = [t.benchmark == field.benchmark, t.metric == field.metric, self.cmp(value, op, values)]
             if field.judge is not None:
-                where.append(t.judge == field.judge)
-            return RunRow.id.in_(select(t.run_id).where(*where))
-        where = [
-            ScoreRow.benchmark == field.benchmark,
-            ScoreRow.metric == field.metric,
-            ScoreRow.step == self.at_step,
-            self.cmp(ScoreRow.value, op, values),
+                conds.append(t.judge == field.judge)
+            return LeafSQL(t.run_id, conds)
+        sc = aliased(ScoreRow)
+        conds = [
+            sc.benchmark == field.benchmark,
+            sc.metric == field.metric,
+            sc.step == self.at_step,
+            self.cmp(sc.value + 0 if lookup else sc.value, op, values),
         ]
         if field.judge is not None:
-            where.append(ScoreRow.judge == field.judge)
-        return RunRow.id.in_(select(ScoreRow.run_id).where(*where))
+            conds.append(sc.judge == field.judge)
+        return LeafSQL(sc.run_id, conds)
 
 
 def spec_fields(node: Node) -> list[Field]:
@@ -489,27 +603,33 @@ def spec_fields(node: Node) -> list[Field]:
 
 
 def compile_filter(
-    expr: str | None, at_step: AtStep = "latest", known_fields: Iterable[str] | None = None
-) -> ColumnElement[bool]:
-    """The SQL condition on ``runs`` for a filter ("" or None: every run)."""
+    expr: str | None,
+    at_step: AtStep = "latest",
+    known_fields: Iterable[str] | None = None,
+    session: Any | None = None,
+) -> Select[Any]:
+    """``SELECT`` of the ids of the runs matching a filter ("" or None: every run)."""
     if expr is None or not expr.strip():
-        return not_(false())
-    return Compiler(at_step, known_fields).compile(parse(expr))
+        return select(RunRow.id)
+    node = parse(expr)
+    compiler = Compiler(at_step, known_fields, session)
+    compiler.validate(node)
+    return compiler.ids(node)
 
 
-def run_ids_query(registry: Registry, expr: str | None, at_step: AtStep = "latest") -> Select[tuple[int]]:
-    """``SELECT runs.id WHERE <filter>``, with spec fields checked against the registry's known keys."""
-    known: list[str] | None = None
-    if expr and expr.strip():
-        node = parse(expr)
-        if spec_fields(node):
-            with registry.session() as s:
-                names = list({f.name for f in spec_fields(node)})
-                found = {k for (k,) in s.execute(select(FieldKeyRow.key).where(FieldKeyRow.key.in_(names)))}
-                known = (
-                    None if len(found) == len(names) else [k for (k,) in s.execute(select(FieldKeyRow.key))]
-                )
-    query: Select[Any] = select(RunRow.id).where(compile_filter(expr, at_step, known))
+def run_ids_query(registry: Registry, expr: str | None, at_step: AtStep = "latest") -> Select[Any]:
+    """``SELECT runs.id WHERE runs.id IN (<filter>)``, with spec fields checked against the registry's
+    known keys and the plan chosen with selectivity probes."""
+    with registry.session() as s:
+        known: list[str] | None = None
+        node = parse(expr) if expr and expr.strip() else None
+        if node is not None and spec_fields(node):
+            names = list({f.name for f in spec_fields(node)})
+            found = {k for (k,) in s.execute(select(FieldKeyRow.key).where(FieldKeyRow.key.in_(names)))}
+            if len(found) != len(names):
+                known = [k for (k,) in s.execute(select(FieldKeyRow.key))]
+        ids = compile_filter(expr, at_step, known, s)
+    query: Select[Any] = select(RunRow.id).where(RunRow.id.in_(ids))
     return query
 
 
@@ -552,87 +672,109 @@ def runs_frame(
     registry = registry or Registry()
     at = parse_at_step(at_step) if isinstance(at_step, str) else at_step
     refs = [parse_metric(m) for m in metrics]
-    ids = run_ids_query(registry, expr, at).order_by(RunRow.id)
-    if limit is not None:
-        ids = ids.limit(limit)
-    wanted = ids.subquery()
+    ids = run_ids_query(registry, expr, at)
     base_cols = ["id", "study", "name", "hash", "status", "step", "params", "imported"]
-    with registry.session() as s:
-        rows = s.execute(
-            select(RunRow.id, RunRow.hash, RunRow.status, RunRow.step, RunRow.params, RunRow.imported)
-            .where(RunRow.id.in_(select(wanted.c.id)))
-            .order_by(RunRow.id)
-        ).all()
-        first: dict[int, tuple[str | None, str | None]] = {}
-        for rid, study_name, member_name in s.execute(
-            select(StudyRunRow.run_id, StudyRow.name, StudyRunRow.name)
-            .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
-            .where(StudyRunRow.run_id.in_(select(wanted.c.id)))
-            .order_by(StudyRunRow.study_id.desc(), StudyRunRow.position.desc())
-        ):
-            first[rid] = (study_name, member_name)
-        scores: dict[tuple[int, str], float] = {}
-        titles: list[str] = []
-        for ref in refs:
-            found = _metric_values(s, ref, at, wanted)
-            judges = sorted({j for (_, j) in found})
-            for (rid, judge), value in found.items():
-                title = ref.title if ref.judge or len(judges) <= 1 else f"{ref.title}@{judge}"
-                scores[(rid, title)] = value
-            for title in (
-                [ref.title] if ref.judge or len(judges) <= 1 else [f"{ref.title}@{j}" for j in judges]
-            ):
-                if title not in titles:
-                    titles.append(title)
-    records = []
-    for rid, digest, status, step, params, imported in rows:
-        study, name = first.get(rid, (None, None))
-        rec: dict[str, Any] = {
-            "id": rid,
-            "study": study,
-            "name": name,
-            "hash": digest,
-            "status": status,
-            "step": step,
-            "params": params,
-            "imported": bool(imported),
-        }
-        for title in titles:
-            rec[title] = scores.get((rid, title))
-        records.append(rec)
-    frame = pd.DataFrame.from_records(records, columns=[*base_cols, *titles])
+    chosen = Table(
+        f"i1lab_frame_{uuid.uuid4().hex[:12]}",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        prefixes=["TEMPORARY"],
+    )
+    with registry.session() as session:
+        s = session.connection()  # Core rows: no ORM bookkeeping for plain columns
+        # The filter runs once, into a temporary table of ids that the other queries join.
+        chosen.create(s)
+        try:
+            picked = ids.order_by(RunRow.id).limit(limit) if limit is not None else ids
+            s.execute(insert(chosen).from_select(["id"], picked))
+            listed = select(chosen.c.id)  # joined as IN (...): SQLite then seeks each id by key
+            rows = s.execute(
+                select(RunRow.id, RunRow.hash, RunRow.status, RunRow.step, RunRow.params, RunRow.imported)
+                .where(RunRow.id.in_(listed))
+                .order_by(RunRow.id)
+            ).all()
+            run_ids = [r[0] for r in rows]
+            first: dict[int, tuple[int, int, str]] = {}  # run -> (study id, position, name), first membership
+            for rid, study_id, position, name in s.execute(
+                select(
+                    StudyRunRow.run_id, StudyRunRow.study_id, StudyRunRow.position, StudyRunRow.name
+                ).where(StudyRunRow.run_id.in_(listed))
+            ).all():
+                if rid not in first or (study_id, position) < first[rid][:2]:
+                    first[rid] = (study_id, position, name)
+            study_ids = sorted({v[0] for v in first.values()})
+            studies: dict[int, str] = {}
+            for chunk in chunks(study_ids):
+                query = select(StudyRow.id, StudyRow.name).where(StudyRow.id.in_(chunk))
+                studies.update((sid, name) for sid, name in s.execute(query).all())
+            found = _metric_values(s, refs, at, chosen) if refs and run_ids else {}
+        finally:
+            chosen.drop(s)
+    by_id = {r[0]: r for r in rows}
+    columns: dict[str, list[Any]] = {
+        "id": run_ids,
+        "study": [studies.get(first[r][0]) if r in first else None for r in run_ids],
+        "name": [first[r][2] if r in first else None for r in run_ids],
+        "hash": [by_id[r][1] for r in run_ids],
+        "status": [by_id[r][2] for r in run_ids],
+        "step": [by_id[r][3] for r in run_ids],
+        "params": [by_id[r][4] for r in run_ids],
+        "imported": [bool(by_id[r][5]) for r in run_ids],
+    }
+    titles: list[str] = []
+    for i, ref in enumerate(refs):
+        judges = sorted(found.get(i, {}))
+        single = bool(ref.judge) or len(judges) <= 1
+        for judge in judges or [""]:
+            title = ref.title if single else f"{ref.title}@{judge}"
+            if title in titles:
+                continue
+            titles.append(title)
+            got = found.get(i, {}).get(judge, {})
+            columns[title] = pd.Series(got, dtype="float64").reindex(run_ids).to_numpy()
+    frame = pd.DataFrame(columns, columns=[*base_cols, *titles])
     return frame.astype({t: "float64" for t in titles})
 
 
-def _metric_values(s: Any, ref: MetricRef, at: AtStep, wanted: Any) -> dict[tuple[int, str], float]:
-    """(run id, judge) -> the score of ``ref`` at ``at`` for the runs in ``wanted``."""
+def chunks(ids: list[int], size: int = 5000) -> Iterator[list[int]]:
+    """Id lists small enough to bind as parameters (SQLite allows 32,766 per statement)."""
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _metric_values(
+    s: Any, refs: Sequence[MetricRef], at: AtStep, chosen: Table
+) -> dict[int, dict[str, dict[int, float]]]:
+    """ref index -> judge -> run id -> the score of that ref at ``at``, for the runs in ``chosen``."""
+    # Per-run lookups by key: run id (in the chosen ids), benchmark, metric (and step).
+    table: Any
     if at in ("latest", "best"):
-        t = ScoreSummaryRow
-        value = t.latest_value if at == "latest" else t.best_value
-        q = select(t.run_id, t.judge, value).where(
-            t.benchmark == ref.benchmark, t.metric == ref.metric, t.run_id.in_(select(wanted.c.id))
-        )
-        if ref.judge:
-            q = q.where(t.judge == ref.judge)
+        table = ScoreSummaryRow
+        value: Any = table.latest_value if at == "latest" else table.best_value
+        step_cond: list[ColumnElement[bool]] = []
     else:
-        q = select(ScoreRow.run_id, ScoreRow.judge, ScoreRow.value).where(
-            ScoreRow.benchmark == ref.benchmark,
-            ScoreRow.metric == ref.metric,
-            ScoreRow.step == at,
-            ScoreRow.run_id.in_(select(wanted.c.id)),
-        )
-        if ref.judge:
-            q = q.where(ScoreRow.judge == ref.judge)
-    return {(rid, judge): float(v) for rid, judge, v in s.execute(q)}
+        table, value = ScoreRow, ScoreRow.value
+        step_cond = [ScoreRow.step == at]
+    out: dict[int, dict[str, dict[int, float]]] = {}
+    listed = select(chosen.c.id)
+    for k, ref in enumerate(refs):
+        conds = [table.benchmark == ref.benchmark, table.metric == ref.metric, *step_cond]
+        if ref.judge is not None:
+            conds.append(table.judge == ref.judge)
+        query = select(table.judge, table.run_id, value).where(table.run_id.in_(listed), *conds)
+        by_judge = out.setdefault(k, {})
+        for judge, rid, v in s.execute(query).all():
+            by_judge.setdefault(judge, {})[rid] = float(v)
+    return out
 
 
 def run_query(expr: str, registry: Registry | None = None) -> list[dict[str, Any]]:
     """The matching runs as plain records (``id``, ``study``, ``name``, ``hash``, ``status``, ...)."""
     frame = runs_frame(expr, registry=registry)
-    return [{k: _plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
+    return [{k: plain(v) for k, v in rec.items()} for rec in frame.to_dict("records")]
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy / pandas scalars -> Python ones (NaN -> None) for JSON and CSV."""
     if value is None:
         return None

@@ -282,7 +282,10 @@ def render_latex(table: Table) -> str:
         name = latex_escape(row.name)
         name = f"\\textbf{{{name}}}" if row.is_baseline else name
         lines.append(
-            " & ".join([name, latex_escape(fmt_params(row.params)), *map(_latex_cell, row.cells)]) + r" \\"
+            " & ".join(
+                [name, latex_escape(fmt_params(row.params).replace("—", "--")), *map(_latex_cell, row.cells)]
+            )
+            + r" \\"
         )
     lines += [r"\bottomrule", r"\end{tabular}"]
     note = noise_note(table)

@@ -46,6 +46,7 @@ def submit_study(
                     total_steps=r.spec.train.steps,
                     workdir=str(paths.run_dir(training_hash(r.spec))),
                     params=r.cost.params if r.cost else None,
+                    accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
                 )
             )
     ids = registry.record_plan(

@@ -135,6 +135,7 @@ class RunFieldRow(Base):
     __table_args__ = (
         Index("ix_run_fields_text", "key", "value_text", "run_id"),
         Index("ix_run_fields_num", "key", "value_num", "run_id"),
+        {"sqlite_with_rowid": False},  # clustered by (run_id, key): one lookup per run and key
     )
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -152,6 +153,7 @@ class ScoreSummaryRow(Base):
     __table_args__ = (
         Index("ix_score_summary_latest", "benchmark", "metric", "latest_value", "judge", "run_id"),
         Index("ix_score_summary_best", "benchmark", "metric", "best_value", "judge", "run_id"),
+        {"sqlite_with_rowid": False},  # clustered by its key: one lookup per run
     )
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     benchmark: Mapped[str] = mapped_column(String(50), primary_key=True)
@@ -167,6 +169,7 @@ class FieldKeyRow(Base):
     """Every flattened spec key ever recorded: lets ``i1lab query`` reject unknown fields with a hint."""
 
     __tablename__ = "field_keys"
+    __table_args__ = ({"sqlite_with_rowid": False},)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 

@@ -93,6 +93,7 @@ class ScoreRecord(BaseModel):
     metric: str
     judge: str
     value: float
+    created_at: datetime | None = None  # when recorded (set by the registry; ignored when adding)
 
 
 class ArtifactRecord(BaseModel):
@@ -141,6 +142,15 @@ class PlannedMember(BaseModel):
     params: int | None = None
     workdir: str | None = None
     accelerator_hours_est: float | None = None
+
+
+class ImportConflict(I1labError):
+    """An imported line that contradicts the registry (``line`` is the file's line number)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+        self.detail = message
 
 
 class ImportedScore(BaseModel):
@@ -338,6 +348,7 @@ class Registry:
         file: str | None = None,
         profile: str | None = None,
         description: str | None = None,
+        set_profile: bool = True,
     ) -> int:
         """Create the study if needed and lock its row until the transaction ends (one writer per study)."""
         t = now()
@@ -359,7 +370,7 @@ class Registry:
         row = s.execute(select(StudyRow).where(StudyRow.name == study).with_for_update()).scalar_one()
         row.updated_at = t
         row.file = file or row.file
-        row.profile = profile if profile is not None else row.profile
+        row.profile = profile if set_profile else row.profile
         row.description = description or row.description
         return row.id
 
@@ -486,9 +497,10 @@ class Registry:
                 ):
                     if not imported:
                         line = next(r.line for r in runs if r.hash == digest)
-                        raise I1labError(
-                            f"line {line}: the spec is that of run {digest[:12]} trained here; "
-                            "imported results cannot be added to it"
+                        raise ImportConflict(
+                            line,
+                            f"the spec is that of run {digest[:12]} trained here; "
+                            "imported results cannot be added to it",
                         )
             rows: dict[str, dict[str, Any]] = {}
             for r in runs:
@@ -523,7 +535,7 @@ class Registry:
             for r in runs:
                 by_study.setdefault(r.study, []).append(r)
             for study, items in sorted(by_study.items()):
-                study_id = self._study_id(s, study, description="imported results")
+                study_id = self._study_id(s, study, description="imported results", set_profile=False)
                 self._link_imported(s, study_id, study, items, ids)
             self._add_scores(
                 s,
@@ -555,8 +567,8 @@ class Registry:
             have = current.get(r.name)
             if have is not None:
                 if have.run_id != run_id:
-                    raise I1labError(
-                        f"line {r.line}: {study}/{r.name} already names another run (id {have.run_id})"
+                    raise ImportConflict(
+                        r.line, f"{study}/{r.name} already names another run (id {have.run_id})"
                     )
                 continue
             base = r.name if r.baseline else baseline_of(r.name)
@@ -680,7 +692,7 @@ class Registry:
         latest: dict[tuple[Any, ...], ScoreRecord] = {}
         for sc in scores:  # the last of duplicates wins, as if recorded one after another
             latest[(sc.run_id, sc.step, sc.benchmark, sc.metric, sc.judge)] = sc
-        rows = [{**latest[k].model_dump(), "created_at": t} for k in sorted(latest)]
+        rows = [{**latest[k].model_dump(), "created_at": t} for k in sorted(latest)]  # replaces any given
         self._insert(
             s, ScoreRow, rows, ["run_id", "step", "benchmark", "metric", "judge"], ["value", "created_at"]
         )
@@ -737,10 +749,19 @@ class Registry:
                         ScoreRow.metric,
                         ScoreRow.judge,
                         ScoreRow.value,
+                        ScoreRow.created_at,
                     ).where(ScoreRow.run_id.in_(ids[i : i + CHUNK]))
                 )
                 out.extend(
-                    ScoreRecord(run_id=r[0], step=r[1], benchmark=r[2], metric=r[3], judge=r[4], value=r[5])
+                    ScoreRecord(
+                        run_id=r[0],
+                        step=r[1],
+                        benchmark=r[2],
+                        metric=r[3],
+                        judge=r[4],
+                        value=r[5],
+                        created_at=r[6],
+                    )
                     for r in rows
                 )
         out.sort(key=lambda sc: (sc.run_id, sc.step, sc.benchmark, sc.metric))
