@@ -27,6 +27,10 @@ from i1lab.errors import I1labError
 from i1lab.spec.run import SourceSpec
 
 
+class DataError(I1labError):
+    """A stored example cannot be read (undecodable image, invalid caption record)."""
+
+
 class Example(TypedDict):
     """One image and all its captions. ``index`` is the example's position in its source."""
 

@@ -1,13 +1,25 @@
-"""Orbax checkpoints of a run: a rolling latest one and permanent ones (DESIGN_SPACE.md §9).
+"""Orbax checkpoints of a run: rolling latest ones and permanent ones (DESIGN_SPACE.md §9).
 
-A checkpoint holds the whole train state (step, params, EMA, optimizer state); the data position is the
-step itself (the pipeline is random-access by step). Saves are asynchronous and atomic (Orbax writes to
-a temporary folder and renames it when complete), so a killed process never leaves a checkpoint that
-looks valid but is not.
+A checkpoint ``checkpoints/<step>/`` holds two Orbax items:
+
+- ``state``: the whole train state (step, params, EMA, optimizer state);
+- ``meta``: JSON with the data position (the step: the pipeline is random-access by step, so the
+  position is the number of batches consumed, plus a fingerprint of the batch stream), the compute
+  precision and SHA-256 digests of params, EMA and optimizer state.
+
+Saves are asynchronous and atomic: Orbax writes into a temporary folder and renames it when complete,
+so a killed process leaves no folder that looks like a checkpoint; leftover temporary folders are
+removed at the next start. The two newest checkpoints are kept (``max_to_keep=2``) besides the
+permanent ones (every ``keep_every`` steps and the last step), so that when the newest is corrupt or
+incomplete (restoring fails or its arrays no longer match their digests) the run resumes from the one
+before; the bad folder is moved to ``<workdir>/corrupt/``.
 """
 
 from __future__ import annotations
 
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +28,51 @@ import orbax.checkpoint as ocp
 from i1lab.errors import I1labError
 
 
+class CheckpointCorrupt(Exception):
+    """A checkpoint cannot be restored, or its arrays do not match the digests saved with it."""
+
+
+@dataclass
+class Restored:
+    step: int
+    state: Any
+    meta: dict[str, Any]
+
+
 class Checkpoints:
-    def __init__(self, directory: Path, *, every: int, keep_every: int, total_steps: int) -> None:
-        self.directory = directory
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        every: int,
+        keep_every: int,
+        total_steps: int,
+        read_only: bool = False,
+    ) -> None:
+        self.directory = Path(directory)
         self.every = every
         self.keep_every = keep_every
         self.total_steps = total_steps
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise I1labError(f"cannot create checkpoint folder {directory}: {exc.strerror}") from None
+        if not read_only:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise I1labError(
+                    f"cannot create checkpoint folder {self.directory}: {exc.strerror or exc}"
+                ) from None
+        elif not self.directory.is_dir():
+            raise I1labError(f"{self.directory}: no checkpoint folder")
+        # read_only: open an existing folder without creating, cleaning or deleting anything (Orbax's
+        # own read_only mode warns about every option it ignores)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=1,
+            max_to_keep=2,
             keep_period=keep_every,
             save_interval_steps=1,
-            enable_async_checkpointing=True,
-            create=True,
+            enable_async_checkpointing=not read_only,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,
         )
-        self.manager = ocp.CheckpointManager(directory.resolve(), options=options)
+        self.manager = ocp.CheckpointManager(self.directory.resolve(), options=options)
 
     def is_permanent(self, step: int) -> bool:
         return step % self.keep_every == 0 or step == self.total_steps
@@ -47,18 +86,73 @@ class Checkpoints:
         # A periodic save that falls within a quarter interval of the last step is skipped (§9).
         return self.total_steps - step >= self.every // 4
 
-    def save(self, step: int, state: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Start an asynchronous save (returns once the arrays are copied off the device)."""
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        self.manager.save(step, args=args, force=True)
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def restore(self, step: int, abstract_state: Any) -> Any:
-        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    def saving(self) -> bool:
+        return bool(self.manager.is_saving_in_progress())
+
+    def restore(self, step: int, abstract_state: Any, *, verify: bool = True) -> tuple[Any, dict[str, Any]]:
+        """``(state, meta)`` of checkpoint ``step``; CheckpointCorrupt when it cannot be trusted."""
+        from i1lab.train.digest import state_digests
+        from i1lab.train.step import TrainState
+
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+        try:
+            restored = self.manager.restore(step, args=args)
+            state = TrainState(*restored["state"])
+            meta = dict(restored["meta"] or {})
+        except Exception as exc:  # Orbax/TensorStore raise many types for missing or damaged files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise CheckpointCorrupt(
+                f"step {step}: cannot restore ({type(exc).__name__}: {first[:200]})"
+            ) from exc
+        if verify and meta.get("digests"):
+            actual = state_digests(state)
+            for name, expected in meta["digests"].items():
+                if expected is not None and actual.get(name) is not None and actual[name] != expected:
+                    raise CheckpointCorrupt(f"step {step}: {name} do not match the digest saved with them")
+        return state, meta
+
+    def restore_latest(
+        self, abstract_state: Any, quarantine: Path | None
+    ) -> tuple[Restored | None, list[str]]:
+        """The newest checkpoint that restores and verifies (None if none does), and one line per newer
+        checkpoint found corrupt. Corrupt ones are moved to ``quarantine`` (only skipped when None)."""
+        skipped: list[str] = []
+        for step in reversed(self.steps()):
+            try:
+                state, meta = self.restore(step, abstract_state)
+            except CheckpointCorrupt as exc:
+                skipped.append(str(exc))
+                if quarantine is not None:
+                    self._quarantine(step, quarantine)
+                continue
+            return Restored(step, state, meta), skipped
+        return None, skipped
+
+    def _quarantine(self, step: int, quarantine: Path) -> None:
+        quarantine.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.directory / str(step)), str(quarantine / f"{step}-{int(time.time())}"))
+        self.manager.reload()
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
+    def check_for_errors(self) -> None:
+        """Raise the error of a failed background save, if any."""
+        self.manager.check_for_errors()
+
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.manager.wait_until_finished()
+        finally:
+            self.manager.close()

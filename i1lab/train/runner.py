@@ -2,17 +2,40 @@
 
 ``train`` is the single-run entry point a scheduler worker calls (and ``i1lab train`` exposes). It is
 deterministic: the batch of step ``s`` and the RNG of step ``s`` depend only on the spec and ``s``, and
-the state is restored from the latest checkpoint, so a run killed at any moment and started again ends
-with the same parameters as an uninterrupted run.
+the state is restored from the newest usable checkpoint, so a run killed at any moment and started
+again ends with bitwise the same parameters, EMA and optimizer state as an uninterrupted run (on the
+same machine type; XLA programs are also cached on disk, so both runs execute the same executable).
+
+Guards:
+
+- **Non-finite loss.** Every step returns a finite flag (loss and gradient norm). The loop reads the flag
+  of step ``s`` right after dispatching step ``s+1`` (so the device never waits for the host), and before
+  any checkpoint or evaluation: a NaN/Inf stops the run within one step with :class:`RunFailed`
+  ("loss became nan at step N"), which the worker records as the run's failure reason. Nothing computed
+  after the bad step is saved.
+- **Corrupt checkpoints.** See :mod:`i1lab.train.checkpoint`: the newest checkpoint that restores and
+  matches its digests is used; bad ones are moved to ``<workdir>/corrupt/``.
+- **Storage.** An unwritable work directory or a full disk ends the run with one line naming the folder
+  (:class:`I1labError`), whether it happens while writing the spec, metrics, events or a checkpoint.
+
+Checkpoint events: when a checkpoint is durable (its asynchronous save has finished) the loop calls
+``hooks.on_checkpoint`` and, for permanent checkpoints, writes ``events/<step:08d>.json`` (atomically)
+into the work directory, for evaluators outside the process to pick up. The loop never waits for a save
+to finish to emit these; it polls between steps. In-process evaluation (``hooks.on_eval``, called at
+``eval_steps``) runs in a background thread on a host copy of the EMA parameters, so training goes on
+while a checkpoint is scored; ``train`` waits for outstanding evaluations before it returns.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +58,10 @@ class Hooks:
     on_log: Callable[[dict[str, float]], None] = lambda metrics: None
     on_checkpoint: Callable[[int, bool, str], None] = lambda step, permanent, path: None
     on_eval: Callable[[int, Any], None] | None = None
+    #: ``(start step, notes)`` once the state is ready: 0 for a fresh run, else the resumed step.
+    on_start: Callable[[int, list[str]], None] = lambda step, notes: None
+    #: ``(step, {"source": names, "index": indices})``: which examples batch ``step`` holds.
+    on_batch: Callable[[int, dict[str, np.ndarray]], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -45,16 +72,112 @@ def eval_steps(spec: RunSpec) -> set[int]:
     return steps
 
 
-def _batch(spec: RunSpec, stream: Any, encoder: Any, step: int) -> dict[str, np.ndarray]:
+def storage_error(exc: BaseException, what: str, where: Path) -> I1labError | None:
+    """One clear line for a storage failure found anywhere in ``exc``'s chain, else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            reason = seen.strerror or os.strerror(seen.errno)
+            if seen.errno == errno.ENOSPC:
+                return I1labError(f"disk full while writing {what} in {where}: {reason}")
+            if seen.errno == errno.EDQUOT:
+                return I1labError(f"disk quota exceeded while writing {what} in {where}: {reason}")
+            if seen.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                return I1labError(f"work directory {where} is not writable ({what}): {reason}")
+            return I1labError(f"cannot write {what} in {where}: {reason}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _batch(
+    spec: RunSpec, stream: Any, encoder: Any, step: int
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The device batch of ``step`` and which examples it holds."""
+    import jax
+
     from i1lab.train.build import encode_images
 
     raw = stream[step]
     text, mask = encoder([str(c) for c in raw["caption"]])
-    return {"latents": encode_images(spec, raw["image"]), "text": text, "mask": mask}
+    host = {"latents": encode_images(spec, raw["image"]), "text": text, "mask": mask}
+    ids = {"source": np.asarray(raw["source"]), "index": np.asarray(raw["index"])}
+    return jax.device_put(host), ids
+
+
+class _Prefetcher:
+    """Prepares batches ``depth`` steps ahead on ``workers`` threads."""
+
+    def __init__(self, fn: Callable[[int], Any], start: int, stop: int, depth: int = 4, workers: int = 1):
+        self.fn, self.stop, self.depth = fn, stop, depth
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="i1lab-data")
+        self.futures: dict[int, Future[Any]] = {}
+        self.next = start
+        self._fill(start)
+
+    def _fill(self, step: int) -> None:
+        while self.next < min(self.stop, step + self.depth + 1):
+            self.futures[self.next] = self.pool.submit(self.fn, self.next)
+            self.next += 1
+
+    def get(self, step: int) -> Any:
+        self._fill(step)
+        return self.futures.pop(step).result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Evaluator:
+    """Runs ``on_eval`` calls one at a time in a background thread; ``drain`` re-raises failures."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="i1lab-eval")
+        self.futures: list[Future[None]] = []
+
+    def submit(self, fn: Callable[[int, Any], None], step: int, ema: Any) -> None:
+        self.futures.append(self.pool.submit(fn, step, ema))
+
+    def drain(self) -> None:
+        try:
+            for f in self.futures:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _enable_compilation_cache() -> None:
+    """Persist compiled XLA programs (in ``$JAX_COMPILATION_CACHE_DIR``, else ``$I1LAB_HOME/cache/jax``)
+    unless a cache is configured already: a resumed run skips recompilation and executes the very
+    executable the first attempt ran."""
+    import jax
+
+    if getattr(jax.config, "jax_compilation_cache_dir", None):
+        return
+    from i1lab import paths
+
+    env = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    folder = Path(env) if env else paths.home() / "cache" / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # a cache is an optimisation only
+    jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 def initial_state(spec: RunSpec, abstract: bool = False) -> tuple[Any, Any, Any]:
-    """``(TrainState, optimizer, frozen mask)`` at step 0; with ``abstract`` only shapes (no memory)."""
+    """``(TrainState, optimizer, frozen mask)`` at step 0; with ``abstract`` only shapes (no memory).
+
+    The state is built by one jitted program (one compilation, cached on disk, instead of hundreds of
+    op-by-op ones)."""
     import jax
     import jax.numpy as jnp
 
@@ -72,25 +195,36 @@ def initial_state(spec: RunSpec, abstract: bool = False) -> tuple[Any, Any, Any]
         ema = jax.tree_util.tree_map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, ema, tx.init(params))
 
-    state = jax.eval_shape(build) if abstract else build()
+    state = jax.eval_shape(build) if abstract else jax.jit(build)()
     tx = make_optimizer(spec.train, state.params)
     return state, tx, frozen_mask(state.params)
 
 
-def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
-    """The EMA parameters saved at ``step`` in ``workdir``, or None if that checkpoint is not kept."""
+def _checkpoints(spec: RunSpec, workdir: Path, read_only: bool = False) -> Any:
     from i1lab.train.checkpoint import Checkpoints
-    from i1lab.train.step import TrainState
 
     t = spec.train
-    ckpts = Checkpoints(
-        Path(workdir) / "checkpoints", every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps
+    return Checkpoints(
+        Path(workdir) / "checkpoints",
+        every=t.checkpoint_every,
+        keep_every=t.keep_every,
+        total_steps=t.steps,
+        read_only=read_only,
     )
+
+
+def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
+    """The EMA parameters saved at ``step`` in ``workdir``, or None if that checkpoint is not kept."""
+    from i1lab.train.checkpoint import CheckpointCorrupt
+
+    ckpts = _checkpoints(spec, workdir)
     try:
-        if step not in ckpts.manager.all_steps():
+        if step not in ckpts.steps():
             return None
         abstract, _, _ = initial_state(spec, abstract=True)
-        return TrainState(*ckpts.restore(step, abstract)).ema
+        return ckpts.restore(step, abstract)[0].ema
+    except CheckpointCorrupt:
+        return None  # as good as not kept: nothing trustworthy to evaluate
     finally:
         ckpts.close()
 
@@ -101,7 +235,6 @@ def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
     import jax.numpy as jnp
 
     from i1lab.train.build import model_config
-    from i1lab.train.checkpoint import Checkpoints
     from i1lab.train.step import TrainState
     from models.posemb import pos_embed_table
 
@@ -109,23 +242,21 @@ def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
         parent = RunSpec.model_validate_json((parent_dir / "spec.json").read_text())
     except OSError as exc:
         raise I1labError(f"resume_from: cannot read the parent run in {parent_dir}: {exc.strerror}") from None
-    p = parent.train
-    ckpts = Checkpoints(
-        parent_dir / "checkpoints", every=p.checkpoint_every, keep_every=p.keep_every, total_steps=p.steps
-    )
+    ckpts = _checkpoints(parent, parent_dir)
     try:
-        step = ckpts.latest_step()
-        if step is None:
-            raise I1labError(f"resume_from: the parent run in {parent_dir} has no checkpoint")
         abstract, _, _ = initial_state(parent, abstract=True)
-        restored = TrainState(*ckpts.restore(step, abstract))
+        found, skipped = ckpts.restore_latest(abstract, quarantine=None)
+        if found is None:
+            detail = f" ({'; '.join(skipped)})" if skipped else ""
+            raise I1labError(f"resume_from: the parent run in {parent_dir} has no usable checkpoint{detail}")
     finally:
         ckpts.close()
-    if step >= spec.train.steps:
+    if found.step >= spec.train.steps:
         raise I1labError(
-            f"resume_from: the parent stops at step {step}, not before train.steps={spec.train.steps}"
+            f"resume_from: the parent stops at step {found.step}, not before train.steps={spec.train.steps}"
         )
     table = pos_embed_table(model_config(spec))
+    restored = found.state
 
     def fresh(tree: Any) -> Any:
         return {**tree, "pos_embed": jnp.asarray(table)} if "pos_embed" in tree else tree
@@ -133,52 +264,143 @@ def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
     return TrainState(restored.step, fresh(restored.params), fresh(restored.ema), restored.opt_state)
 
 
+def _truncate_metrics(path: Path, start: int) -> None:
+    """Keep the complete metric lines up to ``start``: lines a killed attempt logged past its last
+    checkpoint (and a line cut mid-write) are dropped, so the log reads as one uninterrupted run."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if int(record.get("step", 0)) <= start:
+            kept.append(line)
+    _write_atomic(path, "".join(x + "\n" for x in kept))
+
+
+def _last_logged_loss(path: Path) -> float:
+    try:
+        lines = path.read_text().splitlines()
+        return float(json.loads(lines[-1])["loss"]) if lines else float("nan")
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+
+
+def _prune_events(folder: Path, keep: set[int]) -> None:
+    """Remove events of checkpoints that no longer exist (quarantined as corrupt)."""
+    if folder.is_dir():
+        for f in folder.glob("*.json"):
+            if f.stem.isdigit() and int(f.stem) not in keep:
+                f.unlink()
+
+
+def _check(done: int, metrics: Any) -> None:
+    if not bool(metrics.finite):
+        loss, grad_norm = float(metrics.loss), float(metrics.grad_norm)
+        if not math.isfinite(loss):
+            raise RunFailed(f"loss became {loss} at step {done}")
+        raise RunFailed(f"gradient norm became {grad_norm} at step {done} (loss {loss:.4g})")
+
+
 def train(
     spec: RunSpec, workdir: Path, hooks: Hooks | None = None, init_from: Path | None = None
 ) -> dict[str, Any]:
     """Train (or resume) the run described by ``spec`` in ``workdir``; returns a summary dict."""
-    import jax
-    import jax.numpy as jnp
-
-    from i1lab.data.pipeline import BatchStream
-    from i1lab.train.build import TextEncoder, model_config
-    from i1lab.train.checkpoint import Checkpoints
-    from i1lab.train.step import TrainState, make_train_step
-    from models.dit import DiT
-
     hooks = hooks or Hooks()
-    t = spec.train
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "spec.json").write_text(spec.model_dump_json(indent=2))
+        _write_atomic(workdir / "spec.json", spec.model_dump_json(indent=2))
     except OSError as exc:
-        raise I1labError(f"work directory {workdir} is not writable: {exc.strerror}") from None
+        raise storage_error(exc, "spec.json", workdir) or I1labError(str(exc)) from None
+    try:
+        return _train(spec, workdir, hooks, init_from)
+    except I1labError:
+        raise
+    except Exception as exc:
+        err = storage_error(exc, "training outputs", workdir)
+        if err is None:
+            raise
+        raise err from None
 
+
+def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -> dict[str, Any]:
+    import jax
+
+    from i1lab.data.pipeline import data_fingerprint
+    from i1lab.train.build import model_config
+    from models.dit import DiT
+
+    _enable_compilation_cache()
+    t = spec.train
     config = model_config(spec)
     model = DiT(config)
     step_root = jax.random.split(jax.random.PRNGKey(t.seed))[1]
-    state, tx, frozen = initial_state(spec)
-
-    ckpts = Checkpoints(
-        workdir / "checkpoints", every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps
-    )
-    start = 0
-    latest = ckpts.latest_step()
-    if latest is not None:
-        abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-        state = TrainState(*ckpts.restore(latest, abstract))
+    fingerprint = data_fingerprint(spec.data, t.batch_size, t.seed)
+    ckpts = _checkpoints(spec, workdir)
+    notes: list[str] = []
+    try:
+        abstract, tx, frozen = initial_state(spec, abstract=True)
+        found, skipped = ckpts.restore_latest(abstract, quarantine=workdir / "corrupt")
+        notes += [f"skipped corrupt checkpoint {s}" for s in skipped]
+        if found is not None:
+            recorded = found.meta.get("data", {}).get("fingerprint")
+            if recorded is not None and recorded != fingerprint:
+                raise I1labError(
+                    f"{workdir}: its checkpoints come from a different data stream or batch size "
+                    f"({recorded} != {fingerprint}); use a new work directory"
+                )
+            state = found.state
+            notes.append(f"resumed from checkpoint {found.step}")
+        elif spec.data.resume_from is not None:
+            if init_from is None:
+                raise I1labError(
+                    f"data.resume_from={spec.data.resume_from[:12]}: the parent run's folder is not known"
+                )
+            state = state_from_parent(spec, init_from)
+            notes.append(f"started from the parent's step {int(state.step)}")
+        else:
+            state, _, _ = initial_state(spec)
         del abstract
         start = int(state.step)
-    elif spec.data.resume_from is not None:
-        if init_from is None:
-            raise I1labError(
-                f"data.resume_from={spec.data.resume_from[:12]}: the parent run's folder is not known"
-            )
-        state = state_from_parent(spec, init_from)
-        start = int(state.step)
-    hooks.on_step(start)
+        metrics_path = workdir / "metrics.jsonl"
+        events_dir = workdir / "events"
+        _truncate_metrics(metrics_path, start)
+        _prune_events(events_dir, set(ckpts.steps()))
+        hooks.on_start(start, notes)
+        hooks.on_step(start)
+        summary = _loop(spec, workdir, hooks, state, start, ckpts, tx, frozen, model, step_root, fingerprint)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            ckpts.close()
+        raise
+    ckpts.close()
+    return summary
 
+
+def _loop(
+    spec: RunSpec,
+    workdir: Path,
+    hooks: Hooks,
+    state: Any,
+    start: int,
+    ckpts: Any,
+    tx: Any,
+    frozen: Any,
+    model: Any,
+    step_root: Any,
+    fingerprint: str,
+) -> dict[str, Any]:
+    import jax
+
+    from i1lab.data.pipeline import BatchStream
+    from i1lab.train.build import TextEncoder
+    from i1lab.train.digest import state_digests
+    from i1lab.train.step import make_train_step
+
+    t = spec.train
     step_fn = make_train_step(
         model,
         tx,
@@ -195,29 +417,50 @@ def train(
     encoder = TextEncoder(spec)
     evals = eval_steps(spec)
     metrics_path = workdir / "metrics.jsonl"
-    pool = ThreadPoolExecutor(max_workers=1)  # prefetch the next batch while the step runs
-    pending = pool.submit(_batch, spec, stream, encoder, start) if start < t.steps else None
+    events_dir = workdir / "events"
+    precision = spec.model.precision
+    prefetch = _Prefetcher(lambda s: _batch(spec, stream, encoder, s), start, t.steps)
+    evaluator = _Evaluator()
+    pending_saves: list[tuple[int, bool, dict[str, Any]]] = []
+
+    def flush_events(block: bool) -> None:
+        if not pending_saves or (not block and ckpts.saving()):
+            return
+        ckpts.wait()
+        ckpts.check_for_errors()
+        for step, permanent, meta in pending_saves:
+            path = str(workdir / "checkpoints" / str(step))
+            if permanent:
+                events_dir.mkdir(exist_ok=True)
+                event = {"step": step, "path": path, "permanent": True, "time": time.time(), **meta}
+                _write_atomic(events_dir / f"{step:08d}.json", json.dumps(event, indent=1))
+            hooks.on_checkpoint(step, permanent, path)
+        pending_saves.clear()
+
     window_start = time.perf_counter()
     window_wait = 0.0
     window_steps = 0
-    last_loss = float("nan")
+    last_loss = _last_logged_loss(metrics_path)
+    unchecked: tuple[int, Any] | None = None  # the last step whose finite flag is not read yet
+    ok = False
     try:
         for step in range(start, t.steps):
             wait0 = time.perf_counter()
-            assert pending is not None
-            batch = pending.result()
+            batch, ids = prefetch.get(step)
             window_wait += time.perf_counter() - wait0
-            if step + 1 < t.steps:
-                pending = pool.submit(_batch, spec, stream, encoder, step + 1)
-            rng = jax.random.fold_in(step_root, step)
-            state, metrics = step_fn(state, {k: jnp.asarray(v) for k, v in batch.items()}, rng)
-            window_steps += 1
+            if hooks.on_batch is not None:
+                hooks.on_batch(step, ids)
+            state, metrics = step_fn(state, batch, jax.random.fold_in(step_root, step))
+            if unchecked is not None:
+                _check(*unchecked)  # the previous step: done or nearly, the device stays busy
             done = step + 1
+            unchecked = (done, metrics)
+            window_steps += 1
             if done % t.log_every == 0 or done == t.steps or done <= 3:
-                m = {k: float(v) for k, v in metrics._asdict().items()}
+                _check(done, metrics)
+                unchecked = None
+                m = {k: float(v) for k, v in metrics._asdict().items() if k != "finite"}
                 last_loss = m["loss"]
-                if not math.isfinite(m["loss"]):
-                    raise RunFailed(f"loss became {m['loss']} at step {done}")
                 elapsed = time.perf_counter() - window_start
                 record = {
                     "step": done,
@@ -231,15 +474,37 @@ def train(
                     f.write(json.dumps(record) + "\n")
                 hooks.on_log(record)
                 window_start, window_wait, window_steps = time.perf_counter(), 0.0, 0
+            if (ckpts.due(done) or done in evals) and unchecked is not None:
+                _check(*unchecked)  # nothing is saved or evaluated past a non-finite step
+                unchecked = None
             if ckpts.due(done):
-                ckpts.save(done, state)
-                hooks.on_checkpoint(done, ckpts.is_permanent(done), str(workdir / "checkpoints" / str(done)))
+                meta = {
+                    "step": done,
+                    "data": {
+                        "batches": done,
+                        "examples": done * t.batch_size,
+                        "batch_size": t.batch_size,
+                        "fingerprint": fingerprint,
+                    },
+                    "precision": precision,
+                    "digests": state_digests(state),
+                }
+                flush_events(block=True)  # Orbax would wait for the previous save here anyway
+                ckpts.save(done, state, meta)
+                pending_saves.append((done, ckpts.is_permanent(done), meta))
+            flush_events(block=False)
             hooks.on_step(done)
             if done in evals and hooks.on_eval is not None:
-                ckpts.wait()
-                hooks.on_eval(done, state.ema)
-        ckpts.wait()
+                evaluator.submit(hooks.on_eval, done, jax.device_get(state.ema))
+        if unchecked is not None:
+            _check(*unchecked)
+        flush_events(block=True)
+        evaluator.drain()
+        ok = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-        ckpts.close()
-    return {"step": int(state.step), "loss": last_loss, "params": config}
+        prefetch.close()
+        if not ok:
+            evaluator.abandon()
+            with contextlib.suppress(Exception):  # checkpoints saved before the failure are good
+                flush_events(block=True)
+    return {"step": int(state.step), "loss": last_loss, "params": model.config, "precision": precision}
