@@ -157,6 +157,8 @@ def _corrupt(checkpoint: Path, how: str) -> None:
         meta.write_text(json.dumps(record))
 
 
+# Orbax leaves un-awaited coroutines behind when TensorStore fails on damaged files: noise, not errors
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("how", ["garbage", "missing", "digest", "partial"])
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(
     env: Path, reference: tuple[Path, Record], how: str
