@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from i1lab.errors import Location, SpecError
-from i1lab.spec.yamlpos import PathKey
+from i1lab.spec.yamlpos import PathKey, locate
 
 
 @dataclass
@@ -24,11 +24,7 @@ class Layer:
         return Layer(copy.deepcopy(self.data), dict(self.where))
 
     def locate(self, path: PathKey) -> Location | None:
-        for n in range(len(path), -1, -1):
-            loc = self.where.get(tuple(path[:n]))
-            if loc is not None:
-                return loc
-        return None
+        return locate(self.where, path)
 
 
 def sub_where(where: dict[PathKey, Location], prefix: PathKey) -> dict[PathKey, Location]:

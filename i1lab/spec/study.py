@@ -83,11 +83,7 @@ class Study:
     where: dict[yamlpos.PathKey, Location] = field(default_factory=dict)
 
     def locate(self, path: yamlpos.PathKey) -> Location | None:
-        for n in range(len(path), -1, -1):
-            loc = self.where.get(tuple(path[:n]))
-            if loc is not None:
-                return loc
-        return None
+        return yamlpos.locate(self.where, path)
 
 
 def _load_merged(path: Path, stack: tuple[Path, ...]) -> yamlpos.Doc:

@@ -27,12 +27,16 @@ class Doc:
     file: str = "<string>"
 
     def locate(self, path: PathKey) -> Location | None:
-        """The location of ``path`` or of its deepest ancestor that has one."""
-        for n in range(len(path), -1, -1):
-            loc = self.where.get(tuple(path[:n]))
-            if loc is not None:
-                return loc
-        return None
+        return locate(self.where, path)
+
+
+def locate(where: dict[PathKey, Location], path: PathKey) -> Location | None:
+    """The location of ``path`` or of its deepest ancestor that has one."""
+    for n in range(len(path), -1, -1):
+        loc = where.get(tuple(path[:n]))
+        if loc is not None:
+            return loc
+    return None
 
 
 def _loc(node: yaml.Node, file: str) -> Location:
