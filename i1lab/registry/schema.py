@@ -38,6 +38,9 @@ class StudyRow(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # scheduling policy between studies: higher priority first; at most max_concurrent runs at once
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
     members: Mapped[list[StudyRunRow]] = relationship(back_populates="study", cascade="all, delete-orphan")
 
 
@@ -69,6 +72,17 @@ class RunRow(Base):
     chips: Mapped[int | None] = mapped_column(Integer)
     accelerator_hours: Mapped[float | None] = mapped_column(Float)
     accelerator_hours_est: Mapped[float | None] = mapped_column(Float)
+    # wall seconds split between training and checkpoint evaluation (summed over attempts); throughput
+    train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    eval_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    steps_per_second: Mapped[float | None] = mapped_column(Float)
+    # exactly-once: the lease of the worker that owns the run; lease_token is the fencing token
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    interruptions: Mapped[int] = mapped_column(Integer, default=0)
+    node: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -184,3 +198,16 @@ class ArtifactRow(Base):
     kind: Mapped[str] = mapped_column(String(100))
     uri: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RunEventRow(Base):
+    """One scheduling event of a run: queued, leased, started, interrupted, retried, finished, failed, cancelled."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run", "run_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(30))
+    node: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)
