@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -88,7 +89,8 @@ def build_config(args: argparse.Namespace) -> Any:
         "dtype": args.dtype,
     }
     if args.size == "i1":
-        return i1_config(args.resolution, **sizes)
+        resolution = sizes.pop("resolution")
+        return i1_config(resolution, **sizes)
     return make_config(args.size, backbone=args.backbone, **sizes)
 
 
@@ -121,9 +123,12 @@ def main() -> None:
     model = DiT(config)
     keys = jax.random.split(jax.random.key(0), 4)
 
+    began = time.perf_counter()
     params = sharded_init(lambda k: model.init(k, *dummy_inputs(config))["params"], mesh, keys[0])
     optimizer = optax.adam(1e-4, b2=0.95)
     opt_state = sharded_init(optimizer.init, mesh, params)
+    jax.block_until_ready(opt_state)
+    print(f"# initialised in {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     rng = np.random.default_rng(0)
     latent = (args.batch, config.in_channels, config.latent_size, config.latent_size)
     batch = {
@@ -156,6 +161,7 @@ def main() -> None:
         loss.block_until_ready()
         if i == 0:
             compile_s = time.perf_counter() - start
+            print(f"# first step (compile) {compile_s:.1f} s", file=sys.stderr, flush=True)
     times = []
     for i in range(args.steps):
         start = time.perf_counter()
