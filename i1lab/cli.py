@@ -452,6 +452,104 @@ def mlflow_ui(
     serve_mlflow_ui(host, port)
 
 
+@app.command("import-i1")
+def import_i1(
+    config: Annotated[
+        Path, typer.Argument(help="an i1 reference config (jax/configs/**.py); it is parsed, never run")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="the study file to write (default: print it); with --checkpoint, the run folder"),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="a reference checkpoint (.npz, also with its -<step> suffix, or .pt)")
+    ] = None,
+) -> None:
+    """Import an i1 reference config as a single-run study, and optionally convert its checkpoint.
+
+    Without --checkpoint: writes the equivalent study YAML (every knob mapped or listed; an unknown knob
+    is an error). With --checkpoint: converts the checkpoint into a run folder (spec.json + an Orbax
+    checkpoint) that `i1lab forward`, `i1lab generate` and training read, and reports every tensor."""
+    from i1lab.i1import.knobs import import_config
+
+    imported = import_config(config)
+    text = imported.study_yaml()
+    if checkpoint is None:
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            imported.write(out)
+        where = f"wrote {out}" if out is not None else str(config)
+        err.print(f"{where}: {imported.summary()}", markup=False, highlight=False, soft_wrap=True)
+        return
+    from i1lab.i1import.convert import convert_checkpoint, step_of
+
+    step = step_of(checkpoint)
+    target = out or Path(f"{imported.name}-step{step if step is not None else 'final'}")
+    report = convert_checkpoint(imported.spec, checkpoint, target, study_yaml=text)
+    sys.stdout.write(report.text() + "\n")
+
+
+@app.command("forward")
+def forward_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="a run folder or one of its checkpoints/<step> folders")],
+    inputs: Annotated[
+        Path, typer.Option("--inputs", help=".npz with x (B,C,h,w), t (B,), text (B,L,D), mask (B,L)")
+    ],
+    out: Annotated[Path, typer.Option("--out", help=".npz to write the velocity v (B,C,h,w) to")],
+    weights: Annotated[str, typer.Option(help="ema or params")] = "ema",
+) -> None:
+    """Apply the model once to given arrays and save the predicted velocity `v` (deterministic)."""
+    from i1lab.forward import forward
+
+    if weights not in ("ema", "params"):
+        raise I1labError(f"--weights must be ema or params, not {weights!r}")
+    step, shape = forward(checkpoint, inputs, out, weights)  # type: ignore[arg-type]
+    out_shape = "x".join(map(str, shape))
+    err.print(
+        f"wrote {out}: v {out_shape} from step {step} ({weights} weights)", markup=False, highlight=False
+    )
+
+
+@app.command("generate")
+def generate_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="a run folder or one of its checkpoints/<step> folders")],
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", help="a prompt (repeatable)")] = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", help="prompts file: one per line, or .jsonl")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for the PNGs")] = Path("samples"),
+    cfg_scale: Annotated[float | None, typer.Option(help="CFG scale w (default: the run's)")] = None,
+    cfg_rescale: Annotated[float | None, typer.Option(help="CFG rescale φ (default: the run's)")] = None,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the run's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="noise seed (default: the run's sampling seed)")] = None,
+    size: Annotated[int | None, typer.Option(help="image size in pixels (default: the trained one)")] = None,
+    batch_size: Annotated[int, typer.Option(help="images sampled together")] = 8,
+) -> None:
+    """Generate one image per prompt from a checkpoint (EMA weights) into a folder of PNGs."""
+    from i1lab.generate import generate_images, read_prompts
+
+    texts = read_prompts(prompt, prompts)
+    result = generate_images(
+        checkpoint,
+        texts,
+        out,
+        cfg_scale=cfg_scale,
+        cfg_rescale=cfg_rescale,
+        steps=steps,
+        seed=seed,
+        size=size,
+        batch_size=batch_size,
+        console=err,
+    )
+    err.print(
+        f"wrote {len(result.files)} images to {result.folder} (step {result.step})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def main() -> None:
     try:
         app()

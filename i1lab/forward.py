@@ -1,0 +1,195 @@
+"""Loading a run's checkpoint, and one deterministic forward pass of its backbone (`i1lab forward`).
+
+A CHECKPOINT is a run folder (``spec.json`` + ``checkpoints/``: what training and ``i1lab import-i1
+--checkpoint`` write) or one of its checkpoint folders (``<run>/checkpoints/<step>``). The newest
+checkpoint that restores and matches its digests is used for a run folder.
+
+``i1lab forward`` applies the model once to given arrays, as the reference does (channels-first
+latents): ``x`` (B, C, h, w), ``t`` (B,), ``text`` (B, L, D) text-encoder features and optionally
+``mask`` (B, L) (default: all valid), and saves the predicted velocity ``v`` (B, C, h, w) float32 with
+the step it came from. It is the tool for checking a conversion numerically against the reference.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from i1lab.errors import I1labError
+from i1lab.spec.run import RunSpec
+
+Weights = Literal["ema", "params"]
+
+
+@dataclass
+class Loaded:
+    """A restored checkpoint: the run's spec, the step and the train state."""
+
+    spec: RunSpec
+    step: int
+    state: Any
+    folder: Path
+    meta: dict[str, Any]
+
+    def weights(self, which: Weights) -> Any:
+        if which not in ("ema", "params"):
+            raise I1labError(f"--weights must be ema or params, not {which!r}")
+        return self.state.ema if which == "ema" else self.state.params
+
+
+def _run_folder(path: Path) -> tuple[Path, int | None]:
+    """(run folder, step) of a run folder or of one of its checkpoint folders."""
+    if (path / "spec.json").is_file():
+        return path, None
+    if (
+        path.name.isdigit()
+        and path.parent.name == "checkpoints"
+        and (path.parent.parent / "spec.json").is_file()
+    ):
+        return path.parent.parent, int(path.name)
+    raise I1labError(f"{path}: not a run folder (spec.json + checkpoints/) or a checkpoint folder in one")
+
+
+def load_checkpoint(path: Path) -> Loaded:
+    """Restore the checkpoint at ``path`` (see the module docstring); read-only."""
+    from i1lab.train.checkpoint import CheckpointCorrupt
+    from i1lab.train.runner import _checkpoints, initial_state
+
+    path = Path(path)
+    if not path.exists():
+        raise I1labError(f"{path}: no such checkpoint")
+    folder, step = _run_folder(path)
+    try:
+        spec = RunSpec.model_validate_json((folder / "spec.json").read_text())
+    except ValueError as exc:
+        raise I1labError(
+            f"{folder / 'spec.json'}: not a valid run spec ({str(exc).splitlines()[0]})"
+        ) from None
+    ckpts = _checkpoints(spec, folder, read_only=True)
+    try:
+        abstract, _, _ = _abstract(spec, initial_state)
+        if step is None:
+            found, skipped = ckpts.restore_latest(abstract, quarantine=None)
+            if found is None:
+                detail = f" ({'; '.join(skipped)})" if skipped else ""
+                raise I1labError(f"{folder}: no usable checkpoint{detail}")
+            return Loaded(spec, found.step, found.state, folder, found.meta)
+        if step not in ckpts.steps():
+            raise I1labError(f"{path}: no checkpoint of step {step} in {folder / 'checkpoints'}")
+        try:
+            state, meta = ckpts.restore(step, abstract)
+        except CheckpointCorrupt as exc:
+            raise I1labError(f"{path}: {exc}") from None
+        return Loaded(spec, step, state, folder, meta)
+    finally:
+        ckpts.close()
+
+
+def _abstract(spec: RunSpec, initial_state: Any) -> Any:
+    try:
+        return initial_state(spec, abstract=True)
+    except NotImplementedError as exc:
+        raise I1labError(f"this run cannot be loaded here: {exc}") from None
+
+
+@dataclass
+class ForwardInputs:
+    x: np.ndarray
+    t: np.ndarray
+    text: np.ndarray
+    mask: np.ndarray
+
+
+def read_inputs(path: Path, config: Any) -> ForwardInputs:
+    """The arrays of ``path`` (.npz), checked against the model's shapes (one-line errors)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise I1labError(f"{path}: not a readable .npz file ({exc})") from None
+    if not hasattr(archive, "files"):
+        raise I1labError(f"{path}: expected an .npz archive with x, t, text (and mask)")
+    with archive:
+        missing = [k for k in ("x", "t", "text") if k not in archive.files]
+        if missing:
+            raise I1labError(
+                f"{path}: missing array(s) {', '.join(missing)} (need x, t, text; mask optional)"
+            )
+        unknown = sorted(set(archive.files) - {"x", "t", "text", "mask"})
+        if unknown:
+            raise I1labError(f"{path}: unknown array(s) {', '.join(unknown)} (expected x, t, text, mask)")
+        x = np.asarray(archive["x"], np.float32)
+        t = np.asarray(archive["t"], np.float32)
+        text = np.asarray(archive["text"], np.float32)
+        mask = np.asarray(archive["mask"]) if "mask" in archive.files else np.ones(text.shape[:2], bool)
+    c = config
+    want_x = (c.in_channels, c.latent_size, c.latent_size)
+    if x.ndim != 4 or tuple(x.shape[1:]) != want_x:
+        raise I1labError(
+            f"{path}: x has shape {x.shape}, expected (B, {want_x[0]}, {want_x[1]}, {want_x[2]})"
+        )
+    b = x.shape[0]
+    if t.shape != (b,):
+        raise I1labError(f"{path}: t has shape {t.shape}, expected ({b},)")
+    if text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.text_dim or text.shape[1] > c.text_len:
+        raise I1labError(
+            f"{path}: text has shape {text.shape}, expected ({b}, L <= {c.text_len}, {c.text_dim})"
+        )
+    if mask.shape != text.shape[:2]:
+        raise I1labError(f"{path}: mask has shape {mask.shape}, expected {text.shape[:2]}")
+    if mask.dtype.kind not in "biuf" or not np.all((mask == 0) | (mask == 1)):
+        raise I1labError(f"{path}: mask must hold 0/1 or booleans")
+    for name, a in (("x", x), ("t", t), ("text", text)):
+        if not np.all(np.isfinite(a)):
+            raise I1labError(f"{path}: {name} holds NaN or Inf")
+    return ForwardInputs(x, t, text, mask.astype(bool))
+
+
+def apply_model(spec: RunSpec, params: Any, inputs: ForwardInputs) -> np.ndarray:
+    """The model's velocity for ``inputs`` (no caption dropout), float32 (B, C, h, w)."""
+    import jax.numpy as jnp
+
+    from i1lab.train.build import model_config
+    from models.dit import DiT
+
+    model = DiT(model_config(spec))
+    v = model.apply(
+        {"params": params},
+        jnp.asarray(inputs.x),
+        jnp.asarray(inputs.t),
+        jnp.asarray(inputs.text),
+        jnp.asarray(inputs.mask),
+    )
+    return np.asarray(v, np.float32)
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an .npz atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise I1labError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def forward(
+    checkpoint: Path, inputs: Path, out: Path, weights: Weights = "ema"
+) -> tuple[int, tuple[int, ...]]:
+    """Apply the checkpoint's model (EMA or raw weights) to the arrays of ``inputs``; save ``v`` to
+    ``out``. Returns (step, shape of v)."""
+    from i1lab.train.build import model_config
+
+    loaded = load_checkpoint(checkpoint)
+    params = loaded.weights(weights)
+    arrays = read_inputs(Path(inputs), model_config(loaded.spec))
+    v = apply_model(loaded.spec, params, arrays)
+    write_npz(Path(out), v=v, step=np.asarray(loaded.step, np.int64))
+    return loaded.step, tuple(v.shape)

@@ -1,0 +1,575 @@
+"""Reference checkpoints -> i1lab run folders (spec.json + an Orbax checkpoint), and back.
+
+**JAX `.npz`** (`jax/utils/common.py` `save_checkpoint`): one `np.savez` of the tree
+``{"params", "params_ema", "opt", "chrono"}`` flattened with big_vision's naming (dict keys sorted,
+tuple / NamedTuple fields by index, joined by ``/``); bfloat16 arrays are stored as 2-byte void
+(``V2``). The permanent copies carry a ``-<step>`` suffix (``checkpoint.npz-000050000``). The optimizer
+is the chain of `jax/training/optim.py` for the shipped configs (no weight decay, one schedule):
+
+====  ======================================  =================================================
+ idx   transformation                          arrays (``opt/<idx>/...``)
+====  ======================================  =================================================
+ 0     masked(clip_by_global_norm)             none
+ 1     masked(scale_by_adam(mu_dtype, b1, b2)) ``1/0/0`` count, ``1/0/1/<param>`` mu, ``1/0/2/<param>`` nu
+ 2     scale(lr)                               none
+ 3     masked(scale_by_schedule(constant))     ``3/0/0`` count (the step)
+ 4     masked(set_to_zero) on pos_embed        none
+ 5     scale(-1)                               none
+====  ======================================  =================================================
+
+Moments exist for every parameter except the frozen ``pos_embed``. ``chrono/*`` are wall-clock
+counters; they are kept in the checkpoint's metadata (and written back by the export).
+
+**PyTorch `.pt`** (`torch_inference/generate.py`, `torch_train/training/checkpoint.py`): ``{"config",
+"model"}`` (EMA weights) and, from training, ``train_state: {"step", "opt": {"count", "mu", "nu"},
+"model_raw"}``; read with ``torch.load(weights_only=True)`` (no pickled code runs).
+
+Every tensor of the file must map onto our model (see :mod:`i1lab.i1import.layout`), none may be left
+over, and every shape must be equal; otherwise :class:`ConversionError` lists what is wrong and nothing
+is written. The output folder is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from i1lab.errors import I1labError
+from i1lab.i1import.layout import jax_layout, rope_table_values, torch_layout, torch_rope_tables
+from i1lab.spec.run import RunSpec
+from models.config import ModelConfig
+
+ADAM_COUNT = "opt/1/0/0"
+MU_PREFIX = "opt/1/0/1/"
+NU_PREFIX = "opt/1/0/2/"
+SCHEDULE_COUNT = "opt/3/0/0"
+FROZEN = ("pos_embed",)
+STEP_SUFFIX = re.compile(r"-(\d+)$")
+#: How many names an error lists per kind.
+SHOWN = 8
+
+
+class ConversionError(I1labError):
+    """A checkpoint that does not match the model: leftovers, missing tensors or shape mismatches."""
+
+
+def bfloat16() -> Any:
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def recover_dtype(a: np.ndarray) -> np.ndarray:
+    """bfloat16 arrays come back from ``np.savez`` as 2-byte void; view them as bfloat16 again."""
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
+        return a.view(bfloat16())
+    return a
+
+
+@dataclass
+class Flat:
+    """A checkpoint in our names, before it becomes a train state."""
+
+    step: int
+    params: dict[str, np.ndarray]
+    ema: dict[str, np.ndarray]
+    mu: dict[str, np.ndarray] | None
+    nu: dict[str, np.ndarray] | None
+    adam_count: int
+    counters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    derived: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (tensors, values)
+
+
+class _Check:
+    """Collects leftovers, missing names and shape mismatches of one file."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.leftover: list[str] = []
+        self.missing: list[str] = []
+        self.mismatched: list[str] = []
+
+    def shape(self, name: str, got: tuple[int, ...], want: tuple[int, ...]) -> bool:
+        if tuple(got) != tuple(want):
+            self.mismatched.append(f"{name} {tuple(got)} != {tuple(want)}")
+            return False
+        return True
+
+    def raise_if_any(self) -> None:
+        parts = []
+        for label, names in (
+            ("left over", self.leftover),
+            ("missing", self.missing),
+            ("shape mismatch", self.mismatched),
+        ):
+            if names:
+                shown = ", ".join(names[:SHOWN]) + (
+                    f", ... ({len(names) - SHOWN} more)" if len(names) > SHOWN else ""
+                )
+                parts.append(f"{len(names)} {label}: {shown}")
+        if parts:
+            raise ConversionError(f"{self.source}: does not match the model: " + "; ".join(parts))
+
+
+def step_of(path: Path) -> int | None:
+    """The ``-<step>`` suffix of a permanent reference checkpoint, if any."""
+    m = STEP_SUFFIX.search(path.name)
+    return int(m.group(1)) if m else None
+
+
+def _values(d: dict[str, np.ndarray]) -> int:
+    return sum(int(np.prod(a.shape)) for a in d.values())
+
+
+def _float32(name: str, a: np.ndarray, check: _Check) -> np.ndarray:
+    if a.dtype == np.float32:
+        return a
+    if a.dtype in (np.float16, bfloat16()):
+        return a.astype(np.float32)  # exact
+    check.mismatched.append(f"{name} has dtype {a.dtype}, expected float32")
+    return a
+
+
+def read_npz(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
+    """Read a reference ``.npz`` checkpoint in our names (raises ConversionError on any mismatch)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"{path}: not a readable .npz archive ({exc})") from None
+    if not hasattr(archive, "files"):
+        raise ConversionError(f"{path}: a single array, not a checkpoint archive")
+    entries = {e.reference: e for e in jax_layout(config)}
+    check = _Check(path)
+    params: dict[str, np.ndarray] = {}
+    ema: dict[str, np.ndarray] = {}
+    mu: dict[str, np.ndarray] = {}
+    nu: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    counters: dict[str, dict[str, Any]] = {}
+    mu_type = bfloat16() if mu_dtype == "bfloat16" else np.dtype(np.float32)
+    with archive:
+        for key in archive.files:
+            group, _, rest = key.partition("/")
+            if key in (ADAM_COUNT, SCHEDULE_COUNT):
+                a = archive[key]
+                if a.shape != () or a.dtype.kind not in "iu":
+                    check.mismatched.append(f"{key} {a.shape} {a.dtype}: expected an integer scalar")
+                else:
+                    counts[key] = int(a)
+                continue
+            if group == "chrono" and rest:
+                a = archive[key]
+                if a.shape == () and a.dtype.kind in "iuf":
+                    counters[rest] = {"dtype": a.dtype.str, "value": a.item()}
+                else:
+                    check.leftover.append(key)
+                continue
+            target: dict[str, np.ndarray] | None = None
+            name = rest
+            if group == "params":
+                target = params
+            elif group == "params_ema":
+                target = ema
+            elif key.startswith(MU_PREFIX):
+                target, name = mu, key.removeprefix(MU_PREFIX)
+            elif key.startswith(NU_PREFIX):
+                target, name = nu, key.removeprefix(NU_PREFIX)
+            entry = entries.get(name)
+            frozen_moment = target is mu or target is nu
+            if target is None or entry is None or (frozen_moment and entry.ours in FROZEN):
+                check.leftover.append(key)
+                continue
+            a = recover_dtype(archive[key])
+            if not check.shape(key, a.shape, entry.reference_shape):
+                continue
+            target[entry.ours] = a.astype(mu_type) if target is mu else _float32(key, a, check)
+    ours_names = [e.ours for e in entries.values()]
+    by_ours = {e.ours: e.reference for e in entries.values()}
+    has_opt = bool(mu or nu or counts)
+    for group_name, got in (("params", params), ("params_ema", ema)):
+        check.missing += [f"{group_name}/{by_ours[n]}" for n in ours_names if n not in got]
+    if has_opt:
+        trainable = [n for n in ours_names if n not in FROZEN]
+        check.missing += [MU_PREFIX + by_ours[n] for n in trainable if n not in mu]
+        check.missing += [NU_PREFIX + by_ours[n] for n in trainable if n not in nu]
+        check.missing += [k for k in (ADAM_COUNT, SCHEDULE_COUNT) if k not in counts]
+    check.raise_if_any()
+    notes = []
+    suffix = step_of(path)
+    step = counts.get(SCHEDULE_COUNT, suffix if suffix is not None else 0)
+    if suffix is not None and suffix != step:
+        notes.append(f"the file name says step {suffix}, the optimizer state {step}")
+    if not has_opt:
+        notes.append("no optimizer state in the file: Adam moments start at zero")
+    flat = Flat(
+        step=step,
+        params=params,
+        ema=ema,
+        mu=mu if has_opt else None,
+        nu=nu if has_opt else None,
+        adam_count=counts.get(ADAM_COUNT, step),
+        counters=counters,
+        notes=notes,
+    )
+    flat.groups = {"params": (len(params), _values(params)), "params_ema": (len(ema), _values(ema))}
+    if has_opt:
+        flat.groups["opt mu"] = (len(mu), _values(mu))
+        flat.groups["opt nu"] = (len(nu), _values(nu))
+    return flat
+
+
+def _torch_array(t: Any) -> np.ndarray:
+    import torch
+
+    return t.detach().cpu().to(torch.float32).numpy()
+
+
+def _torch_config_check(path: Path, saved: Any, c: ModelConfig) -> None:
+    if not isinstance(saved, dict):
+        return
+    expected = {
+        "hidden_size": c.hidden,
+        "depth": c.depth,
+        "num_heads": c.heads,
+        "patch_size": c.patch_size,
+        "in_channels": c.in_channels,
+        "input_size": c.latent_size,
+        "image_resolution": c.resolution,
+        "text_embed_dim": c.text_dim,
+        "text_num_tokens": c.text_len,
+    }
+    wrong = [
+        f"{k}={saved[k]!r} (the config gives {v})"
+        for k, v in expected.items()
+        if k in saved and saved[k] != v
+    ]
+    if wrong:
+        raise ConversionError(f"{path}: the checkpoint's own config disagrees: {', '.join(wrong)}")
+
+
+def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
+    """Read a PyTorch reference checkpoint in our names (raises ConversionError on any mismatch)."""
+    try:
+        import torch
+    except ImportError:
+        raise I1labError(f"{path}: reading .pt checkpoints needs torch (pip install 'i1lab[vlm]')") from None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for unreadable or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"{path}: cannot read the checkpoint safely ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ConversionError(f"{path}: expected a dict with a 'model' state dict")
+    try:
+        entries = {e.reference: e for e in torch_layout(config)}
+    except ValueError as exc:
+        raise ConversionError(f"{path}: {exc}") from None
+    _torch_config_check(path, ckpt.get("config"), config)
+    check = _Check(path)
+    rope = torch_rope_tables(config)
+    derived: list[str] = []
+    mu_type = bfloat16() if mu_dtype == "bfloat16" else np.dtype(np.float32)
+
+    def convert(
+        group: str, state: dict[str, Any], out: dict[str, np.ndarray], *, moments: bool = False
+    ) -> None:
+        for name, tensor in state.items():
+            key = f"{group}.{name}"
+            if name in rope and not moments:
+                a = _torch_array(tensor)
+                if check.shape(key, a.shape, rope[name]):
+                    axis = int(name.rsplit(".", 1)[1])
+                    cos, sin = rope_table_values(config, axis)
+                    want = np.asarray(cos if ".cos_" in name else sin, np.float64)
+                    err = float(np.max(np.abs(a - want))) if a.size else 0.0
+                    if err > 1e-3:
+                        check.mismatched.append(f"{key} differs from the RoPE table by {err:.3g}")
+                    elif group == "model":
+                        derived.append(name)
+                continue
+            entry = entries.get(name)
+            if entry is None or (moments and entry.ours in FROZEN):
+                check.leftover.append(key)
+                continue
+            a = _torch_array(tensor)
+            if not check.shape(key, a.shape, entry.reference_shape):
+                continue
+            if entry.transform == "linear":
+                a = np.ascontiguousarray(a.T)
+            elif entry.transform == "conv":
+                a = np.ascontiguousarray(a.transpose(2, 3, 1, 0))
+            out[entry.ours] = a.astype(mu_type) if moments and group.endswith("mu") else a
+
+    ema: dict[str, np.ndarray] = {}
+    params: dict[str, np.ndarray] = {}
+    convert("model", ckpt["model"], ema)
+    train_state = ckpt.get("train_state") or {}
+    notes = []
+    if isinstance(train_state.get("model_raw"), dict):
+        convert("train_state.model_raw", train_state["model_raw"], params)
+    else:
+        params = dict(ema)
+        notes.append("no raw weights in the file (an inference checkpoint): params = the EMA weights")
+    opt = train_state.get("opt") if isinstance(train_state.get("opt"), dict) else None
+    mu: dict[str, np.ndarray] | None = None
+    nu: dict[str, np.ndarray] | None = None
+    if opt is not None:
+        mu, nu = {}, {}
+        convert("train_state.opt.mu", opt.get("mu") or {}, mu, moments=True)
+        convert("train_state.opt.nu", opt.get("nu") or {}, nu, moments=True)
+    else:
+        notes.append("no optimizer state in the file: Adam moments start at zero")
+    ours_names = [e.ours for e in entries.values()]
+    by_ours = {e.ours: e.reference for e in entries.values()}
+    check.missing += [f"model.{by_ours[n]}" for n in ours_names if n not in ema]
+    check.missing += [f"train_state.model_raw.{by_ours[n]}" for n in ours_names if n not in params]
+    if mu is not None and nu is not None:
+        trainable = [n for n in ours_names if n not in FROZEN]
+        check.missing += [f"train_state.opt.mu.{by_ours[n]}" for n in trainable if n not in mu]
+        check.missing += [f"train_state.opt.nu.{by_ours[n]}" for n in trainable if n not in nu]
+    if rope:
+        check.missing += [f"model.{n}" for n in rope if n not in derived]
+    check.raise_if_any()
+    step = int(train_state.get("step", 0) or 0)
+    count = int(opt.get("count", step)) if opt is not None else step
+    flat = Flat(step, params, ema, mu, nu, count, derived=derived, notes=notes)
+    flat.groups = {"params": (len(params), _values(params)), "params_ema": (len(ema), _values(ema))}
+    if mu is not None and nu is not None:
+        flat.groups["opt mu"] = (len(mu), _values(mu))
+        flat.groups["opt nu"] = (len(nu), _values(nu))
+    return flat
+
+
+# ---------------------------------------------------------------------------- train state
+def _unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def _path_name(path: Any) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def build_state(spec: RunSpec, flat: Flat) -> Any:
+    """Our TrainState (step, params, EMA, optimizer state) holding the arrays of ``flat``."""
+    import jax
+    import optax
+
+    from i1lab.train.runner import initial_state
+    from i1lab.train.step import TrainState
+
+    abstract, _, _ = initial_state(spec, abstract=True)
+    params = _unflatten(flat.params)
+    ema = _unflatten(flat.ema)
+    want = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(abstract.params)[0]}
+    got = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
+    if set(want) != got:
+        raise ConversionError(f"mapped names differ from the model's tree: {sorted(set(want) ^ got)[:SHOWN]}")
+
+    def moments(tree: Any, source: dict[str, np.ndarray] | None) -> Any:
+        def leaf(path: Any, x: Any) -> Any:
+            if source is None:
+                return np.zeros(x.shape, x.dtype)
+            return np.asarray(source[_path_name(path)], x.dtype)
+
+        return jax.tree_util.tree_map_with_path(leaf, tree)
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, optax.ScaleByAdamState):
+            count = np.asarray(flat.adam_count, node.count.dtype)
+            return optax.ScaleByAdamState(count, moments(node.mu, flat.mu), moments(node.nu, flat.nu))
+        return np.zeros(node.shape, node.dtype)  # other optimizer leaves: none in the shipped chain
+
+    opt_state = jax.tree_util.tree_map(
+        fill, abstract.opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState)
+    )
+    step: Any = np.asarray(flat.step, abstract.step.dtype)
+    return TrainState(step, params, ema, opt_state)
+
+
+# ---------------------------------------------------------------------------- report and output
+@dataclass
+class Report:
+    """What a conversion did (printed by the CLI, saved as ``import.json``)."""
+
+    source: str
+    kind: str
+    step: int
+    out: str
+    groups: dict[str, tuple[int, int]]
+    counters: dict[str, dict[str, Any]]
+    derived: list[str]
+    notes: list[str]
+
+    def text(self) -> str:
+        lines = [f"checkpoint {self.source} ({self.kind}), step {self.step}"]
+        for name, (tensors, values) in self.groups.items():
+            lines.append(
+                f"  {name:<11} {tensors:>5} tensors mapped, 0 left over, 0 missing, every shape equal "
+                f"({values:,} values)"
+            )
+        if self.derived:
+            lines.append(f"  derived     {len(self.derived):>5} RoPE tables checked against our computation")
+        if self.counters:
+            lines.append(f"  counters    {', '.join(sorted(self.counters))} (kept in the checkpoint's meta)")
+        lines += [f"  note: {n}" for n in self.notes]
+        lines.append(f"wrote {self.out}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "step": self.step,
+            "out": self.out,
+            "groups": {k: {"tensors": t, "values": v} for k, (t, v) in self.groups.items()},
+            "left_over": 0,
+            "missing": 0,
+            "shape_mismatches": 0,
+            "counters": self.counters,
+            "derived": self.derived,
+            "notes": self.notes,
+        }
+
+
+def convert_checkpoint(
+    spec: RunSpec, checkpoint: Path, out: Path, *, study_yaml: str | None = None
+) -> Report:
+    """Convert a reference checkpoint (``.npz`` or ``.pt``) of ``spec``'s model into the run folder ``out``
+    (``spec.json``, ``checkpoints/<step>/``, ``import.json`` and the imported ``study.yaml``)."""
+    from i1lab.train.build import model_config
+    from i1lab.train.checkpoint import Checkpoints
+    from i1lab.train.digest import state_digests
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if not checkpoint.is_file():
+        raise I1labError(f"{checkpoint}: no such checkpoint file")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise I1labError(f"{out}: already exists; choose another --out")
+    try:
+        config = model_config(spec)
+    except NotImplementedError as exc:
+        raise I1labError(f"{checkpoint}: cannot convert: {exc}") from None
+    is_pt = checkpoint.suffix in (".pt", ".pth") or ".pt-" in checkpoint.name
+    if is_pt:
+        flat = read_pt(checkpoint, config, spec.train.mu_dtype)
+    else:
+        flat = read_npz(checkpoint, config, spec.train.mu_dtype)
+    state = build_state(spec, flat)
+    if flat.step > spec.train.steps:
+        flat.notes.append(f"step {flat.step} is past train.steps={spec.train.steps}")
+    meta = {
+        "step": flat.step,
+        "data": {
+            "batches": flat.step,
+            "examples": flat.step * spec.train.batch_size,
+            "batch_size": spec.train.batch_size,
+            "fingerprint": None,
+        },
+        "precision": spec.model.precision,
+        "digests": state_digests(state),
+        "imported": {
+            "source": str(checkpoint),
+            "kind": "pt" if is_pt else "npz",
+            "adam_count": flat.adam_count,
+            "counters": flat.counters,
+        },
+    }
+    report = Report(
+        source=str(checkpoint),
+        kind="PyTorch .pt" if is_pt else "JAX .npz",
+        step=flat.step,
+        out=str(out),
+        groups=flat.groups,
+        counters=flat.counters,
+        derived=flat.derived,
+        notes=flat.notes,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        (tmp / "spec.json").write_text(spec.model_dump_json(indent=2))
+        if study_yaml is not None:
+            (tmp / "study.yaml").write_text(study_yaml)
+        (tmp / "import.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        ckpts = Checkpoints(
+            tmp / "checkpoints",
+            every=spec.train.checkpoint_every,
+            keep_every=spec.train.keep_every,
+            total_steps=max(spec.train.steps, flat.step),
+        )
+        try:
+            ckpts.save(flat.step, state, meta)
+            ckpts.wait()
+            ckpts.check_for_errors()
+        finally:
+            ckpts.close()
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise I1labError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def export_npz(state: Any, meta: dict[str, Any], config: ModelConfig) -> dict[str, np.ndarray]:
+    """The reference ``.npz`` arrays (names and dtypes as `read_npz` reads them) of one of our states:
+    the inverse of the import, used to check that a conversion round-trips exactly."""
+    import jax
+    import optax
+
+    entries = jax_layout(config)
+    out: dict[str, np.ndarray] = {}
+
+    def flat(tree: Any) -> dict[str, np.ndarray]:
+        return {_path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    params, ema = flat(state.params), flat(state.ema)
+    adam = [
+        n
+        for n in jax.tree_util.tree_leaves(
+            state.opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState)
+        )
+        if isinstance(n, optax.ScaleByAdamState)
+    ]
+    if len(adam) != 1:
+        raise ValueError(f"expected one Adam state, found {len(adam)}")
+    mu, nu = flat(adam[0].mu), flat(adam[0].nu)
+    for e in entries:
+        out[f"params/{e.reference}"] = params[e.ours]
+        out[f"params_ema/{e.reference}"] = ema[e.ours]
+        if e.ours not in FROZEN:
+            out[MU_PREFIX + e.reference] = mu[e.ours]
+            out[NU_PREFIX + e.reference] = nu[e.ours]
+    out[ADAM_COUNT] = np.asarray(adam[0].count, np.int32)
+    out[SCHEDULE_COUNT] = np.asarray(state.step, np.int32)
+    for name, c in (meta.get("imported") or {}).get("counters", {}).items():
+        out[f"chrono/{name}"] = np.asarray(c["value"], np.dtype(c["dtype"]))
+    return out
+
+
+def values_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise equality of two arrays (dtype, shape and bytes; bfloat16 and its V2 form compare equal)."""
+    a, b = recover_dtype(np.asarray(a)), recover_dtype(np.asarray(b))
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
