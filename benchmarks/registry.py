@@ -128,6 +128,7 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
         FieldKeyRow,
         RunFieldRow,
         RunRow,
+        ScoreKeyRow,
         ScoreRow,
         ScoreSummaryRow,
         StudyRow,
@@ -223,6 +224,8 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
         if eng.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA cache_size=-1000000")
         conn.execute(insert(FieldKeyRow), [{"key": k} for k in sorted(keys)])
+        scored = [{"benchmark": b, "metric": m, "judge": j} for b, (m, j) in sorted(BENCHMARKS.items())]
+        conn.execute(insert(ScoreKeyRow), scored)
         for ix in secondary:
             ix.create(conn)
     with eng.connect() as conn:  # planner statistics, as after any bulk load

@@ -48,13 +48,16 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    case,
     exists,
     func,
     insert,
+    intersect,
     literal,
     not_,
     or_,
     select,
+    tuple_,
     union,
 )
 from sqlalchemy.orm import aliased
@@ -65,6 +68,7 @@ from i1lab.registry.schema import (
     FieldKeyRow,
     RunFieldRow,
     RunRow,
+    ScoreKeyRow,
     ScoreRow,
     ScoreSummaryRow,
     StudyRow,
@@ -389,6 +393,7 @@ def parse_at_step(text: str | int | None) -> AtStep:
     raise I1labError(f"--at-step must be a step number, latest or best (got {text!r})")
 
 
+LIST_VS_CHECK = 6  # listing a leaf's index range vs checking a candidate by key: cost ratio
 PROBE = 100_000  # index entries a selectivity probe counts at most (a covering-index count: ~0.1 µs each)
 
 
@@ -437,12 +442,30 @@ class Compiler:
         if not candidates:
             return select(RunRow.id).where(*(self.check(n, RunRow.id) for n in items))
         counts = self.probe(candidates)
-        driver = min(candidates, key=lambda n: counts.get(id(n), PROBE + 1))
-        d = self.ids(driver).subquery()
+        order = sorted(candidates, key=lambda n: counts.get(id(n), PROBE + 1))
+        # Leaves whose index ranges are cheaper to list and intersect than to check per candidate
+        # (listing an index entry costs about a sixth of a per-run lookup); the rest are checked.
+        listed, total = [order[0]], self.total_runs(counts)
+        first = counts.get(id(order[0]))
+        estimate = float(first) if first is not None else None
+        for n in order[1:]:
+            size = counts.get(id(n))
+            if estimate is None or size is None or not total or size > LIST_VS_CHECK * estimate:
+                break
+            listed.append(n)
+            estimate = estimate * size / total  # as if the leaves were independent
+        ids = self.ids(listed[0]) if len(listed) == 1 else intersect(*(self.ids(n) for n in listed))
+        d = ids.subquery()
         rid = d.c[0]
         # the most selective checks first: a candidate that fails one is not looked up further
-        rest = sorted((n for n in items if n is not driver), key=lambda n: counts.get(id(n), PROBE + 1))
+        rest = sorted((n for n in items if n not in listed), key=lambda n: counts.get(id(n), PROBE + 1))
         return select(rid).where(*(self.check(n, rid) for n in rest))
+
+    def total_runs(self, counts: dict[int, int]) -> int | None:
+        """How many runs the registry holds (only asked when a plan has counts to weigh)."""
+        if self.session is None or len(counts) < 2:
+            return None
+        return int(self.session.scalar(select(func.max(RunRow.id))) or 0)
 
     def drivable(self, node: Node) -> bool:
         """Can list its ids from an index (positive leaves on indexed columns, and/or of such)?"""
@@ -455,9 +478,10 @@ class Compiler:
         return node.field.kind != "run" or node.field.name in ("status", "hash", "id")
 
     def probe(self, candidates: list[Node]) -> dict[int, int]:
-        """id(leaf) -> how many runs it matches for the candidate leaves, each counted only up to the
-        smallest count seen so far (enough to pick the driver and order the checks; a tiny leaf makes
-        every later probe tiny). Nothing without a session: then the first candidate drives."""
+        """id(leaf) -> how many runs it matches, for the candidate leaves whose count is known: each is
+        counted up to ``LIST_VS_CHECK`` times the smallest count seen so far (enough to pick the driver,
+        decide which leaves to intersect and order the checks; a tiny leaf keeps every later probe tiny);
+        a leaf with more is left out. Nothing without a session: then the first candidate drives."""
         if self.session is None or len(candidates) == 1:
             return {}
         counts: dict[int, int] = {}
@@ -465,8 +489,11 @@ class Compiler:
         for n in candidates:
             if isinstance(n, Compare | In):
                 probe = select(func.count()).select_from(self.ids(n).limit(bound + 1).subquery())
-                counts[id(n)] = int(self.session.scalar(probe) or 0)
-                bound = min(bound, counts[id(n)])
+                found = int(self.session.scalar(probe) or 0)
+                if found > bound:
+                    continue
+                counts[id(n)] = found
+                bound = min(bound, max(LIST_VS_CHECK * found, 1))
         return counts
 
     # --- per-run checks -----------------------------------------------------------------------------
@@ -745,8 +772,11 @@ def chunks(ids: list[int], size: int = 5000) -> Iterator[list[int]]:
 def _metric_values(
     s: Any, refs: Sequence[MetricRef], at: AtStep, chosen: Table
 ) -> dict[int, dict[str, dict[int, float]]]:
-    """ref index -> judge -> run id -> the score of that ref at ``at``, for the runs in ``chosen``."""
-    # Per-run lookups by key: run id (in the chosen ids), benchmark, metric (and step).
+    """ref index -> judge -> run id -> the score of that ref at ``at``, for the runs in ``chosen``.
+
+    One pivoted query: a column per (ref, judge) -- the judges each metric has come from the
+    ``score_keys`` catalogue -- filled from one index range per run (a run's scores at a step lie
+    together, with their values, under the key run, step, benchmark, metric, judge)."""
     table: Any
     if at in ("latest", "best"):
         table = ScoreSummaryRow
@@ -755,16 +785,38 @@ def _metric_values(
     else:
         table, value = ScoreRow, ScoreRow.value
         step_cond = [ScoreRow.step == at]
-    out: dict[int, dict[str, dict[int, float]]] = {}
-    listed = select(chosen.c.id)
+    wanted = {(ref.benchmark, ref.metric) for ref in refs}
+    judges: dict[tuple[str, str], list[str]] = {}
+    for bench, metric, judge in s.execute(
+        select(ScoreKeyRow.benchmark, ScoreKeyRow.metric, ScoreKeyRow.judge)
+        .where(tuple_(ScoreKeyRow.benchmark, ScoreKeyRow.metric).in_(sorted(wanted)))
+        .order_by(ScoreKeyRow.judge)
+    ):
+        judges.setdefault((bench, metric), []).append(judge)
+    slots: list[tuple[int, str]] = []  # (ref index, judge) per value column
+    columns: list[Any] = [table.run_id]
     for k, ref in enumerate(refs):
-        conds = [table.benchmark == ref.benchmark, table.metric == ref.metric, *step_cond]
-        if ref.judge is not None:
-            conds.append(table.judge == ref.judge)
-        query = select(table.judge, table.run_id, value).where(table.run_id.in_(listed), *conds)
-        by_judge = out.setdefault(k, {})
-        for judge, rid, v in s.execute(query).all():
-            by_judge.setdefault(judge, {})[rid] = float(v)
+        for judge in judges.get((ref.benchmark, ref.metric), []):
+            if ref.judge is not None and judge != ref.judge:
+                continue
+            hit = and_(table.benchmark == ref.benchmark, table.metric == ref.metric)
+            if len(judges[(ref.benchmark, ref.metric)]) > 1:
+                hit = and_(hit, table.judge == judge)
+            slots.append((k, judge))
+            columns.append(func.max(case((hit, value))))
+    out: dict[int, dict[str, dict[int, float]]] = {}
+    if not slots:
+        return out
+    query = select(*columns).where(table.run_id.in_(select(chosen.c.id)), *step_cond).group_by(table.run_id)
+    found: list[dict[int, float]] = [{} for _ in slots]
+    for row in s.execute(query):
+        rid = row[0]
+        for i, v in enumerate(row[1:]):
+            if v is not None:
+                found[i][rid] = float(v)
+    for (k, judge), values in zip(slots, found, strict=True):
+        if values:
+            out.setdefault(k, {})[judge] = values
     return out
 
 

@@ -130,6 +130,7 @@ class ScoreRow(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "step", "benchmark", "metric", "judge"),
         Index("ix_scores_bench_metric_step_value", "benchmark", "metric", "step", "value", "run_id"),
+        Index("ix_scores_run_step_cover", "run_id", "step", "benchmark", "metric", "judge", "value"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -187,6 +188,16 @@ class FieldKeyRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 
+class ScoreKeyRow(Base):
+    """Every (benchmark, metric, judge) ever scored: which judges a metric has, known without a scan."""
+
+    __tablename__ = "score_keys"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    benchmark: Mapped[str] = mapped_column(String(50), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    judge: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
 class ArtifactRow(Base):
     """A file a run produced at a step (a sample grid, a checkpoint, a log), by kind and location."""
 
@@ -201,7 +212,7 @@ class ArtifactRow(Base):
 
 
 class RunEventRow(Base):
-    """One scheduling event of a run: queued, leased, started, interrupted, retried, finished, failed, cancelled."""
+    """A scheduling event of a run: queued, leased, started, interrupted, retried, finished, failed..."""
 
     __tablename__ = "run_events"
     __table_args__ = (Index("ix_run_events_run", "run_id", "at"),)

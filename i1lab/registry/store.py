@@ -32,6 +32,7 @@ from i1lab.registry.schema import (
     FieldKeyRow,
     RunFieldRow,
     RunRow,
+    ScoreKeyRow,
     ScoreRow,
     ScoreSummaryRow,
     StudyRow,
@@ -695,6 +696,13 @@ class Registry:
         rows = [{**latest[k].model_dump(), "created_at": t} for k in sorted(latest)]  # replaces any given
         self._insert(
             s, ScoreRow, rows, ["run_id", "step", "benchmark", "metric", "judge"], ["value", "created_at"]
+        )
+        keys = sorted({(sc.benchmark, sc.metric, sc.judge) for sc in latest.values()})
+        self._insert(
+            s,
+            ScoreKeyRow,
+            [{"benchmark": b, "metric": m, "judge": j} for b, m, j in keys],
+            ["benchmark", "metric", "judge"],
         )
         self._refresh_summaries(s, sorted({(sc.run_id, sc.benchmark, sc.metric, sc.judge) for sc in scores}))
 
