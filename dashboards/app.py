@@ -25,7 +25,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from flask import abort, send_file
 from flask.typing import ResponseReturnValue
 
-from dashboards import figures
+from dashboards import figures, plotly_bundle
 from dashboards.data import (
     Mlflow,
     SampleGrid,
@@ -445,6 +445,7 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
         health_endpoint="health",
         enable_mcp=False,
     )
+    plotly_bundle.use_partial_bundle(dcc)
     app.layout = html.Div(
         [
             dcc.Location(id="url"),

@@ -45,6 +45,35 @@ def import_dashboards() -> Any:
     return app_module
 
 
+def warm_up(server: Any, source: Any, limit: int = 8, budget_s: float = 30.0) -> int:
+    """Build the study list and the pages of up to ``limit`` studies once, through the app as a browser
+    calls it, before serving: a person's first visit then finds the modules imported, the registry
+    read and the pages cached, instead of paying for all of it. Stops after ``budget_s`` seconds;
+    returns the number of pages built."""
+    import time
+    import urllib.parse
+
+    began = time.monotonic()
+    client = server.test_client()
+    for path in ("/", "/_dash-layout", "/_dash-dependencies"):
+        client.get(path)
+    names = [s.name for s in source.studies()][:limit]
+    built = 0
+    for path in ["/", *(f"/study/{urllib.parse.quote(n)}" for n in names)]:
+        if time.monotonic() - began > budget_s:
+            break
+        body = {
+            "output": "page.children",
+            "outputs": {"id": "page", "property": "children"},
+            "inputs": [{"id": "url", "property": "pathname", "value": path}],
+            "changedPropIds": ["url.pathname"],
+            "state": [],
+        }
+        if client.post("/_dash-update-component", json=body).status_code == 200:
+            built += 1
+    return built
+
+
 def serve_dashboard(host: str = "127.0.0.1", port: int = 8050, threads: int = 8) -> None:
     """Serve the dashboard until interrupted."""
     address = bind_address(host, port)
@@ -60,7 +89,16 @@ def serve_dashboard(host: str = "127.0.0.1", port: int = 8050, threads: int = 8)
         print(
             f"i1lab dashboard: no registry at {db} yet; pages will show it once a study runs", file=sys.stderr
         )
-    server = app_module.create_app().server
+    if db is None or db.is_file():
+        from dashboards.data import Source
+
+        source = Source.open(url)
+        server = app_module.create_app(source).server
+        warmed = warm_up(server, source)
+        source.registry.engine.dispose()  # no connection crosses gunicorn's fork into the worker
+        print(f"i1lab dashboard: {warmed} pages prepared", file=sys.stderr, flush=True)
+    else:
+        server = app_module.create_app().server
 
     class Dashboard(BaseApplication):
         def load_config(self) -> None:

