@@ -49,11 +49,12 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
+    """``{"a/b": x}`` -> ``{"a": {"b": x}}``: a nested tree from names joined by ``sep``."""
     tree: dict[str, Any] = {}
     for path, value in flat.items():
         node = tree
-        *parents, leaf = path.split("/")
+        *parents, leaf = path.split(sep)
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
@@ -127,7 +128,7 @@ def map_torch_state(
         if mismatched:
             parts.append(f"shape mismatch {len(mismatched)}: {mismatched[:8]}")
         raise WeightMappingError("checkpoint does not match the module: " + "; ".join(parts))
-    return _unflatten(filled)
+    return unflatten(filled)
 
 
 def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:

@@ -45,6 +45,7 @@ from i1lab.errors import I1labError
 from i1lab.i1import.layout import jax_layout, rope_table_values, torch_layout, torch_rope_tables
 from i1lab.spec.run import RunSpec
 from models.config import ModelConfig
+from models.hf_weights import unflatten
 
 ADAM_COUNT = "opt/1/0/0"
 MU_PREFIX = "opt/1/0/1/"
@@ -350,17 +351,6 @@ def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
 
 
 # ---------------------------------------------------------------------------- train state
-def _unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
-
-
 def _path_name(path: Any) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
@@ -374,8 +364,8 @@ def build_state(spec: RunSpec, flat: Flat) -> Any:
     from i1lab.train.step import TrainState
 
     abstract, _, _ = initial_state(spec, abstract=True)
-    params = _unflatten(flat.params)
-    ema = _unflatten(flat.ema)
+    params = unflatten(flat.params)
+    ema = unflatten(flat.ema)
     want = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(abstract.params)[0]}
     got = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
     if set(want) != got:

@@ -38,6 +38,7 @@ from i1lab.errors import I1labError
 from i1lab.i1import.pyconfig import Knob, ReferenceConfig, read_config
 from i1lab.spec.catalog import SIZES, TEXT_ENCODERS, VAES
 from i1lab.spec.run import DataSpec, MixingSpec, RunSpec
+from models.hf_weights import unflatten
 
 Status = Literal["mapped", "fixed", "runtime", "no effect"]
 
@@ -677,23 +678,12 @@ def _dataset_name(data_dir: Any) -> str | None:
     return None if folder is None else DATASET_ALIASES[_RES_PREFIX.sub("", folder).lower()]
 
 
-def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
-
-
 def map_config(config: ReferenceConfig) -> Imported:
     """Map a parsed reference config onto a run spec (raises :class:`KnobError` on the first problem)."""
     mapper = _Mapper(config)
     mapper.map()
     try:
-        spec = RunSpec.model_validate({"name": "baseline", **_nest(mapper.run)})
+        spec = RunSpec.model_validate({"name": "baseline", **unflatten(mapper.run, sep=".")})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
