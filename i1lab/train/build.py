@@ -85,6 +85,8 @@ def encode_images(spec: RunSpec, images: np.ndarray) -> np.ndarray:
 
 def decode_latents(spec: RunSpec, latents: np.ndarray) -> np.ndarray:
     """Model latents (B, C, h, w) -> uint8 (B, H, W, 3) images."""
+    if spec.model.vae != "identity":
+        raise NotImplementedError(f"VAE {spec.model.vae!r} cannot run on this build; use vae: identity")
     from models.vae import IdentityVAE
 
     return np.asarray(IdentityVAE().decode(latents), np.uint8)
