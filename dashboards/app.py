@@ -7,7 +7,8 @@ Pages:
 * ``/study/<name>`` — one study: the ablation table (value, delta vs the baseline with an arrow, and the
   seed-noise band when the baseline has several seeds), benchmark-vs-step curves of the chosen runs, every
   metric of a benchmark (its categories), sample images of the same prompts across the chosen variants,
-  and links to each run's page (and the study's run comparison) in the MLflow UI.
+  and links to each run's page (and the study's run comparison) in the MLflow UI; for a search
+  (``i1lab search``), its trials, best configuration and optimisation history first.
 
 Each page is built on the server in one callback, so it arrives complete; the controls of a study page
 update their own part only. Start it with ``i1lab dashboard`` (``create_app`` for tests and WSGI servers).
@@ -279,6 +280,36 @@ def _section(title: str, *children: Any) -> html.Section:
     return html.Section([html.H3(title), *children])
 
 
+def search_section(source: Source, name: str) -> list[Any]:
+    """For a search (``i1lab search``): its trials, best configuration and Optuna's optimisation
+    history; nothing for other studies."""
+    from i1lab.search.report import best_text, cell_text, figures, load_study, records, summarize
+    from i1lab.search.storage import search_exists
+
+    reg = source.registry
+    if not search_exists(name, reg.url, reg.engine if reg.dialect != "sqlite" else None):
+        return []
+    study = load_study(name, reg.url)
+    summary = summarize(study)
+    rows = records(summary)
+    head = [k for k in (rows[0] if rows else {}) if k not in ("best", "member")]
+    body = [
+        html.Tr([html.Td(cell_text(r[k])) for k in head], className="best" if r["best"] else None)
+        for r in rows
+    ]
+    history = figures(study, ("optimization_history",))["optimization_history"]
+    return [
+        _section(
+            "Search",
+            html.P(best_text(summary), id="search-best"),
+            html.Table(
+                [html.Thead(html.Tr([html.Th(k) for k in head])), html.Tbody(body)], id="search-trials"
+            ),
+            dcc.Graph(id="search-history", figure=history, config={"displaylogo": False, "responsive": True}),
+        )
+    ]
+
+
 def study_page(source: Source, name: str) -> html.Div:
     page = source.study(name)
     s = page.summary
@@ -356,6 +387,7 @@ def study_page(source: Source, name: str) -> html.Div:
         [
             dcc.Store(id="study-name", data=name),
             header,
+            *search_section(source, name),
             _section(
                 "Ablation table",
                 controls,

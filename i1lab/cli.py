@@ -80,45 +80,131 @@ def submit(
     budget: Annotated[
         float | None, typer.Option(help="refuse if the new runs need more accelerator-hours than this")
     ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="submit as a Ray Job that outlives this command (no --address: i1lab's local Ray head)",
+        ),
+    ] = False,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="priority over other studies competing for slices (default: the file's, 0)"),
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="at most this many of the study's runs at once (default: the file's)")
+    ] = None,
+    global_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="accelerator-hours every run in the registry may use together; no run starts past it",
+            envvar="I1LAB_GLOBAL_BUDGET_HOURS",
+        ),
+    ] = None,
+    max_retries: Annotated[int, typer.Option(help="restarts of a run whose worker or node died")] = 3,
+    eval_on: Annotated[
+        str,
+        typer.Option(
+            help="where checkpoints are evaluated: auto (a CPU task beside accelerator runs, in-process "
+            "for CPU runs), inline, or an evaluation task's resources (cpu[:N], gpu:N, tpu-...)"
+        ),
+    ] = "auto",
 ) -> None:
-    """Plan a study, record it in the registry, run what is new, and print its ablation table."""
+    """Plan a study, record it in the registry, run what is new, and print its ablation table.
+
+    With --detach: validate and plan here, submit the study as a Ray Job and return at once; follow it
+    with `i1lab status/logs STUDY`, stop it with `i1lab cancel STUDY`, continue with `i1lab resume`."""
+    from i1lab.spec.run import ResourcesSpec
+
+    if eval_on not in ("auto", "inline"):
+        try:
+            ResourcesSpec(accelerator=eval_on)
+        except ValueError:
+            raise I1labError(
+                f"--eval-on: {eval_on!r} is not auto, inline, cpu[:N], gpu:N or tpu-v6e-N"
+            ) from None
+    if max_retries < 0:
+        raise I1labError(f"--max-retries must be 0 or more (got {max_retries})")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise I1labError(f"--max-concurrent must be at least 1 (got {max_concurrent})")
+    if detach:  # checked here first: the job would only find bad options on the cluster
+        from i1lab.jobs import submit_detached
+
+        options = [] if mlflow else ["--no-mlflow"]
+        if budget is not None:
+            options += ["--budget", repr(budget)]
+        for flag, value in (
+            ("--priority", priority),
+            ("--max-concurrent", max_concurrent),
+            ("--global-budget", global_budget),
+            ("--max-retries", max_retries if max_retries != 3 else None),
+            ("--eval-on", eval_on if eval_on != "auto" else None),
+        ):
+            if value is not None:
+                options += [flag, str(value)]
+        submit_detached(study, profile, address=address, options=options, budget_hours=budget, console=out)
+        return
     from i1lab.submit import submit_study
 
     submit_study(
-        study, profile, address=address, progress=progress, mlflow=mlflow, console=out, budget_hours=budget
+        study,
+        profile,
+        address=address,
+        progress=progress,
+        mlflow=mlflow,
+        console=out,
+        budget_hours=budget,
+        priority=priority,
+        max_concurrent=max_concurrent,
+        global_budget_hours=global_budget,
+        max_retries=max_retries,
+        eval_accelerator=eval_on,
     )
 
 
 @app.command()
 def status(
-    study: Annotated[str | None, typer.Argument(help="study name (default: all runs)")] = None,
+    study: Annotated[str | None, typer.Argument(help="study name (default: the newest runs of all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Show runs: state, step, and the last reason for failure."""
-    from rich.table import Table
-
+    """Show runs: state, step/total, throughput, ETA, retries, interruptions, node, failure reason;
+    and the state of the study's detached Ray job, if it has one."""
+    from i1lab import jobs
+    from i1lab import status as st
     from i1lab.registry import Registry
 
-    registry = Registry()
-    table = Table()
-    for col in ("id", "run", "hash", "status", "step", "reason"):
-        table.add_column(col)
-    if study:
-        for m in registry.members(study):
-            r = m.run
-            table.add_row(
-                str(r.id), m.name, r.hash[:12], r.status, f"{r.step}/{r.total_steps}", r.reason or ""
-            )
-    else:
-        for r in registry.runs():
-            table.add_row(
-                str(r.id),
-                str(r.spec.get("name", "")),
-                r.hash[:12],
-                r.status,
-                f"{r.step}/{r.total_steps}",
-                r.reason or "",
-            )
-    out.print(table)
+    record = jobs.job_record(study) if study else None
+    job = jobs.job_state(record) if record is not None else None
+    runs: list[st.RunStatus] = []
+    if not _registry_exists() and study and record is None:
+        from i1lab import paths
+
+        raise I1labError(f"no study named {study!r}: there is no registry at {paths.database_url()} yet")
+    if _registry_exists():
+        registry = Registry()
+        if study and record is not None and study not in {s.name for s in registry.studies()}:
+            runs = []  # submitted detached; the job has not recorded its plan yet
+        else:
+            runs = st.study_status(registry, study) if study else st.all_status(registry)
+    if as_json:
+        payload = {
+            "study": study,
+            "job": None
+            if record is None or job is None
+            else {**job.model_dump(mode="json"), "submitted_at": record.submitted_at.isoformat()},
+            "counts": st.counts(runs),
+            "runs": [r.model_dump(mode="json") for r in runs],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    if record is not None and job is not None:
+        line = f"job {job.job_id}: {job.status} at {job.address}"
+        if job.message and job.status not in ("RUNNING", "PENDING"):
+            line += f" — {job.message.strip().splitlines()[-1][:200]}"
+        out.print(line, markup=False, highlight=False)
+    summary = ", ".join(f"{n} {s}" for s, n in st.counts(runs).items())
+    caption = f"{len(runs)} runs: {summary}" if runs else "no runs recorded yet"
+    out.print(st.render(runs, title=f"study {study}" if study else None, caption=caption))
 
 
 @app.command()
@@ -146,7 +232,10 @@ def compare(
     formats = ("table", "markdown", "latex", "csv", "json")
     if fmt not in formats:
         raise I1labError(f"--format must be one of {', '.join(formats)} (got {fmt!r})")
-    members = Registry().members(study)
+    registry = Registry()
+    if not curves and _compare_search(study, registry, fmt):
+        return
+    members = registry.members(study)
     if curves:
         if fmt == "latex":
             raise I1labError("--curves prints table, markdown, csv or json (not latex)")
@@ -452,6 +541,104 @@ def mlflow_ui(
     serve_mlflow_ui(host, port)
 
 
+@app.command()
+def search(
+    study: StudyArg,
+    profile: ProfileOpt = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="RUN@STEP: sample and score this checkpoint in every trial, without training (searches "
+            "over sampling.* only); RUN is a run id, hash prefix or study/name; @STEP defaults to its last"
+        ),
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="trials in all (default: search.trials)")] = None,
+    parallel: Annotated[int | None, typer.Option(help="trials at once (default: search.parallel)")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: local)", envvar="RAY_ADDRESS")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option(help="mirror the trials' runs to MLflow at the end")] = True,
+) -> None:
+    """Run a study's search: block with Optuna, each trial a registry run (finished trials are reused).
+
+    The Optuna study lives on the registry's database and is named after the search; re-running the
+    same search resumes it. `i1lab compare SEARCH` shows the trials and the best configuration."""
+    from i1lab.registry import Registry
+    from i1lab.search.report import load_summary, rich_table
+    from i1lab.search.run import run_search
+    from i1lab.search.setup import prepare
+
+    registry = Registry()
+    setup = prepare(
+        study, profile, checkpoint=checkpoint, trials=trials, parallel=parallel, registry=registry
+    )
+    where = f"checkpoint {setup.checkpoint.ref()}" if setup.checkpoint else "training each trial"
+    out.print(
+        f"search {setup.name}: {setup.search.trials} trials, {setup.search.parallel} at once, "
+        f"{setup.search.sampler} sampler, {where}",
+        markup=False,
+        highlight=False,
+    )
+    result = run_search(
+        setup, registry=registry, address=address, on_event=lambda line: out.print(line, markup=False)
+    )
+    if mlflow:
+        from i1lab import tracking
+
+        try:
+            tracking.sync_study(registry, setup.name)
+        except Exception as exc:
+            err.print(f"MLflow mirror not updated ({type(exc).__name__}: {exc}); run `i1lab sync mlflow`")
+    out.print(rich_table(load_summary(setup.name, registry.url)))
+    out.print(
+        f"{result.complete} complete, {result.pruned} pruned, {result.failed} failed; this run: "
+        f"{result.ran} started, {result.reused} reused from the registry, {result.resumed} finished before",
+        markup=False,
+        highlight=False,
+    )
+    if result.complete == 0:
+        raise I1labError(f"search {setup.name}: no trial completed (see `i1lab compare {setup.name}`)")
+
+
+def _compare_search(name: str, registry: object, fmt: str) -> bool:
+    """``i1lab compare SEARCH``: print a search's trials and best configuration; False if not a search."""
+    from i1lab.registry import Registry
+    from i1lab.search.storage import search_exists
+
+    assert isinstance(registry, Registry)
+    if not search_exists(name, registry.url, registry.engine if registry.dialect != "sqlite" else None):
+        return False
+    from i1lab.search import report as search_report
+
+    summary = search_report.load_summary(name, registry.url)
+    if fmt == "json":
+        sys.stdout.write(search_report.render_json(summary) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(search_report.render_csv(summary))
+    elif fmt == "markdown":
+        sys.stdout.write(search_report.render_markdown(summary) + "\n")
+    elif fmt == "latex":
+        raise I1labError(f"{name} is a search: --format table, markdown, csv or json")
+    else:
+        out.print(search_report.rich_table(summary))
+    return True
+
+
+@app.command("search-report")
+def search_report_cmd(
+    name: Annotated[str, typer.Argument(help="search name (the study it records its trials under)")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="folder for the HTML files (default: ./NAME-report)")
+    ] = None,
+) -> None:
+    """Write Optuna's figures of a search (history, parameter importances, slices) as HTML files."""
+    from i1lab.search.report import write_report
+
+    folder = out_dir or Path(f"{name}-report")
+    for path in write_report(name, folder):
+        out.print(str(path), markup=False, highlight=False)
+
+
 @app.command("import-i1")
 def import_i1(
     config: Annotated[
@@ -548,6 +735,69 @@ def generate_cmd(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command()
+def logs(
+    target: Annotated[
+        str, typer.Argument(help="a run (id, hash prefix or study/name), or a study with a detached job")
+    ],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep streaming until it ends")] = False,
+) -> None:
+    """Stream a run's log (scheduling events, logged training steps, errors) or a detached study's
+    job output (its `i1lab submit` on the cluster)."""
+    from i1lab import jobs
+
+    def write(text: str) -> None:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        sys.stdout.flush()
+
+    record = jobs.job_record(target) if "/" not in target else None
+    if record is not None:
+        jobs.job_logs(record, follow=follow, write=write)
+        return
+    if not _registry_exists():
+        raise I1labError(f"no run or detached study matches {target!r}")
+    from i1lab.logs import stream_run
+    from i1lab.registry import Registry
+
+    registry = Registry()
+    if "/" not in target and target in {s.name for s in registry.studies()}:
+        names = ", ".join(f"{target}/{m.name}" for m in registry.members(target)[:5])
+        raise I1labError(
+            f"study {target} was not submitted with --detach, so it has no job log; "
+            f"name one of its runs instead, e.g. {names}"
+        )
+    run = registry.find_run(target)
+    err.print(f"run {run.id} ({run.hash[:12]}): {run.status}, {run.workdir}", markup=False, highlight=False)
+    stream_run(registry, run, follow=follow, write=write)
+
+
+@app.command()
+def cancel(study: Annotated[str, typer.Argument(help="study name")]) -> None:
+    """Stop a study: end its detached Ray job (its runs stop with it) and mark its unfinished runs
+    cancelled. Checkpoints are kept; `i1lab resume STUDY` continues from them."""
+    from i1lab.jobs import cancel_study
+
+    cancel_study(study, out)
+
+
+@app.command()
+def resume(
+    study: Annotated[str, typer.Argument(help="study name")],
+    detach: Annotated[
+        bool | None,
+        typer.Option("--detach/--no-detach", help="as a Ray Job (default: as it was submitted)"),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: where it ran)", envvar="RAY_ADDRESS")
+    ] = None,
+) -> None:
+    """Submit a study again from its recorded file and profile: finished runs are reused, cancelled,
+    failed or interrupted ones resume from their latest checkpoints."""
+    from i1lab.jobs import resume_study
+
+    resume_study(study, detach=detach, address=address, console=out)
 
 
 def main() -> None:

@@ -1,21 +1,48 @@
 """Scheduling runs on Ray: an in-process local cluster by default, any cluster with ``--address``.
 
-Each run is one Ray task that calls :func:`i1lab.worker.execute_run`; the task asks for the resources
-its spec names (CPU cores, GPUs, or a TPU slice's head resource). Ray decides placement and
-concurrency; the driver only waits, shows progress from the registry, and mirrors finished runs to MLflow.
+Each run attempt is one Ray task that calls :func:`i1lab.worker.execute_run`; the task asks for the
+resources its spec names (CPU cores, GPUs, or a TPU slice's head resource) and Ray places it. On top of
+Ray the driver adds only study-level policy and the registry's exactly-once guarantees:
+
+- **Exactly once.** A task trains its run only if it acquires the run's lease (:mod:`i1lab.leases`). A
+  run leased by another submitter's worker is watched in the registry until it ends, and its result
+  reused; a run whose lease expired (its worker vanished unseen) is taken over.
+- **Preemption.** A task whose worker or node died (any Ray system error) is an interruption: the
+  driver releases the attempt's lease, records it (``runs.interruptions``, an ``interrupted`` event with
+  the node) and starts the run again after a backoff (at most ``Policy.max_retries`` times); the new
+  attempt resumes from the latest checkpoint. A run that fails for its own reason (an exception of the
+  run's code: NaN loss, bad data) is failed, not retried.
+- **Policy.** At most ``max_concurrent`` runs of the study at once (counting other submitters' leases),
+  at most as many runs in flight per accelerator kind as the cluster has room for, none of a kind that
+  a study of higher priority is waiting for, and none past the global accelerator-hours budget.
+- **Evaluation** of checkpoints runs as separate Ray tasks on their own resources (``eval_options``).
+
+Runs sharing a work directory (a sampling-only variant) run one after the other, and a resolution stage
+after the run it resumes from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from i1lab import paths
 from i1lab.spec.run import ResourcesSpec
 from i1lab.worker import Outcome
+
+if TYPE_CHECKING:
+    from i1lab.registry import Registry
+    from i1lab.registry.store import LeaseState
+
+WAITING_FRESH_SECONDS = 10.0  # a run marked waiting longer ago than this no longer holds others back
 
 
 class Task(BaseModel):
@@ -25,6 +52,23 @@ class Task(BaseModel):
     workdir: str
     hash: str = ""
     parent_hash: str | None = None  # data.resume_from: runs after that task
+    accelerator_hours_est: float | None = None
+
+
+class Policy(BaseModel):
+    """What the driver enforces on top of Ray."""
+
+    study: str | None = None
+    priority: int = 0  # studies of higher priority go first when they compete for an accelerator kind
+    max_concurrent: int | None = Field(None, ge=1)  # runs of the study at once, all submitters together
+    budget_hours: float | None = Field(None, gt=0)  # global: accelerator-hours of every run in the registry
+    max_retries: int = Field(3, ge=0)  # restarts of an interrupted run
+    backoff_seconds: float = Field(2.0, ge=0)  # first retry delay; doubles with each retry
+    backoff_max_seconds: float = Field(120.0, ge=0)
+    #: where checkpoints are evaluated: ``auto`` (a CPU task for accelerator runs, in the training process
+    #: for CPU runs, whose cores a task would only compete for), ``inline`` (in the training process)
+    #: or the resources of separate evaluation tasks (``cpu[:N]``, ``gpu:N``, ``tpu-...``)
+    eval_accelerator: str = "auto"
 
 
 def ray_options(resources: ResourcesSpec) -> dict[str, Any]:
@@ -37,6 +81,26 @@ def ray_options(resources: ResourcesSpec) -> dict[str, Any]:
         return {"num_cpus": 1, "num_gpus": int(acc.split(":")[1])}
     # A TPU slice: the head resource Ray advertises once per slice (e.g. "TPU-v6e-8-head").
     return {"num_cpus": 1, "resources": {f"TPU-{acc.removeprefix('tpu-')}-head": 1}}
+
+
+def eval_options(eval_accelerator: str, resources: ResourcesSpec) -> dict[str, Any] | None:
+    """Ray options of a run's evaluation tasks; None: evaluate in the training process. Pure."""
+    if eval_accelerator == "inline":
+        return None
+    if eval_accelerator == "auto":
+        if resources.accelerator.startswith("cpu"):
+            return None
+        eval_accelerator = "cpu"
+    return ray_options(ResourcesSpec(accelerator=eval_accelerator))
+
+
+def capacity(options: dict[str, Any], cluster: dict[str, float]) -> int:
+    """How many tasks with these options the cluster's total resources hold at once (0: none). Pure."""
+    need: dict[str, float] = {"CPU": float(options.get("num_cpus", 1) or 0)}
+    need["GPU"] = float(options.get("num_gpus", 0) or 0)
+    need.update({k: float(v) for k, v in (options.get("resources") or {}).items()})
+    counts = [int(cluster.get(k, 0.0) // v) for k, v in need.items() if v > 0]
+    return min(counts) if counts else 1_000_000
 
 
 def order_tasks(tasks: list[Task]) -> list[Task]:
@@ -59,6 +123,96 @@ def order_tasks(tasks: list[Task]) -> list[Task]:
     return out
 
 
+def dependencies(tasks: list[Task]) -> dict[int, set[int]]:
+    """Run id -> the run ids it must wait for: the previous task of the same work directory (runs
+    sharing a training run one after the other) and the run it resumes from. Pure."""
+    ordered = order_tasks(tasks)
+    by_hash = {t.hash: t.run_id for t in ordered}
+    last_in_workdir: dict[str, int] = {}
+    deps: dict[int, set[int]] = {}
+    for t in ordered:
+        wait = {last_in_workdir[t.workdir]} if t.workdir in last_in_workdir else set()
+        parent = by_hash.get(t.parent_hash or "")
+        if parent is not None and parent != t.run_id:
+            wait.add(parent)
+        deps[t.run_id] = wait
+        last_in_workdir[t.workdir] = t.run_id
+    return deps
+
+
+def retry_delay(retry: int, base: float, cap: float) -> float:
+    """Seconds before retry number ``retry`` (1, 2, ...): exponential backoff. Pure."""
+    return float(min(cap, base * 2 ** max(0, retry - 1)))
+
+
+def failure_kind(exc: BaseException) -> Literal["own", "cancelled", "interrupted"]:
+    """How a Ray task ended that returned no outcome: the run's own code raised (``own``: retrying will
+    not help), the task was cancelled, or its worker / node / memory gave out (``interrupted``)."""
+    from ray.exceptions import RayTaskError, TaskCancelledError
+
+    if isinstance(exc, TaskCancelledError):
+        return "cancelled"
+    if isinstance(exc, RayTaskError):
+        return "own"
+    return "interrupted"
+
+
+def first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+class LaunchPlan(BaseModel):
+    """Which ready runs to launch now, and which the budget rules out."""
+
+    launch: list[int]
+    over_budget: list[int]
+
+
+def plan_launches(
+    ready: list[Task],
+    *,
+    in_flight: dict[str, int],
+    room: dict[str, int],
+    study_room: int | None,
+    demand: dict[str, int],
+    budget_left: float | None,
+    committed: float = 0.0,
+) -> LaunchPlan:
+    """Pick ready tasks (in order) to launch under the policy. Pure.
+
+    ``in_flight``/``room``: this driver's tasks in flight and the most it may have, per accelerator kind;
+    ``study_room``: further runs the study's concurrency cap allows (None: no cap); ``demand``: runs of
+    higher-priority studies waiting, per kind; ``budget_left``: accelerator-hours of the global budget
+    not spent yet (None: no budget) and ``committed``: the estimates of this driver's runs in flight.
+    A run whose estimate exceeds what is left is over budget; one that fits only once the runs in
+    flight are done (and have spent less than estimated) waits.
+    """
+    launch: list[int] = []
+    over: list[int] = []
+    flying = dict(in_flight)
+    for t in ready:
+        kind = t.resources.accelerator
+        est = t.accelerator_hours_est or 0.0
+        if budget_left is not None and est > budget_left:
+            over.append(t.run_id)
+            continue
+        if study_room is not None and study_room <= 0:
+            continue
+        if flying.get(kind, 0) >= room.get(kind, 1) or demand.get(kind, 0) > 0:
+            continue
+        if budget_left is not None and committed + est > budget_left:
+            continue
+        launch.append(t.run_id)
+        flying[kind] = flying.get(kind, 0) + 1
+        committed += est
+        if study_room is not None:
+            study_room -= 1
+    return LaunchPlan(launch=launch, over_budget=over)
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -69,6 +223,9 @@ def _init_ray(address: str | None) -> None:
         "I1LAB_DATABASE_URL": paths.database_url(),
         "I1LAB_WORKER_THREADS": os.environ.get("I1LAB_WORKER_THREADS", "1"),
         "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", ""),
+        "I1LAB_LEASE_SECONDS": os.environ.get("I1LAB_LEASE_SECONDS", ""),
+        "I1LAB_BENCHMARKS_DIR": os.environ.get("I1LAB_BENCHMARKS_DIR", ""),
+        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", ""),
     }
     env = {k: v for k, v in env.items() if v}
     kwargs: dict[str, Any] = {
@@ -84,59 +241,343 @@ def _init_ray(address: str | None) -> None:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
 
 
+class _Attempt(BaseModel):
+    task: Task
+    owner: str
+    number: int  # this driver's attempt number for the run (1 = first)
+
+
+class _Driver:
+    """The dispatch loop of one ``run_tasks`` call."""
+
+    def __init__(
+        self,
+        tasks: list[Task],
+        policy: Policy,
+        registry: Registry,
+        on_poll: Callable[[], None],
+        on_done: Callable[[Outcome], None],
+        on_note: Callable[[str], None],
+        poll_seconds: float,
+        fn: Callable[..., Outcome] | None = None,
+    ) -> None:
+        import ray
+
+        from i1lab.worker import execute_run
+
+        self.ray = ray
+        self.tasks = {t.run_id: t for t in order_tasks(tasks)}
+        self.order = list(self.tasks)
+        self.deps = dependencies(tasks)
+        self.policy = policy
+        self.registry = registry
+        self.on_poll, self.on_done, self.on_note = on_poll, on_done, on_note
+        self.poll_seconds = poll_seconds
+        self.remote: Any = ray.remote(fn or execute_run)
+        self.url = registry.url
+        self.driver = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.state: dict[int, str] = {}  # blocked | ready | launched | watching | backoff | done
+        self.token: dict[int, int] = {}
+        self.launched: dict[Any, _Attempt] = {}
+        self.attempts: dict[int, int] = {}
+        self.retries: dict[int, int] = {}
+        self.backoff_until: dict[int, float] = {}
+        self.watching: dict[int, int] = {}  # run -> the run whose lease it waits on (itself or a blocker)
+        self.outcomes: list[Outcome] = []
+        self.leased_by: dict[int, str | None] = {}  # run -> lease owner, as of the last poll
+
+    # --- states ----------------------------------------------------------------------------------
+    def finish(self, outcome: Outcome) -> None:
+        self.state[outcome.run_id] = "done"
+        self.outcomes.append(outcome)
+        self.on_done(outcome)
+
+    def settled(self, run_id: int, st: LeaseState) -> bool:
+        """If the run reached a terminal state (by anyone), finish it with that state."""
+        if st.status in ("finished", "imported", "failed", "cancelled"):
+            status = "finished" if st.status in ("finished", "imported") else st.status
+            self.finish(Outcome(run_id=run_id, status=status, reason=st.reason, seconds=0.0, node=st.node))
+            return True
+        return False
+
+    def queue(self, ids: list[int]) -> None:
+        """Queue these runs in the registry and sort them: done, watched (leased elsewhere) or ready."""
+        for run_id, st in self.registry.queue_runs(ids).items():
+            if st.status in ("finished", "imported"):
+                self.settled(run_id, st)
+            elif st.live:
+                self.state[run_id], self.watching[run_id] = "watching", run_id
+                where = f" on {st.node}" if st.node else ""
+                self.on_note(f"{self.tasks[run_id].name}: running elsewhere{where}; waiting for its result")
+            else:
+                self.state[run_id], self.token[run_id] = "ready", st.token
+
+    def unblock(self) -> None:
+        free = [
+            r
+            for r in self.order
+            if self.state.get(r) == "blocked" and all(self.state.get(d) == "done" for d in self.deps[r])
+        ]
+        if free:
+            self.queue(free)
+
+    # --- launching -------------------------------------------------------------------------------
+    def in_flight(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in self.launched.values():
+            kind = a.task.resources.accelerator
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def dispatch(self) -> None:
+        ready = [self.tasks[r] for r in self.order if self.state.get(r) == "ready"]
+        if not ready:
+            return
+        cluster = {k: float(v) for k, v in self.ray.cluster_resources().items()}
+        room = {t.resources.accelerator: max(1, capacity(ray_options(t.resources), cluster)) for t in ready}
+        p = self.policy
+        study_room = None
+        if p.max_concurrent is not None:
+            mine = len(self.launched)
+            others = self.registry.study_leased(p.study) - self._mine_leased() if p.study else 0
+            study_room = p.max_concurrent - mine - max(0, others)
+        since = _now() - timedelta(seconds=WAITING_FRESH_SECONDS)
+        demand = self.registry.waiting_demand(p.priority, since)
+        budget_left = None
+        committed = 0.0
+        if p.budget_hours is not None:
+            budget_left = p.budget_hours - self.registry.accelerator_hours_used()
+            committed = sum(a.task.accelerator_hours_est or 0.0 for a in self.launched.values())
+        plan = plan_launches(
+            ready,
+            in_flight=self.in_flight(),
+            room=room,
+            study_room=study_room,
+            demand=demand,
+            budget_left=budget_left,
+            committed=committed,
+        )
+        for run_id in plan.over_budget:
+            reason = (
+                f"not started: it needs {self.tasks[run_id].accelerator_hours_est or 0:,.2f} "
+                f"accelerator-hours and the global budget of {p.budget_hours:,.2f} has "
+                f"{max(0.0, budget_left or 0.0):,.2f} left"
+            )
+            self.registry.settle_run(run_id, "cancelled", reason)
+            self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+        for run_id in plan.launch:
+            self.launch(self.tasks[run_id])
+
+    def _mine_leased(self) -> int:
+        return sum(1 for a in self.launched.values() if self.leased_by.get(a.task.run_id) == a.owner)
+
+    def launch(self, t: Task) -> None:
+        n = self.attempts.get(t.run_id, 0) + 1
+        self.attempts[t.run_id] = n
+        owner = f"{self.driver}/{t.run_id}/{n}"
+        ref = self.remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
+            t.run_id,
+            self.url,
+            t.workdir,
+            expect_token=self.token.get(t.run_id),
+            owner=owner,
+            eval_options=eval_options(self.policy.eval_accelerator, t.resources),
+        )
+        self.launched[ref] = _Attempt(task=t, owner=owner, number=n)
+        self.state[t.run_id] = "launched"
+
+    # --- results ---------------------------------------------------------------------------------
+    def collect(self, ref: Any) -> None:
+        attempt = self.launched.pop(ref)
+        run_id = attempt.task.run_id
+        try:
+            outcome = self.ray.get(ref)
+        except Exception as exc:
+            self.failed_task(attempt, exc)
+            return
+        assert isinstance(outcome, Outcome)
+        if outcome.status in ("finished", "failed", "cancelled"):
+            self.finish(outcome)
+        elif outcome.status == "elsewhere":
+            self.state[run_id] = "watching"
+            self.watching[run_id] = outcome.blocker or run_id
+            self.on_note(f"{attempt.task.name}: {outcome.reason}; waiting for it")
+        elif outcome.status == "interrupted":
+            reason = outcome.reason or "interrupted"
+            self.registry.interrupt_lease(run_id, attempt.owner, reason)
+            self.retry(attempt.task, reason)
+        else:  # lost: someone took the run over; see how it ends
+            self.state[run_id], self.watching[run_id] = "watching", run_id
+
+    def failed_task(self, attempt: _Attempt, exc: BaseException) -> None:
+        run_id = attempt.task.run_id
+        kind = failure_kind(exc)
+        reason = first_line(exc)
+        if kind == "own":
+            if not self.registry.interrupt_lease(
+                run_id, attempt.owner, reason, status="failed", reason=reason, interrupted=False
+            ):
+                self.registry.settle_run(run_id, "failed", reason)  # it failed before taking the lease
+            self.finish(Outcome(run_id=run_id, status="failed", reason=reason, seconds=0.0))
+            return
+        if kind == "cancelled":
+            if not self.registry.interrupt_lease(
+                run_id,
+                attempt.owner,
+                reason,
+                status="cancelled",
+                reason="its task was cancelled",
+                interrupted=False,
+            ):
+                self.registry.settle_run(run_id, "cancelled", "its task was cancelled")
+            self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+            return
+        self.registry.interrupt_lease(run_id, attempt.owner, reason)
+        self.retry(attempt.task, reason)
+
+    def retry(self, t: Task, reason: str) -> None:
+        n = self.retries.get(t.run_id, 0) + 1
+        self.retries[t.run_id] = n
+        p = self.policy
+        if n > p.max_retries:
+            why = f"interrupted {n} times, giving up ({p.max_retries} retries): {reason}"
+            self.registry.settle_run(t.run_id, "failed", why)
+            self.finish(Outcome(run_id=t.run_id, status="failed", reason=why, seconds=0.0))
+            return
+        delay = retry_delay(n, p.backoff_seconds, p.backoff_max_seconds)
+        self.registry.add_event(
+            t.run_id, "retried", detail=f"retry {n} of {p.max_retries} in {delay:.1f} s: {reason}"
+        )
+        self.on_note(f"{t.name}: interrupted ({reason}); retry {n}/{p.max_retries} in {delay:.0f} s")
+        self.state[t.run_id] = "backoff"
+        self.backoff_until[t.run_id] = time.monotonic() + delay
+
+    # --- watching the registry -------------------------------------------------------------------
+    def poll(self) -> None:
+        now = time.monotonic()
+        due = [r for r, s in self.state.items() if s == "backoff" and self.backoff_until[r] <= now]
+        if due:
+            self.queue(due)
+        flying = {a.task.run_id: (ref, a) for ref, a in self.launched.items()}
+        watched = {r: w for r, w in self.watching.items() if self.state.get(r) == "watching"}
+        ids = set(flying) | set(watched.values())
+        if not ids:
+            return
+        states = self.registry.lease_states(ids)
+        self.leased_by = {r: states[r].owner for r in flying if r in states}
+        waiting = [r for r in flying if r in states and states[r].owner is None]
+        self.registry.touch_waiting(waiting)
+        for run_id, (ref, attempt) in flying.items():
+            st = states.get(run_id)
+            if st is not None and st.owner == attempt.owner and not st.live:
+                # the worker stopped renewing its lease (hung, or its node is gone and Ray has not said)
+                self.launched.pop(ref, None)
+                with contextlib.suppress(Exception):
+                    self.ray.cancel(ref, force=True)
+                reason = "lease expired: no heartbeat from the worker"
+                self.registry.interrupt_lease(run_id, attempt.owner, reason)
+                self.retry(attempt.task, reason)
+        requeue = []
+        for run_id, target in watched.items():
+            st = states.get(target)
+            if st is None:
+                continue
+            if target == run_id and self.settled(run_id, st):
+                continue
+            if not st.live:
+                requeue.append(run_id)
+        if requeue:
+            self.queue(requeue)
+
+    # --- the loop --------------------------------------------------------------------------------
+    def run(self) -> list[Outcome]:
+        for r in self.order:
+            self.state[r] = "blocked" if self.deps[r] else "pending"
+        self.queue([r for r in self.order if self.state[r] == "pending"])
+        last_poll = time.monotonic()
+        try:
+            while any(s != "done" for s in self.state.values()):
+                self.unblock()
+                self.dispatch()
+                timeout = self.poll_seconds
+                if self.backoff_until:
+                    nxt = min(
+                        (u for r, u in self.backoff_until.items() if self.state.get(r) == "backoff"),
+                        default=None,
+                    )
+                    if nxt is not None:
+                        timeout = max(0.05, min(timeout, nxt - time.monotonic()))
+                refs = list(self.launched)
+                if refs:
+                    ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+                    if ready:
+                        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+                    for ref in ready:
+                        self.collect(ref)
+                elif any(s != "done" for s in self.state.values()):
+                    time.sleep(timeout)
+                if time.monotonic() - last_poll >= self.poll_seconds or not self.launched:
+                    self.poll()
+                    last_poll = time.monotonic()
+                self.on_poll()
+        finally:
+            self.abandon()
+        return self.outcomes
+
+    def abandon(self) -> None:
+        """The driver stops with attempts in flight (an error, Ctrl-C): stop them and release their
+        leases so that the runs can be resumed at once, by this study's next submit or anyone else's."""
+        for ref, attempt in list(self.launched.items()):
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):
+                self.registry.interrupt_lease(attempt.task.run_id, attempt.owner, "its submitter stopped")
+        self.launched.clear()
+
+
+def _now() -> Any:
+    from i1lab.registry.store import now
+
+    return now()
+
+
 def run_tasks(
     tasks: list[Task],
     *,
     address: str | None = None,
     on_poll: Callable[[], None] = lambda: None,
     on_done: Callable[[Outcome], None] = lambda outcome: None,
+    on_note: Callable[[str], None] = lambda line: None,
     poll_seconds: float = 1.0,
+    policy: Policy | None = None,
+    registry: Registry | None = None,
+    fn: Callable[..., Outcome] | None = None,
 ) -> list[Outcome]:
-    """Run every task on Ray and wait for all of them; ``on_poll`` is called while waiting."""
+    """Run every task on Ray under ``policy`` and wait until each has an outcome (finished, failed or
+    cancelled; by this driver's workers or, for runs another submitter holds, by theirs).
+
+    ``fn`` replaces :func:`i1lab.worker.execute_run` as the task body (same arguments and result; for
+    measuring the scheduler itself). Ray is started (and stopped at the end) unless it runs already."""
     if not tasks:
         return []
     import ray
 
-    from i1lab.worker import execute_run
+    from i1lab.registry import Registry
 
+    started = not ray.is_initialized()
     _init_ray(address)
-    remote: Any = ray.remote(execute_run)
-    url = paths.database_url()
-    pending: dict[Any, Task] = {}
-    last_in_workdir: dict[str, Any] = {}
-    by_hash: dict[str, Any] = {}
-    for t in order_tasks(tasks):
-        # Runs sharing a training (same work directory) run one after the other: the first trains, the
-        # next ones find the finished checkpoints and only evaluate. A resolution stage waits for the run
-        # it resumes from. Ray orders them through the arguments (object refs resolve before a task runs).
-        after = [ref for ref in (last_in_workdir.get(t.workdir), by_hash.get(t.parent_hash or "")) if ref]
-        ref = remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
-            t.run_id, url, t.workdir, *after
-        )
-        last_in_workdir[t.workdir] = ref
-        by_hash[t.hash] = ref
-        pending[ref] = t
-    outcomes: list[Outcome] = []
     try:
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_seconds)
-            on_poll()
-            for ref in ready:
-                task = pending.pop(ref)
-                try:
-                    outcome = ray.get(ref)
-                except Exception as exc:
-                    cause = getattr(exc, "cause", None) or exc
-                    outcome = Outcome(
-                        run_id=task.run_id,
-                        status="failed",
-                        reason=f"{type(cause).__name__}: {cause}".splitlines()[0],
-                        seconds=0.0,
-                    )
-                outcomes.append(outcome)
-                on_done(outcome)
-        on_poll()
+        driver = _Driver(
+            tasks,
+            policy or Policy(),
+            registry or Registry(),
+            on_poll,
+            on_done,
+            on_note,
+            poll_seconds,
+            fn,
+        )
+        return driver.run()
     finally:
-        if address is None:
+        if started and address is None:
             ray.shutdown()
-    return outcomes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -15,6 +16,9 @@ from i1lab.plan import Plan, expand, make_plan
 from i1lab.registry import PlannedMember, Registry
 from i1lab.spec import load_study
 
+if TYPE_CHECKING:
+    from i1lab.scheduler import Policy
+
 
 def submit_study(
     study_file: Path,
@@ -25,12 +29,36 @@ def submit_study(
     mlflow: bool,
     console: Console,
     budget_hours: float | None = None,
+    priority: int | None = None,
+    max_concurrent: int | None = None,
+    global_budget_hours: float | None = None,
+    eval_accelerator: str = "auto",
+    max_retries: int = 3,
 ) -> Plan:
+    """Plan ``study_file``, record the plan, run what is new on Ray and print the ablation table.
+
+    ``priority`` and ``max_concurrent`` (default: the study file's) are stored on the study and enforced
+    by the scheduler; ``global_budget_hours`` caps the accelerator-hours of every run in the registry
+    (refused up front if the new runs' estimates do not fit, and no run is started past it)."""
     study = load_study(study_file)
     variants = expand(study, profile)  # every spec error surfaces here, before anything is written
     registry = Registry()
     plan = make_plan(study, variants, registry.existing_runs(v.hash for v in variants), profile)
     plan.check_budget(budget_hours)
+    if max_concurrent is not None and max_concurrent < 1:
+        raise I1labError(f"--max-concurrent must be at least 1 (got {max_concurrent})")
+    if global_budget_hours is not None:
+        used = registry.accelerator_hours_used()
+        need = plan.totals()["accelerator_hours_to_run"]
+        if used + need > global_budget_hours:
+            raise I1labError(
+                f"global budget: {used:,.2f} accelerator-hours used and the new runs need {need:,.2f}, "
+                f"over the budget of {global_budget_hours:,.2f}"
+            )
+    if priority is None:
+        priority = study.doc.priority
+    if max_concurrent is None:
+        max_concurrent = study.doc.max_concurrent
     members = []
     for r in plan.runs:
         for name in (r.name, *r.aliases):
@@ -52,6 +80,7 @@ def submit_study(
     ids = registry.record_plan(
         plan.study, members, file=str(study_file), profile=profile, description=study.doc.description
     )
+    registry.set_study_policy(plan.study, priority=priority, max_concurrent=max_concurrent)
     s = plan.summary()
     console.print(
         f"study {plan.study}: {s['runs']} runs — {s['new']} new, {s['reused']} reused, "
@@ -59,7 +88,27 @@ def submit_study(
     )
     todo = [r for r in plan.runs if r.status != "reused"]
     if todo:
-        _run(plan, todo, ids, registry, address=address, progress=progress, mlflow=mlflow, console=console)
+        from i1lab.scheduler import Policy
+
+        policy = Policy(
+            study=plan.study,
+            priority=priority,
+            max_concurrent=max_concurrent,
+            budget_hours=global_budget_hours,
+            max_retries=max_retries,
+            eval_accelerator=eval_accelerator,
+        )
+        _run(
+            plan,
+            todo,
+            ids,
+            registry,
+            address=address,
+            progress=progress,
+            mlflow=mlflow,
+            console=console,
+            policy=policy,
+        )
     if mlflow:
         _mirror(registry, plan.study, console)
     from i1lab import report
@@ -99,6 +148,7 @@ def _run(
     progress: bool,
     mlflow: bool,
     console: Console,
+    policy: Policy,
 ) -> None:
     from i1lab.display import progress_table
     from i1lab.scheduler import Task, run_tasks
@@ -111,11 +161,12 @@ def _run(
             workdir=str(paths.run_dir(training_hash(r.spec))),
             hash=r.hash,
             parent_hash=r.spec.data.resume_from,
+            accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
         )
         for r in todo
     ]
-    for t in tasks:
-        registry.set_status(t.run_id, "queued")
+    # No status is written here: the scheduler queues each run in the registry unless another
+    # submitter's worker holds it, in which case it waits for that run and reuses its result.
     started = time.perf_counter()
     live = (
         Live(
@@ -136,20 +187,33 @@ def _run(
         from i1lab.worker import Outcome
 
         assert isinstance(outcome, Outcome)
-        if outcome.status != "finished" and registry.run(outcome.run_id).status in ("queued", "running"):
-            registry.set_status(outcome.run_id, "failed", outcome.reason)
         name = next(t.name for t in tasks if t.run_id == outcome.run_id)
-        line = f"{name}: {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else "")
-        if live is not None:
-            live.console.print(line)
-        else:
-            console.print(line, markup=False)
+        where = "" if outcome.trained or outcome.status != "finished" else " (by another submitter)"
+        line = f"{name}: {outcome.status}{where}" + (f" ({outcome.reason})" if outcome.reason else "")
+        note(line)
         if mlflow:
             _mirror(registry, plan.study, console)
 
+    def note(line: str) -> None:
+        if live is not None:
+            live.console.print(line, markup=False)
+        else:
+            console.print(line, markup=False)
+
+    def go() -> None:
+        run_tasks(
+            tasks,
+            address=address,
+            on_poll=on_poll,
+            on_done=on_done,
+            on_note=note,
+            policy=policy,
+            registry=registry,
+        )
+
     if live is not None:
         with live:
-            run_tasks(tasks, address=address, on_poll=on_poll, on_done=on_done)
+            go()
     else:
-        run_tasks(tasks, address=address, on_poll=on_poll, on_done=on_done)
+        go()
     console.print(f"{len(tasks)} runs done in {time.perf_counter() - started:.0f} s")

@@ -1,7 +1,18 @@
-"""Executing one registry run where it was scheduled: train, checkpoint, evaluate, record.
+"""Executing one registry run where it was scheduled: lease, train, checkpoint, evaluate, record.
 
-This is what a Ray task runs (and ``i1lab train --run``): every fact goes to the registry as it happens,
-so the driver, ``i1lab status`` and the dashboard see progress without talking to the worker.
+This is what a Ray task runs: every fact goes to the registry as it happens, so the driver, ``i1lab
+status`` and the dashboard see progress without talking to the worker.
+
+Exactly-once: :func:`execute_run` first acquires the run's lease (:mod:`i1lab.leases`); if someone else
+holds it, or the run is already done, it returns at once without touching the run. While training, a
+heartbeat renews the lease and every write is fenced by the lease's token; a worker that loses its lease
+stops at its next step (outcome ``lost``).
+
+Evaluation: inside Ray, each permanent checkpoint the run is scored at is evaluated by a separate Ray task
+(:func:`evaluate_checkpoint`) on its own resources, which reads the checkpoint from disk and records its
+scores, while training goes on; the worker waits for those tasks only once training is done. Outside Ray
+(or for an evaluation step that is not a permanent checkpoint) evaluation runs in a background thread of
+the training process, on a host copy of the EMA parameters.
 """
 
 from __future__ import annotations
@@ -10,20 +21,51 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from i1lab.errors import I1labError
+from i1lab.leases import Lease, LeaseLost, lease_seconds, new_owner, node_name
 from i1lab.registry import Registry, ScoreRecord
 from i1lab.spec.run import RunSpec
 
+if TYPE_CHECKING:
+    from i1lab.registry import RunRecord
+
+PROGRESS_SECONDS = 1.0  # at most one progress write per this many seconds
+EVAL_TRIES = 2  # an evaluation task whose worker dies is started again once
+
 
 class Outcome(BaseModel):
+    """How one call of :func:`execute_run` ended.
+
+    ``status``: ``finished``, ``failed``, ``cancelled`` (the run's own terminal state, whoever reached it),
+    ``elsewhere`` (another worker holds the run's lease, or that of run ``blocker`` sharing its work
+    directory: nothing was done), ``lost`` (the lease was taken over mid-run: this worker stopped) or
+    ``interrupted`` (its evaluations kept dying: the lease is still held, for the scheduler to release
+    and retry the run)."""
+
     run_id: int
     status: str
     reason: str | None = None
     seconds: float
+    node: str | None = None
+    blocker: int | None = None
+    trained: bool = False  # this call held the lease and ran the run
+
+
+class EvalInterrupted(Exception):
+    """An evaluation task's worker or node died again and again: the attempt is interrupted, not failed."""
+
+
+class EvalOutcome(BaseModel):
+    run_id: int
+    step: int
+    recorded: bool  # False: checkpoint not kept, or the lease moved on (the scores were not recorded)
+    seconds: float
+    node: str
+    pid: int
 
 
 def _limit_threads() -> None:
@@ -37,15 +79,18 @@ def _limit_threads() -> None:
             )
 
 
-def record_scores(registry: Registry, run_id: int, results: list[Any]) -> None:
-    scores = [
+def score_records(run_id: int, results: list[Any]) -> list[ScoreRecord]:
+    return [
         ScoreRecord(
             run_id=run_id, step=r.step, benchmark=r.benchmark, metric=metric, judge=r.judge, value=value
         )
         for r in results
         for metric, value in r.metrics.items()
     ]
-    registry.add_scores(scores)
+
+
+def record_scores(registry: Registry, run_id: int, results: list[Any]) -> None:
+    registry.add_scores(score_records(run_id, results))
 
 
 def _parent_dir(registry: Registry, spec: RunSpec) -> Path | None:
@@ -60,62 +105,336 @@ def _parent_dir(registry: Registry, spec: RunSpec) -> Path | None:
     return Path(parent.workdir)
 
 
-def execute_run(
-    run_id: int, database_url: str | None = None, workdir: str | None = None, *after: object
-) -> Outcome:
-    """Train and evaluate registry run ``run_id`` to completion (resuming if it has checkpoints).
+_REGISTRIES: dict[str, Registry] = {}
 
-    ``after`` is unused: the scheduler passes the previous run of the same work directory, so Ray
-    starts this one only when that one is done.
-    """
+
+def _registry(database_url: str | None) -> Registry:
+    """One registry handle per database for this process: a Ray worker runs many tasks, and a handle
+    keeps its connection pool and compiled statements."""
+    from i1lab import paths
+
+    url = database_url or paths.database_url()
+    if url not in _REGISTRIES:
+        _REGISTRIES[url] = Registry(url)
+    return _REGISTRIES[url]
+
+
+def _ray_running() -> bool:
+    import sys
+
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return bool(ray.is_initialized())
+
+
+def _is_permanent(spec: RunSpec, step: int) -> bool:
+    return step % spec.train.keep_every == 0 or step == spec.train.steps
+
+
+def _restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
+    """The EMA parameters of checkpoint ``step``, read without modifying the folder (the training
+    process may be writing beside it); None if that checkpoint is not kept or cannot be trusted."""
+    from i1lab.train.checkpoint import CheckpointCorrupt, Checkpoints
+    from i1lab.train.runner import initial_state
+
+    folder = workdir / "checkpoints"
+    if not (folder / str(step)).is_dir():
+        return None
+    t = spec.train
+    ckpts = Checkpoints(
+        folder, every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps, read_only=True
+    )
+    try:
+        abstract, _, _ = initial_state(spec, abstract=True)
+        return ckpts.restore(step, abstract)[0].ema
+    except CheckpointCorrupt:
+        return None
+    finally:
+        ckpts.manager.close()
+
+
+def evaluate_checkpoint(
+    run_id: int, database_url: str | None, workdir: str, step: int, token: int
+) -> EvalOutcome:
+    """A Ray task: score checkpoint ``step`` of the run on its benchmarks and record the scores (fenced
+    by the training attempt's ``token``) with the time it took."""
     _limit_threads()
     from i1lab.evaluate import evaluate
-    from i1lab.train.runner import Hooks, RunFailed, eval_steps, restore_ema, train
 
     t0 = time.perf_counter()
-    registry = Registry(database_url)
+    registry = _registry(database_url)
     record = registry.run(run_id)
     spec = RunSpec.model_validate(record.spec)
+    wd = Path(workdir)
+    node, pid = node_name(), os.getpid()
+    ema = _restore_ema(spec, wd, step)
+    if ema is None:
+        return EvalOutcome(run_id=run_id, step=step, recorded=False, seconds=0.0, node=node, pid=pid)
+    results = evaluate(spec, ema, step, wd / "eval" / record.hash[:12])
+    seconds = time.perf_counter() - t0
+    recorded = registry.fenced_scores(
+        run_id,
+        token,
+        score_records(run_id, results),
+        eval_seconds=seconds,
+        node=node,
+        detail=f"step {step} by an evaluation task (pid {pid}) in {seconds:.1f} s",
+    )
+    return EvalOutcome(run_id=run_id, step=step, recorded=recorded, seconds=seconds, node=node, pid=pid)
+
+
+class _RemoteEvals:
+    """Evaluation tasks of one training attempt, launched as checkpoints become durable."""
+
+    def __init__(self, run_id: int, url: str, workdir: Path, token: int, options: dict[str, Any]) -> None:
+        import ray
+
+        self.run_id, self.url, self.workdir, self.token = run_id, url, workdir, token
+        self.fn: Any = ray.remote(evaluate_checkpoint).options(
+            **options, max_retries=0, name=f"i1lab-eval:{run_id}"
+        )
+        self.pending: dict[Any, tuple[int, int]] = {}  # ref -> (step, tries)
+
+    def submit(self, step: int, tries: int = 1) -> None:
+        ref = self.fn.remote(self.run_id, self.url, str(self.workdir), step, self.token)
+        self.pending[ref] = (step, tries)
+
+    def wait(self, lease: Lease) -> None:
+        """Until every evaluation has ended; raises the first evaluation's own error, LeaseLost if the
+        lease is lost meanwhile. An evaluation whose worker or node died is started again once."""
+        import ray
+        from ray.exceptions import RayTaskError, TaskCancelledError
+
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+            lease.check()
+            for ref in ready:
+                step, tries = self.pending.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayTaskError as exc:
+                    cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                    if isinstance(cause, I1labError):
+                        raise I1labError(f"evaluation of step {step}: {cause}") from None
+                    raise RuntimeError(
+                        f"evaluation of step {step}: {type(cause).__name__}: {cause}"
+                    ) from None
+                except TaskCancelledError:
+                    raise
+                except Exception as exc:  # the evaluation's worker or node died: not the run's fault
+                    if tries >= EVAL_TRIES:
+                        raise EvalInterrupted(
+                            f"evaluation of step {step} was interrupted {tries} times: {exc}"
+                        ) from None
+                    self.submit(step, tries + 1)
+
+    def cancel(self) -> None:
+        import ray
+
+        for ref in self.pending:
+            ray.cancel(ref)
+        self.pending.clear()
+
+
+class _Clock:
+    """Training time of this attempt and its throughput (steps/s after the first, compiling, step)."""
+
+    def __init__(self, base_seconds: float) -> None:
+        self.base = base_seconds
+        self.t0 = time.perf_counter()
+        self.end: float | None = None
+        self.start_step = 0
+        self.first: tuple[int, float] | None = None
+        self.rate: float | None = None
+
+    def started(self, step: int) -> None:
+        self.start_step = step
+
+    def step(self, step: int) -> None:
+        now = time.perf_counter()
+        if step <= self.start_step:
+            return
+        if self.first is None:
+            self.first = (step, now)
+        elif step > self.first[0] and now > self.first[1]:
+            self.rate = (step - self.first[0]) / (now - self.first[1])
+
+    def stop(self) -> None:
+        self.end = time.perf_counter()
+
+    @property
+    def train_seconds(self) -> float:
+        return self.base + ((self.end or time.perf_counter()) - self.t0)
+
+
+def execute_run(
+    run_id: int,
+    database_url: str | None = None,
+    workdir: str | None = None,
+    *,
+    expect_token: int | None = None,
+    owner: str | None = None,
+    eval_options: dict[str, Any] | None = None,
+) -> Outcome:
+    """Train and evaluate registry run ``run_id`` to completion (resuming if it has checkpoints), if this
+    call gets the run's lease.
+
+    ``expect_token``: the fencing token the scheduler saw when it queued the run (the lease is refused
+    if anyone took the run since). ``owner``: the lease owner's name (the scheduler's, to recognise its
+    own attempts). ``eval_options``: Ray task options for evaluation tasks; None evaluates in-process."""
+    _limit_threads()
+    t0 = time.perf_counter()
+    registry = _registry(database_url)
+    node = node_name()
+    ttl = lease_seconds()
+    grant = registry.acquire_lease(
+        run_id, owner or new_owner(), ttl=ttl, node=node, expect_token=expect_token
+    )
+    if grant.state != "acquired" or grant.token is None:
+        if grant.state == "done":
+            status = "finished" if grant.status in ("finished", "imported") else str(grant.status)
+            return Outcome(
+                run_id=run_id, status=status, reason=grant.reason, seconds=time.perf_counter() - t0, node=node
+            )
+        where = (
+            f"run {grant.blocker}, which shares its work directory,"
+            if grant.state == "busy"
+            else "another worker"
+        )
+        reason = f"{where} holds the lease" + (f" on {grant.node}" if grant.node else "")
+        return Outcome(
+            run_id=run_id,
+            status="elsewhere",
+            reason=reason if grant.state != "moved" else "queued or leased by another submitter",
+            seconds=time.perf_counter() - t0,
+            node=node,
+            blocker=grant.blocker,
+        )
+    lease = Lease(registry, run_id, grant.token, ttl, node).start()
+    try:
+        return _execute(registry, lease, registry.run(run_id), workdir, eval_options, t0)
+    finally:
+        lease.stop()
+
+
+def _execute(
+    registry: Registry,
+    lease: Lease,
+    record: RunRecord,
+    workdir: str | None,
+    eval_options: dict[str, Any] | None,
+    t0: float,
+) -> Outcome:
+    from i1lab.evaluate import evaluate
+    from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
+
+    run_id = record.id
+    spec = RunSpec.model_validate(record.spec)
     wd = Path(workdir or record.workdir or ".")
-    registry.set_status(run_id, "running")
+    eval_dir = wd / "eval" / record.hash[:12]
+    evals = eval_steps(spec) if spec.eval.benchmarks else set()
+    remote = (
+        _RemoteEvals(run_id, registry.url, wd, lease.token, eval_options)
+        if eval_options is not None and _ray_running()
+        else None
+    )
+    clock = _Clock(record.train_seconds)
     last_progress = [0.0]
 
+    def outcome(status: str, reason: str | None = None) -> Outcome:
+        return Outcome(
+            run_id=run_id,
+            status=status,
+            reason=reason,
+            seconds=time.perf_counter() - t0,
+            node=lease.node,
+            trained=True,
+        )
+
+    def on_start(step: int, notes: list[str]) -> None:
+        clock.started(step)
+        how = "; ".join(notes) if notes else "from scratch"
+        lease.event("started", f"pid {os.getpid()}, attempt {record.attempts}: {how}")
+        lease.check()
+
     def on_step(step: int) -> None:
+        lease.check()
+        clock.step(step)
         now = time.perf_counter()
-        if now - last_progress[0] > 0.5 or step == spec.train.steps:
-            registry.set_progress(run_id, step)
+        if now - last_progress[0] > PROGRESS_SECONDS or step == spec.train.steps:
             last_progress[0] = now
+            values: dict[str, Any] = {"step": step, "train_seconds": clock.train_seconds}
+            if clock.rate is not None:
+                values["steps_per_second"] = clock.rate
+            lease.renew(**values)
+            lease.check()
 
     def on_checkpoint(step: int, permanent: bool, path: str) -> None:
-        registry.add_checkpoint(run_id, step, path, permanent)
-
-    eval_dir = wd / "eval" / record.hash[:12]
+        lease.checkpoint(step, path, permanent)
+        if remote is not None and permanent and step in evals and not lease.lost:
+            remote.submit(step)
 
     def on_eval(step: int, ema: Any) -> None:
-        record_scores(registry, run_id, evaluate(spec, ema, step, eval_dir))
+        if remote is not None and _is_permanent(spec, step):
+            return  # an evaluation task scores it from the checkpoint
+        t = time.perf_counter()
+        results = evaluate(spec, ema, step, eval_dir)
+        seconds = time.perf_counter() - t
+        lease.scores(
+            score_records(run_id, results),
+            eval_seconds=seconds,
+            detail=f"step {step} in the training process in {seconds:.1f} s",
+        )
 
+    in_process = remote is None or any(not _is_permanent(spec, s) for s in evals)
+    hooks = Hooks(on_step=on_step, on_checkpoint=on_checkpoint, on_start=on_start)
+    if in_process:
+        hooks.on_eval = on_eval
     try:
-        hooks = Hooks(on_step=on_step, on_checkpoint=on_checkpoint, on_eval=on_eval)
         train(spec, wd, hooks, init_from=_parent_dir(registry, spec))
-        # Checkpoints trained earlier (by a run sharing this training, or before a crash) that lack scores.
+        clock.stop()
+        lease.renew(step=spec.train.steps, train_seconds=clock.train_seconds)
+        lease.event("trained", f"step {spec.train.steps} after {clock.train_seconds:.1f} s of training")
+        lease.check()
+        if remote is not None:
+            remote.wait(lease)
+        # Checkpoints trained earlier (by a run sharing this training, or by an attempt that lost its
+        # lease before its evaluations were recorded) that lack scores.
         scored = {s.step for s in registry.scores([run_id])}
-        for step in sorted(eval_steps(spec) - scored):
-            ema = restore_ema(spec, wd, step)
+        for step in sorted(evals - scored):
+            if not (wd / "checkpoints" / str(step)).is_dir():
+                continue
+            lease.checkpoint(step, str(wd / "checkpoints" / str(step)), True)
+            if remote is not None:
+                remote.submit(step)
+                continue
+            ema = _restore_ema(spec, wd, step)
             if ema is not None:
-                registry.add_checkpoint(run_id, step, str(wd / "checkpoints" / str(step)), True)
                 on_eval(step, ema)
+        if remote is not None:
+            remote.wait(lease)
+        lease.check()
+    except LeaseLost as exc:
+        if remote is not None:
+            remote.cancel()
+        return outcome("lost", str(exc))
+    except EvalInterrupted as exc:  # the scheduler releases the lease and tries the run again
+        return outcome("interrupted", str(exc))
     except RunFailed as exc:
-        registry.set_status(run_id, "failed", str(exc))
-        return Outcome(run_id=run_id, status="failed", reason=str(exc), seconds=time.perf_counter() - t0)
+        lease.finish("failed", str(exc))
+        return outcome("failed", str(exc))
     except (I1labError, NotImplementedError, OSError) as exc:
-        registry.set_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
-        return Outcome(run_id=run_id, status="failed", reason=str(exc), seconds=time.perf_counter() - t0)
+        lease.finish("failed", f"{type(exc).__name__}: {exc}")
+        return outcome("failed", str(exc))
     except Exception as exc:
         (wd / "error.log").write_text(traceback.format_exc())
-        registry.set_status(
-            run_id, "failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})"
-        )
+        lease.finish("failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
         raise
-    registry.set_progress(run_id, spec.train.steps)
-    registry.set_status(run_id, "finished")
-    return Outcome(run_id=run_id, status="finished", seconds=time.perf_counter() - t0)
+    extra: dict[str, Any] = {"step": spec.train.steps, "train_seconds": clock.train_seconds}
+    if clock.rate is not None:
+        extra["steps_per_second"] = clock.rate
+    if not lease.finish("finished", **extra):
+        return outcome("lost", f"run {run_id}: lease lost before its result was recorded")
+    return outcome("finished")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,131 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- real services on loopback, started per test: an MLflow tracking server, a multi-node Ray cluster ---
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, logs: list[Path]) -> None:
+    """Poll ``predicate`` until it holds; after ``timeout`` seconds fail with the tail of each log."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p.name}:\n{p.read_text()[-1500:]}" for p in logs if p.is_file())
+            pytest.fail(f"{what} did not happen within {timeout:.0f} s\n{tails}", pytrace=False)
+        time.sleep(0.5)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def start_mlflow(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``start(backend_store_uri) -> url``: a real ``mlflow server`` on a loopback port (up in 120 s)."""
+    import sys
+    import urllib.request
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(backend: str) -> str:
+        port, log = _free_port(), tmp_path / f"mlflow-server-{len(procs)}.log"
+        artifacts = str(tmp_path / f"mlflow-artifacts-{len(procs)}")
+        where = [
+            "--artifacts-destination",
+            artifacts,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, *where],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+            )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited: {log.read_text()[-1500:]}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    return bool(resp.status == 200)
+            except OSError:
+                return False
+
+        wait_until(healthy, 120, "mlflow server answering /health", [log])
+        return url
+
+    yield start
+    _stop(procs)
+
+
+@pytest.fixture
+def start_ray(tmp_path: Path) -> Iterator[Callable[..., tuple[str, dict[str, str]]]]:
+    """``start(nodes, env=...) -> (address, env)``: a real Ray cluster of ``len(nodes)`` nodes on this
+    machine (``ray start --head`` plus workers), each node declaring one CPU and the custom resources
+    given as a JSON string (``"{}"`` for none), with token authentication on every process. Ray
+    advertises its own node address even when asked for loopback, hence the token."""
+    import secrets
+    import shutil
+    import sys
+
+    ray = str(Path(sys.executable).parent / "ray")
+    procs: list[subprocess.Popen[bytes]] = []
+    temps: list[Path] = []
+
+    def start(nodes: list[str], env: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+        port = _free_port()
+        full = {
+            **os.environ,
+            **(env or {}),
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        }
+        temp = Path("/tmp") / f"i1ray{port}"
+        temps.append(temp)
+        address, logs = f"127.0.0.1:{port}", []
+        for i, resources in enumerate(nodes):
+            role = (
+                ["--head", f"--port={port}", "--include-dashboard=false"]
+                if i == 0
+                else [f"--address={address}"]
+            )
+            common = ["--disable-usage-stats", "--block", f"--temp-dir={temp}"]
+            log = tmp_path / f"ray-node-{port}-{i}.log"
+            logs.append(log)
+            with log.open("w") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [ray, "start", *role, "--num-cpus=1", f"--resources={resources}", *common],
+                        env=full,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+
+        def all_nodes() -> bool:
+            done = subprocess.run(
+                [ray, "status", f"--address={address}"], env=full, capture_output=True, text=True, timeout=30
+            )
+            return f"{float(len(nodes))} CPU" in done.stdout or f"/{float(len(nodes))} CPU" in done.stdout
+
+        wait_until(all_nodes, 120, f"a Ray cluster of {len(nodes)} nodes", logs)
+        return address, full
+
+    yield start
+    _stop(procs)
+    for temp in temps:
+        shutil.rmtree(temp, ignore_errors=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +30,7 @@ from i1lab.registry.schema import (
     ArtifactRow,
     CheckpointRow,
     FieldKeyRow,
+    RunEventRow,
     RunFieldRow,
     RunRow,
     ScoreKeyRow,
@@ -48,6 +49,11 @@ ACTIVE = ("queued", "running")
 TERMINAL = ("finished", "failed", "cancelled")
 TEXT_CAP = 512  # characters of a field's text kept for filtering (index entries must stay small)
 CHUNK = 500  # rows per multi-row statement (well under SQLite's bound-parameter limit)
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (``CursorResult.rowcount``)."""
+    return int(result.rowcount)
 
 
 def now() -> datetime:
@@ -84,6 +90,17 @@ class RunRecord(BaseModel):
     chips: int | None = None
     accelerator_hours: float | None = None
     accelerator_hours_est: float | None = None
+    # scheduling: the lease of the worker that owns the run (lease_token is its fencing token), where it
+    # runs, how often it was interrupted, and its training / evaluation time and throughput
+    lease_owner: str | None = None
+    lease_token: int = 0
+    lease_expires_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    interruptions: int = 0
+    node: str | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    steps_per_second: float | None = None
 
 
 class ScoreRecord(BaseModel):
@@ -127,6 +144,54 @@ class StudyRecord(BaseModel):
     description: str | None
     created_at: datetime
     updated_at: datetime
+    priority: int = 0
+    max_concurrent: int | None = None
+
+
+class RunEventRecord(BaseModel):
+    """One scheduling event of a run (``run_events``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    run_id: int
+    at: datetime
+    kind: str
+    node: str | None
+    detail: str | None
+
+
+class LeaseGrant(BaseModel):
+    """What :meth:`Registry.acquire_lease` answered.
+
+    ``state``: ``acquired`` (``token`` is the new fencing token), ``done`` (the run is finished, imported
+    or cancelled, or failed since it was queued: ``status`` and ``reason`` say which), ``leased`` (a live
+    lease of ``owner`` on ``node``), ``busy`` (run ``blocker``, sharing the work directory, holds a live
+    lease) or ``moved`` (someone queued or leased it since the caller read ``expect_token``)."""
+
+    state: Literal["acquired", "done", "leased", "busy", "moved"]
+    token: int | None = None
+    status: str | None = None
+    reason: str | None = None
+    owner: str | None = None
+    node: str | None = None
+    blocker: int | None = None
+
+
+class LeaseState(BaseModel):
+    """A run's scheduling state as a driver polls it."""
+
+    run_id: int
+    status: str
+    reason: str | None
+    token: int
+    owner: str | None
+    expires_at: datetime | None
+    node: str | None
+    live: bool  # leased, and the lease has not expired
+
+    @property
+    def expired(self) -> bool:
+        return self.owner is not None and not self.live
 
 
 class PlannedMember(BaseModel):
@@ -483,6 +548,79 @@ class Registry:
             )
             return {m.name: ids[m.hash] for m in members}
 
+    def add_members(
+        self,
+        study: str,
+        members: list[PlannedMember],
+        *,
+        file: str | None = None,
+        profile: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, int]:
+        """Create the study and any missing runs (queued); add these members after the study's others,
+        which are kept (a member of the same name is replaced in place). Returns name -> run id.
+
+        Unlike :meth:`record_plan`, which sets a study's whole membership, this grows a study one
+        member at a time (a search adds each trial as it is asked)."""
+        from i1lab.registry.provenance import capture
+
+        prov = capture()
+        with self.session(write=True) as s:
+            study_id = self._study_id(s, study, file=file, profile=profile, description=description)
+            runs: dict[str, dict[str, Any]] = {}
+            for m in members:
+                runs.setdefault(
+                    m.hash,
+                    {
+                        "hash": m.hash,
+                        "spec": m.spec,
+                        "status": "queued",
+                        "step": 0,
+                        "total_steps": m.total_steps,
+                        "params": m.params,
+                        "workdir": m.workdir,
+                        "imported": False,
+                        "attempts": 0,
+                        "git_commit": prov.git_commit,
+                        "git_dirty": prov.git_dirty,
+                        "versions": prov.versions,
+                        "queued_at": now(),
+                        "wall_seconds": 0.0,
+                        "stage": 0,
+                        "accelerator_hours_est": m.accelerator_hours_est,
+                    },
+                )
+            ids = self._insert_runs(s, list(runs.values()))
+            current = {
+                name: pos
+                for name, pos in s.execute(
+                    select(StudyRunRow.name, StudyRunRow.position).where(StudyRunRow.study_id == study_id)
+                )
+            }
+            position = max(current.values(), default=-1) + 1
+            for m in members:
+                if m.name in current:
+                    s.execute(
+                        delete(StudyRunRow).where(
+                            StudyRunRow.study_id == study_id, StudyRunRow.name == m.name
+                        )
+                    )
+                s.add(
+                    StudyRunRow(
+                        study_id=study_id,
+                        name=m.name,
+                        run_id=ids[m.hash],
+                        label=m.label,
+                        is_baseline=m.is_baseline,
+                        baseline=m.baseline or None,
+                        varied=m.varied,
+                        position=current.get(m.name, position),
+                    )
+                )
+                if m.name not in current:
+                    position += 1
+            return {m.name: ids[m.hash] for m in members}
+
     def record_imported(self, runs: list[ImportedRun]) -> dict[tuple[str, str], int]:
         """Record runs trained elsewhere, their memberships and scores, all in one transaction.
 
@@ -640,6 +778,8 @@ class Registry:
         with self.session(write=True) as s:
             if status in TERMINAL:
                 values["finished_at"] = t
+                # a terminal status ends any lease: the token moves on, fencing out a worker still at it
+                values.update(lease_owner=None, lease_expires_at=None, lease_token=RunRow.lease_token + 1)
                 row = s.execute(
                     select(RunRow.status, RunRow.started_at, RunRow.wall_seconds, RunRow.chips)
                     .where(RunRow.id == run_id)
@@ -677,6 +817,483 @@ class Registry:
                 .order_by(CheckpointRow.step)
             )
             return [(r[0], r[1], r[2]) for r in rows]
+
+    # --- leases: exactly-once execution of runs ----------------------------------------------------
+    # A worker trains a run only while it holds the run's lease: ``lease_owner`` set and
+    # ``lease_expires_at`` in the future, renewed by a heartbeat. ``lease_token`` is the fencing token: it
+    # grows by one whenever ownership changes (acquired, released, taken over, interrupted), and every
+    # write a worker makes is conditional on the token it was given still being current, so a worker
+    # that lost its lease (partitioned, paused, presumed dead) can no longer change the run.
+
+    def _lock_run(self, s: Session, run_id: int) -> Any:
+        row = s.execute(
+            select(
+                RunRow.status,
+                RunRow.reason,
+                RunRow.lease_owner,
+                RunRow.lease_token,
+                RunRow.lease_expires_at,
+                RunRow.heartbeat_at,
+                RunRow.node,
+                RunRow.workdir,
+                RunRow.started_at,
+                RunRow.wall_seconds,
+                RunRow.chips,
+            )
+            .where(RunRow.id == run_id)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise I1labError(f"no run with id {run_id}")
+        return row
+
+    @staticmethod
+    def _event(s: Session, run_id: int, kind: str, node: str | None, detail: str | None, t: datetime) -> None:
+        s.add(RunEventRow(run_id=run_id, at=t, kind=kind, node=node, detail=detail))
+
+    @staticmethod
+    def _stop_clock(row: Any, t: datetime, until: datetime | None = None) -> dict[str, Any]:
+        """wall_seconds (and accelerator-hours) with the current attempt's time added, if it ran."""
+        if row.status != "running" or row.started_at is None:
+            return {}
+        end = until if until is not None and until >= row.started_at else t
+        wall = (row.wall_seconds or 0.0) + max(0.0, (end - row.started_at).total_seconds())
+        out: dict[str, Any] = {"wall_seconds": wall}
+        if row.chips is not None:
+            out["accelerator_hours"] = wall / 3600 * row.chips
+        return out
+
+    def _take_over(self, s: Session, run_id: int, row: Any, t: datetime, why: str) -> None:
+        """Clear an expired lease whose holder never released it: one interruption of the run."""
+        values = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "lease_token": row.lease_token + 1,
+            "interruptions": RunRow.interruptions + 1,
+            "status": "queued",
+            "queued_at": t,
+            "updated_at": t,
+            **self._stop_clock(row, t, row.heartbeat_at),
+        }
+        s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+        self._event(s, run_id, "interrupted", row.node, why, t)
+
+    def queue_runs(self, run_ids: Iterable[int]) -> dict[int, LeaseState]:
+        """Make runs ready to be leased, without disturbing one that is leased and live.
+
+        Finished and imported runs are left alone; a run whose lease expired is taken over (counted as an
+        interrupted attempt); any other run (new, failed, cancelled, interrupted) becomes ``queued``. The
+        returned state carries the fencing token a launch should expect (``acquire_lease``)."""
+        t = now()
+        out: dict[int, LeaseState] = {}
+        with self.session(write=True) as s:
+            for run_id in sorted(set(run_ids)):
+                row = self._lock_run(s, run_id)
+                live = row.lease_owner is not None and (row.lease_expires_at or t) > t
+                if row.status not in ("finished", "imported") and not live:
+                    if row.lease_owner is not None:
+                        self._take_over(
+                            s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})"
+                        )
+                        row = self._lock_run(s, run_id)
+                    else:
+                        if row.status != "queued":
+                            s.execute(
+                                update(RunRow)
+                                .where(RunRow.id == run_id)
+                                .values(status="queued", reason=None, queued_at=t, updated_at=t)
+                            )
+                        self._event(s, run_id, "queued", None, f"was {row.status}", t)
+                        row = self._lock_run(s, run_id)
+                out[run_id] = LeaseState(
+                    run_id=run_id,
+                    status=row.status,
+                    reason=row.reason,
+                    token=row.lease_token,
+                    owner=row.lease_owner,
+                    expires_at=row.lease_expires_at,
+                    node=row.node,
+                    live=live,
+                )
+        return out
+
+    def acquire_lease(
+        self,
+        run_id: int,
+        owner: str,
+        *,
+        ttl: float,
+        node: str | None = None,
+        expect_token: int | None = None,
+    ) -> LeaseGrant:
+        """Take run ``run_id``'s lease for ``owner`` if nobody holds it (or its holder's lease expired).
+
+        Atomic: the rows of every run sharing the work directory are locked (in id order) and the lease
+        is written by an UPDATE conditional on the token read, so of racing callers exactly one wins.
+        ``expect_token`` (the token :meth:`queue_runs` returned) makes the call fail as ``moved`` or
+        ``done`` if anyone leased the run since. A run is refused while another run sharing its work
+        directory holds a live lease (one training per folder). On success the run is ``running``, its
+        attempt counted, and the new token returned."""
+        from i1lab.registry.provenance import capture
+
+        t = now()
+        prov = capture()
+        with self.session(write=True) as s:
+            workdir = s.scalar(select(RunRow.workdir).where(RunRow.id == run_id))
+            if workdir:
+                s.execute(
+                    select(RunRow.id).where(RunRow.workdir == workdir).order_by(RunRow.id).with_for_update()
+                ).all()
+            row = self._lock_run(s, run_id)
+            live = row.lease_owner is not None and (row.lease_expires_at or t) > t
+            if row.status in ("finished", "imported", "cancelled"):
+                return LeaseGrant(state="done", status=row.status, reason=row.reason)
+            if live:
+                return LeaseGrant(state="leased", owner=row.lease_owner, node=row.node, status=row.status)
+            if expect_token is not None and row.lease_token != expect_token:
+                if row.status == "failed":
+                    return LeaseGrant(state="done", status="failed", reason=row.reason)
+                return LeaseGrant(state="moved", status=row.status)
+            if workdir:
+                blocker = s.scalar(
+                    select(RunRow.id)
+                    .where(
+                        RunRow.workdir == workdir,
+                        RunRow.id != run_id,
+                        RunRow.lease_owner.is_not(None),
+                        RunRow.lease_expires_at > t,
+                    )
+                    .order_by(RunRow.id)
+                    .limit(1)
+                )
+                if blocker is not None:
+                    return LeaseGrant(state="busy", blocker=blocker, status=row.status)
+            if row.lease_owner is not None:  # expired and never released: its holder is gone
+                self._take_over(s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
+                row = self._lock_run(s, run_id)
+            token = row.lease_token + 1
+            done = s.execute(
+                update(RunRow)
+                .where(
+                    RunRow.id == run_id, RunRow.lease_token == row.lease_token, RunRow.lease_owner.is_(None)
+                )
+                .values(
+                    lease_owner=owner,
+                    lease_token=token,
+                    lease_expires_at=t + timedelta(seconds=ttl),
+                    heartbeat_at=t,
+                    node=node,
+                    status="running",
+                    reason=None,
+                    started_at=t,
+                    attempts=RunRow.attempts + 1,
+                    git_commit=prov.git_commit,
+                    git_dirty=prov.git_dirty,
+                    versions=prov.versions,
+                    updated_at=t,
+                )
+            )
+            if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
+                return LeaseGrant(state="moved", status=row.status)
+            self._event(s, run_id, "leased", node, f"token {token}, owner {owner}", t)
+            return LeaseGrant(state="acquired", token=token, node=node)
+
+    def renew_lease(self, run_id: int, token: int, ttl: float, **values: Any) -> bool:
+        """Heartbeat: extend the lease by ``ttl`` seconds (and write ``values``) if ``token`` still holds
+        it. False: the lease is lost; the caller must stop."""
+        t = now()
+        with self.session(write=True) as s:
+            done = s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.lease_token == token, RunRow.lease_owner.is_not(None))
+                .values(lease_expires_at=t + timedelta(seconds=ttl), heartbeat_at=t, updated_at=t, **values)
+            )
+            return bool(_rowcount(done) == 1)
+
+    def fenced_update(self, run_id: int, token: int, **values: Any) -> bool:
+        """Write run columns (progress, timings) only if ``token`` is the current fencing token."""
+        with self.session(write=True) as s:
+            done = s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.lease_token == token, RunRow.lease_owner.is_not(None))
+                .values(updated_at=now(), **values)
+            )
+            return bool(_rowcount(done) == 1)
+
+    def _holds(self, s: Session, run_id: int, token: int) -> bool:
+        row = self._lock_run(s, run_id)
+        return bool(row.lease_token == token and row.lease_owner is not None)
+
+    def fenced_checkpoint(
+        self, run_id: int, token: int, step: int, path: str | None, permanent: bool
+    ) -> bool:
+        """:meth:`add_checkpoint`, only if ``token`` is the current fencing token."""
+        with self.session(write=True) as s:
+            if not self._holds(s, run_id, token):
+                return False
+            self._insert(
+                s,
+                CheckpointRow,
+                [{"run_id": run_id, "step": step, "path": path, "permanent": permanent, "created_at": now()}],
+                ["run_id", "step"],
+            )
+            return True
+
+    def fenced_scores(
+        self,
+        run_id: int,
+        token: int,
+        scores: list[ScoreRecord],
+        *,
+        eval_seconds: float = 0.0,
+        node: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        """Record a checkpoint's scores and the time its evaluation took, only if ``token`` is current;
+        adds an ``evaluated`` event."""
+        t = now()
+        with self.session(write=True) as s:
+            if not self._holds(s, run_id, token):
+                return False
+            self._add_scores(s, scores)
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(eval_seconds=RunRow.eval_seconds + eval_seconds, updated_at=t)
+            )
+            self._event(s, run_id, "evaluated", node, detail, t)
+            return True
+
+    def fenced_event(self, run_id: int, token: int, kind: str, node: str | None, detail: str | None) -> bool:
+        with self.session(write=True) as s:
+            if not self._holds(s, run_id, token):
+                return False
+            self._event(s, run_id, kind, node, detail, now())
+            return True
+
+    def finish_lease(
+        self,
+        run_id: int,
+        token: int,
+        status: Literal["finished", "failed", "cancelled"],
+        reason: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """End the attempt holding ``token``: set the terminal status, stop the clock, release the lease
+        (the token moves on) and record the event. False (nothing written) if the token is stale."""
+        t = now()
+        with self.session(write=True) as s:
+            row = self._lock_run(s, run_id)
+            if row.lease_token != token or row.lease_owner is None:
+                return False
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(
+                    status=status,
+                    reason=reason,
+                    finished_at=t,
+                    updated_at=t,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    lease_token=token + 1,
+                    **self._stop_clock(row, t),
+                    **values,
+                )
+            )
+            self._event(s, run_id, status, row.node, reason, t)
+            return True
+
+    def interrupt_lease(
+        self,
+        run_id: int,
+        owner: str,
+        detail: str,
+        *,
+        status: Literal["queued", "failed", "cancelled"] = "queued",
+        reason: str | None = None,
+        interrupted: bool = True,
+    ) -> bool:
+        """A driver's verdict on an attempt it launched whose worker died (or was stopped): if ``owner``
+        still holds the lease, release it (the token moves on, fencing out the worker should it still be
+        alive), count one interruption (if ``interrupted``), stop the clock at the last heartbeat and set
+        ``status``. False if ``owner`` does not hold the lease (it never started, or lost it)."""
+        t = now()
+        with self.session(write=True) as s:
+            row = self._lock_run(s, run_id)
+            if row.lease_owner != owner:
+                return False
+            values: dict[str, Any] = {
+                "status": status,
+                "reason": reason,
+                "updated_at": t,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "lease_token": row.lease_token + 1,
+                **self._stop_clock(row, t, row.heartbeat_at),
+            }
+            if status == "queued":
+                values["queued_at"] = t
+            else:
+                values["finished_at"] = t
+            if interrupted:
+                values["interruptions"] = RunRow.interruptions + 1
+                self._event(s, run_id, "interrupted", row.node, detail, t)
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+            if status != "queued":
+                self._event(s, run_id, status, row.node, reason or detail, t)
+            return True
+
+    def settle_run(self, run_id: int, status: Literal["failed", "cancelled"], reason: str) -> bool:
+        """Give a run nobody holds a terminal status (a driver giving up on it). False if it is leased
+        and live, or has a terminal status already (whose reason stands)."""
+        t = now()
+        with self.session(write=True) as s:
+            row = self._lock_run(s, run_id)
+            live = row.lease_owner is not None and (row.lease_expires_at or t) > t
+            if live or row.status in ("finished", "imported", "failed", "cancelled"):
+                return False
+            s.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(
+                    status=status,
+                    reason=reason,
+                    finished_at=t,
+                    updated_at=t,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    lease_token=row.lease_token + (1 if row.lease_owner is not None else 0),
+                )
+            )
+            self._event(s, run_id, status, None, reason, t)
+            return True
+
+    def lease_states(self, run_ids: Iterable[int]) -> dict[int, LeaseState]:
+        ids = sorted(set(run_ids))
+        t = now()
+        out: dict[int, LeaseState] = {}
+        with self.session() as s:
+            for i in range(0, len(ids), CHUNK):
+                for r in s.execute(
+                    select(
+                        RunRow.id,
+                        RunRow.status,
+                        RunRow.reason,
+                        RunRow.lease_token,
+                        RunRow.lease_owner,
+                        RunRow.lease_expires_at,
+                        RunRow.node,
+                    ).where(RunRow.id.in_(ids[i : i + CHUNK]))
+                ):
+                    out[r.id] = LeaseState(
+                        run_id=r.id,
+                        status=r.status,
+                        reason=r.reason,
+                        token=r.lease_token,
+                        owner=r.lease_owner,
+                        expires_at=r.lease_expires_at,
+                        node=r.node,
+                        live=r.lease_owner is not None and (r.lease_expires_at or t) > t,
+                    )
+        return out
+
+    def add_event(self, run_id: int, kind: str, node: str | None = None, detail: str | None = None) -> None:
+        with self.session(write=True) as s:
+            self._event(s, run_id, kind, node, detail, now())
+
+    def events(
+        self, run_ids: Iterable[int] | None = None, kinds: Iterable[str] | None = None
+    ) -> list[RunEventRecord]:
+        """Scheduling events, oldest first (of these runs / of these kinds)."""
+        q = select(RunEventRow).order_by(RunEventRow.id)
+        if run_ids is not None:
+            q = q.where(RunEventRow.run_id.in_(sorted(set(run_ids))))
+        if kinds is not None:
+            q = q.where(RunEventRow.kind.in_(list(kinds)))
+        with self.session() as s:
+            return [RunEventRecord.model_validate(r) for r in s.scalars(q)]
+
+    # --- scheduling policy -------------------------------------------------------------------------
+    def set_study_policy(
+        self, study: str, *, priority: int | None = None, max_concurrent: int | None = None
+    ) -> None:
+        """Store a study's priority and concurrency cap (None leaves a value as it is)."""
+        values: dict[str, Any] = {}
+        if priority is not None:
+            values["priority"] = priority
+        if max_concurrent is not None:
+            values["max_concurrent"] = max_concurrent
+        if values:
+            with self.session(write=True) as s:
+                s.execute(update(StudyRow).where(StudyRow.name == study).values(**values))
+
+    def touch_waiting(self, run_ids: Iterable[int]) -> None:
+        """Mark queued, unleased runs as waiting for resources now (``heartbeat_at``): what a driver of a
+        lower-priority study defers to (:meth:`waiting_demand`)."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return
+        t = now()
+        with self.session(write=True) as s:
+            for i in range(0, len(ids), CHUNK):
+                s.execute(
+                    update(RunRow)
+                    .where(RunRow.id.in_(ids[i : i + CHUNK]), RunRow.lease_owner.is_(None))
+                    .values(heartbeat_at=t)
+                )
+
+    def waiting_demand(self, above_priority: int, since: datetime) -> dict[str, int]:
+        """Per accelerator: runs of studies with a priority above ``above_priority`` that wait for
+        resources (queued, unleased, marked waiting since ``since``)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(RunRow.accelerator, func.count(func.distinct(RunRow.id)))
+                .join(StudyRunRow, StudyRunRow.run_id == RunRow.id)
+                .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
+                .where(
+                    StudyRow.priority > above_priority,
+                    RunRow.status == "queued",
+                    RunRow.lease_owner.is_(None),
+                    RunRow.heartbeat_at >= since,
+                )
+                .group_by(RunRow.accelerator)
+            )
+            return {str(acc): int(n) for acc, n in rows}
+
+    def study_leased(self, study: str) -> int:
+        """How many of the study's runs hold a live lease now (run anywhere, by any submitter)."""
+        t = now()
+        with self.session() as s:
+            return int(
+                s.scalar(
+                    select(func.count(func.distinct(RunRow.id)))
+                    .join(StudyRunRow, StudyRunRow.run_id == RunRow.id)
+                    .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
+                    .where(
+                        StudyRow.name == study, RunRow.lease_owner.is_not(None), RunRow.lease_expires_at > t
+                    )
+                )
+                or 0
+            )
+
+    def accelerator_hours_used(self) -> float:
+        """Accelerator-hours spent by every run trained here: finished attempts plus the running ones so
+        far (wall hours x chips)."""
+        t = now()
+        with self.session() as s:
+            done = s.scalar(
+                select(func.sum(RunRow.wall_seconds * RunRow.chips)).where(
+                    RunRow.imported.is_(False), RunRow.chips.is_not(None)
+                )
+            )
+            running = s.execute(
+                select(RunRow.started_at, RunRow.chips).where(
+                    RunRow.status == "running", RunRow.lease_owner.is_not(None), RunRow.chips.is_not(None)
+                )
+            ).all()
+        live = sum(max(0.0, (t - r.started_at).total_seconds()) * r.chips for r in running if r.started_at)
+        return (float(done or 0.0) + live) / 3600
 
     # --- scores ------------------------------------------------------------------------------------
     def add_scores(self, scores: list[ScoreRecord]) -> None:

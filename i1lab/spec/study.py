@@ -13,6 +13,8 @@ A study file is YAML with these top-level keys (all optional except where noted)
     seeds: [0, 1, 2]                 # repeat every run with train.seed = each
     search: {space, objective, ...}  # a search handed to Optuna (i1lab.spec.search)
     budget_hours: 5000               # refuse to submit new runs costing more accelerator-hours
+    max_concurrent: 4                # at most this many of its runs at once (all submitters together)
+    priority: 10                     # studies of higher priority go first when they compete for slices
     evals: [dpg, prism]              # shorthand for run.eval.benchmarks
     baseline: true                   # plan the unmodified base as the "baseline" run
     max_runs: 1000                   # refuse to plan more runs than this
@@ -62,6 +64,8 @@ class StudyFile(BaseModel):
     baseline: bool = True
     max_runs: Annotated[int, Field(ge=1)] = 1000
     budget_hours: Annotated[float, Field(gt=0)] | None = None
+    max_concurrent: Annotated[int, Field(ge=1)] | None = None
+    priority: int = 0
     search: SearchSpec | None = None
 
     @field_validator("seeds")

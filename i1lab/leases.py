@@ -1,0 +1,162 @@
+"""Run leases: a run trains on at most one worker at a time, however many submitters or retries there are.
+
+A worker trains a run only while it holds the run's lease in the registry (see the lease methods of
+:class:`i1lab.registry.Registry`): it acquires it atomically before training, a heartbeat thread renews it
+every quarter of its time-to-live, and every write it makes about the run (progress, checkpoints, scores,
+events, the final status) is conditional on its fencing token still being the current one. A worker whose
+lease was taken over (it stalled past the time-to-live, its node was presumed dead, the run was cancelled)
+finds out at its next heartbeat or write and stops at its next step with :class:`LeaseLost`.
+
+The time-to-live is ``$I1LAB_LEASE_SECONDS`` (default 30 s): how long a dead worker's run waits before
+another submitter may take it over when nobody saw the worker die (a driver that sees its task die
+releases the lease at once).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from i1lab.errors import I1labError
+
+if TYPE_CHECKING:
+    from i1lab.registry import Registry, ScoreRecord
+
+DEFAULT_LEASE_SECONDS = 30.0
+LEASE_ENV = "I1LAB_LEASE_SECONDS"
+
+
+class LeaseLost(I1labError):
+    """This worker no longer holds the run's lease: another owns the run now, so this one must stop."""
+
+
+def lease_seconds() -> float:
+    """The lease time-to-live (``$I1LAB_LEASE_SECONDS``, default 30)."""
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise I1labError(f"${LEASE_ENV}: {raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise I1labError(f"${LEASE_ENV}: must be above 0 seconds (got {raw})")
+    return value
+
+
+def node_name() -> str:
+    """Where this process runs: ``hostname/IP/Ray node id`` inside Ray, else the hostname."""
+    host = socket.gethostname()
+    if "ray" not in sys.modules:
+        return host
+    import ray
+
+    if not ray.is_initialized():
+        return host
+    try:
+        ip = ray.util.get_node_ip_address()
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:  # not in a worker of a live cluster: the hostname is all we know
+        return host
+    return f"{host}/{ip}/{node}"[:200]
+
+
+def new_owner() -> str:
+    """A lease owner name unique to this attempt."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class Lease:
+    """A lease this process holds on a run, kept alive by a heartbeat thread; fenced writes go through it.
+
+    Every write returns False (and marks the lease lost) when the token is no longer current;
+    :meth:`check` raises :class:`LeaseLost` once it is."""
+
+    def __init__(self, registry: Registry, run_id: int, token: int, ttl: float, node: str | None) -> None:
+        self.registry = registry
+        self.run_id = run_id
+        self.token = token
+        self.ttl = ttl
+        self.node = node
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._confirmed = time.monotonic()  # when the registry last confirmed the lease
+
+    # --- heartbeat -------------------------------------------------------------------------------
+    def start(self) -> Lease:
+        self._thread = threading.Thread(target=self._beat, name=f"i1lab-lease-{self.run_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        interval = max(0.2, self.ttl / 4)
+        while not self._stop.wait(interval):
+            self.renew()
+            if self._lost.is_set():
+                return
+
+    def renew(self, **values: Any) -> bool:
+        """Extend the lease (writing ``values`` with it). A registry that cannot be reached for longer
+        than the time-to-live counts as a lost lease: someone may have taken the run over meanwhile."""
+        if self._lost.is_set():
+            return False
+        try:
+            ok = self.registry.renew_lease(self.run_id, self.token, self.ttl, **values)
+        except Exception:
+            if time.monotonic() - self._confirmed > self.ttl:
+                self._lost.set()
+            return False
+        if ok:
+            self._confirmed = time.monotonic()
+        else:
+            self._lost.set()
+        return ok
+
+    # --- state -----------------------------------------------------------------------------------
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def check(self) -> None:
+        if self._lost.is_set():
+            raise LeaseLost(
+                f"run {self.run_id}: lease lost (token {self.token} is no longer current); stopped"
+            )
+
+    def _fenced(self, ok: bool) -> bool:
+        if not ok:
+            self._lost.set()
+        return ok
+
+    # --- fenced writes ---------------------------------------------------------------------------
+    def checkpoint(self, step: int, path: str | None, permanent: bool) -> bool:
+        return self._fenced(self.registry.fenced_checkpoint(self.run_id, self.token, step, path, permanent))
+
+    def scores(self, scores: list[ScoreRecord], *, eval_seconds: float, detail: str | None) -> bool:
+        return self._fenced(
+            self.registry.fenced_scores(
+                self.run_id, self.token, scores, eval_seconds=eval_seconds, node=self.node, detail=detail
+            )
+        )
+
+    def event(self, kind: str, detail: str | None = None) -> bool:
+        return self._fenced(self.registry.fenced_event(self.run_id, self.token, kind, self.node, detail))
+
+    def finish(
+        self, status: Literal["finished", "failed", "cancelled"], reason: str | None = None, **values: Any
+    ) -> bool:
+        """Record the terminal status and release the lease (fenced)."""
+        ok = self.registry.finish_lease(self.run_id, self.token, status, reason, **values)
+        self._stop.set()
+        return self._fenced(ok)
