@@ -23,6 +23,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from i1lab.errors import I1labError
+from i1lab.registry.store import LeaseEvent, now
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry, ScoreRecord
@@ -87,6 +88,8 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._confirmed = time.monotonic()  # when the registry last confirmed the lease
+        self._lock = threading.Lock()
+        self._pending: list[LeaseEvent] = []  # deferred events (see :meth:`event`)
 
     # --- heartbeat -------------------------------------------------------------------------------
     def start(self) -> Lease:
@@ -106,14 +109,28 @@ class Lease:
             if self._lost.is_set():
                 return
 
+    def _take_events(self) -> list[LeaseEvent]:
+        with self._lock:
+            events, self._pending = self._pending, []
+        return events
+
+    def _put_back(self, events: list[LeaseEvent]) -> None:
+        with self._lock:
+            self._pending[:0] = events
+
     def renew(self, **values: Any) -> bool:
-        """Extend the lease (writing ``values`` with it). A registry that cannot be reached for longer
-        than the time-to-live counts as a lost lease: someone may have taken the run over meanwhile."""
+        """Extend the lease (writing ``values`` and the deferred events with it). A registry that cannot
+        be reached for longer than the time-to-live counts as a lost lease: someone may have taken the
+        run over meanwhile."""
         if self._lost.is_set():
             return False
+        events = self._take_events()
         try:
-            ok = self.registry.renew_lease(self.run_id, self.token, self.ttl, **values)
+            ok = self.registry.renew_lease(
+                self.run_id, self.token, self.ttl, events=events, event_node=self.node, **values
+            )
         except Exception:
+            self._put_back(events)
             if time.monotonic() - self._confirmed > self.ttl:
                 self._lost.set()
             return False
@@ -140,23 +157,41 @@ class Lease:
         return ok
 
     # --- fenced writes ---------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Write deferred events before another fenced write, so that events keep their order."""
+        if self._pending:
+            self.renew()
+
     def checkpoint(self, step: int, path: str | None, permanent: bool) -> bool:
+        self._flush()
         return self._fenced(self.registry.fenced_checkpoint(self.run_id, self.token, step, path, permanent))
 
     def scores(self, scores: list[ScoreRecord], *, eval_seconds: float, detail: str | None) -> bool:
+        self._flush()
         return self._fenced(
             self.registry.fenced_scores(
                 self.run_id, self.token, scores, eval_seconds=eval_seconds, node=self.node, detail=detail
             )
         )
 
-    def event(self, kind: str, detail: str | None = None) -> bool:
+    def event(self, kind: str, detail: str | None = None, *, defer: bool = False) -> bool:
+        """Record an event of this attempt; ``defer``: with the next fenced write (a progress update, a
+        heartbeat, the final status) instead of a transaction of its own. Its time is now either way."""
+        if defer:
+            if self._lost.is_set():
+                return False
+            with self._lock:
+                self._pending.append(LeaseEvent(kind=kind, detail=detail, at=now()))
+            return True
+        self._flush()
         return self._fenced(self.registry.fenced_event(self.run_id, self.token, kind, self.node, detail))
 
     def finish(
         self, status: Literal["finished", "failed", "cancelled"], reason: str | None = None, **values: Any
     ) -> bool:
-        """Record the terminal status and release the lease (fenced)."""
-        ok = self.registry.finish_lease(self.run_id, self.token, status, reason, **values)
+        """Record the terminal status (after the deferred events) and release the lease (fenced)."""
+        ok = self.registry.finish_lease(
+            self.run_id, self.token, status, reason, events=self._take_events(), **values
+        )
         self._stop.set()
         return self._fenced(ok)

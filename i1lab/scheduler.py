@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from i1lab.registry.store import LeaseState
 
 WAITING_FRESH_SECONDS = 10.0  # a run marked waiting longer ago than this no longer holds others back
+CLUSTER_SECONDS = 5.0  # the cluster's total resources are read again at most this often
 
 
 class Task(BaseModel):
@@ -226,6 +227,8 @@ def _init_ray(address: str | None) -> None:
         "I1LAB_LEASE_SECONDS": os.environ.get("I1LAB_LEASE_SECONDS", ""),
         "I1LAB_BENCHMARKS_DIR": os.environ.get("I1LAB_BENCHMARKS_DIR", ""),
         "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", ""),
+        "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", ""),
+        "I1LAB_MLFLOW_UI_URL": os.environ.get("I1LAB_MLFLOW_UI_URL", ""),
     }
     env = {k: v for k, v in env.items() if v}
     kwargs: dict[str, Any] = {
@@ -285,6 +288,11 @@ class _Driver:
         self.watching: dict[int, int] = {}  # run -> the run whose lease it waits on (itself or a blocker)
         self.outcomes: list[Outcome] = []
         self.leased_by: dict[int, str | None] = {}  # run -> lease owner, as of the last poll
+        # dispatching reads the cluster and the registry: it runs only when something it depends on may
+        # have changed (a run became ready, a slot freed, a poll saw other submitters' state)
+        self.dirty = True
+        self._cluster: tuple[float, dict[str, float]] | None = None  # (when read, total resources)
+        self._demand: tuple[float, dict[str, int]] | None = None  # (when read, waiting demand)
 
     # --- states ----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> None:
@@ -302,6 +310,7 @@ class _Driver:
 
     def queue(self, ids: list[int]) -> None:
         """Queue these runs in the registry and sort them: done, watched (leased elsewhere) or ready."""
+        self.dirty = True
         for run_id, st in self.registry.queue_runs(ids).items():
             if st.status in ("finished", "imported"):
                 self.settled(run_id, st)
@@ -329,11 +338,31 @@ class _Driver:
             out[kind] = out.get(kind, 0) + 1
         return out
 
+    def cluster(self) -> dict[str, float]:
+        """The cluster's total resources, read again once they are ``CLUSTER_SECONDS`` old (a cluster
+        grows and shrinks, but not between two completions)."""
+        t = time.monotonic()
+        if self._cluster is None or t - self._cluster[0] > CLUSTER_SECONDS:
+            self._cluster = (t, {k: float(v) for k, v in self.ray.cluster_resources().items()})
+        return self._cluster[1]
+
+    def demand(self) -> dict[str, int]:
+        """Runs of higher-priority studies waiting, per kind: read at most once per poll period (other
+        drivers mark their waiting runs once per poll period too)."""
+        t = time.monotonic()
+        if self._demand is None or t - self._demand[0] >= self.poll_seconds:
+            since = _now() - timedelta(seconds=WAITING_FRESH_SECONDS)
+            self._demand = (t, self.registry.waiting_demand(self.policy.priority, since))
+        return self._demand[1]
+
     def dispatch(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
         ready = [self.tasks[r] for r in self.order if self.state.get(r) == "ready"]
         if not ready:
             return
-        cluster = {k: float(v) for k, v in self.ray.cluster_resources().items()}
+        cluster = self.cluster()
         room = {t.resources.accelerator: max(1, capacity(ray_options(t.resources), cluster)) for t in ready}
         p = self.policy
         study_room = None
@@ -341,8 +370,7 @@ class _Driver:
             mine = len(self.launched)
             others = self.registry.study_leased(p.study) - self._mine_leased() if p.study else 0
             study_room = p.max_concurrent - mine - max(0, others)
-        since = _now() - timedelta(seconds=WAITING_FRESH_SECONDS)
-        demand = self.registry.waiting_demand(p.priority, since)
+        demand = self.demand()
         budget_left = None
         committed = 0.0
         if p.budget_hours is not None:
@@ -389,6 +417,7 @@ class _Driver:
     # --- results ---------------------------------------------------------------------------------
     def collect(self, ref: Any) -> None:
         attempt = self.launched.pop(ref)
+        self.dirty = True  # a slot freed
         run_id = attempt.task.run_id
         try:
             outcome = self.ray.get(ref)
@@ -518,6 +547,7 @@ class _Driver:
                     time.sleep(timeout)
                 if time.monotonic() - last_poll >= self.poll_seconds or not self.launched:
                     self.poll()
+                    self.dirty = True  # other submitters' leases, demand and spending may have moved
                     last_poll = time.monotonic()
                 self.on_poll()
         finally:

@@ -17,11 +17,13 @@ the training process, on a host copy of the EMA parameters.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -66,6 +68,7 @@ class EvalOutcome(BaseModel):
     seconds: float
     node: str
     pid: int
+    scores: str = ""  # the scores recorded, as a log line
 
 
 def _limit_threads() -> None:
@@ -182,16 +185,27 @@ def evaluate_checkpoint(
         node=node,
         detail=f"step {step} by an evaluation task (pid {pid}) in {seconds:.1f} s",
     )
-    return EvalOutcome(run_id=run_id, step=step, recorded=recorded, seconds=seconds, node=node, pid=pid)
+    return EvalOutcome(
+        run_id=run_id,
+        step=step,
+        recorded=recorded,
+        seconds=seconds,
+        node=node,
+        pid=pid,
+        scores=_scores_line(step, results, f"by an evaluation task on {node} (pid {pid}) in {seconds:.1f} s"),
+    )
 
 
 class _RemoteEvals:
     """Evaluation tasks of one training attempt, launched as checkpoints become durable."""
 
-    def __init__(self, run_id: int, url: str, workdir: Path, token: int, options: dict[str, Any]) -> None:
+    def __init__(
+        self, run_id: int, url: str, workdir: Path, token: int, options: dict[str, Any], log: _AttemptLog
+    ) -> None:
         import ray
 
         self.run_id, self.url, self.workdir, self.token = run_id, url, workdir, token
+        self.log = log
         self.fn: Any = ray.remote(evaluate_checkpoint).options(
             **options, max_retries=0, name=f"i1lab-eval:{run_id}"
         )
@@ -213,7 +227,13 @@ class _RemoteEvals:
             for ref in ready:
                 step, tries = self.pending.pop(ref)
                 try:
-                    ray.get(ref)
+                    done = ray.get(ref)
+                    if isinstance(done, EvalOutcome):
+                        self.log.write(
+                            done.scores
+                            if done.recorded
+                            else f"step {step}: not evaluated (checkpoint not kept, or the lease moved on)"
+                        )
                 except RayTaskError as exc:
                     cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                     if isinstance(cause, I1labError):
@@ -236,6 +256,58 @@ class _RemoteEvals:
         for ref in self.pending:
             ray.cancel(ref)
         self.pending.clear()
+
+
+class _AttemptLog:
+    """The run's own plain log, ``<workdir>/logs/<hash[:12]>.log`` (what ``i1lab logs`` streams): every
+    attempt appends a header and then its training log records, checkpoints, evaluations and end.
+
+    Each line is written and flushed at once, so a reader never sees half a line for long; a log that
+    cannot be written (a full or read-only disk) is given up on quietly: it must never fail the run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError:
+            self._file = None
+
+    def write(self, text: str) -> None:
+        if self._file is None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        lines = "".join(f"[{stamp}] {line}\n" for line in text.rstrip("\n").splitlines() or [""])
+        with self._lock:
+            try:
+                self._file.write(lines)
+                self._file.flush()
+            except (OSError, ValueError):
+                self._file = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._file = None
+
+
+def _metrics_line(record: dict[str, Any]) -> str:
+    parts = [f"step {record.get('step')}"]
+    parts += [
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items() if k != "step"
+    ]
+    return "  ".join(parts)
+
+
+def _scores_line(step: int, results: list[Any], where: str) -> str:
+    values = ", ".join(
+        f"{r.benchmark}/{metric}={value:.4g}" for r in results for metric, value in r.metrics.items()
+    )
+    return f"evaluated step {step} {where}: {values or 'no scores'}"
 
 
 class _Clock:
@@ -314,7 +386,8 @@ def execute_run(
         )
     lease = Lease(registry, run_id, grant.token, ttl, node).start()
     try:
-        return _execute(registry, lease, registry.run(run_id), workdir, eval_options, t0)
+        record = registry.run(run_id)
+        return _execute(registry, lease, record, grant.attempt or record.attempts, workdir, eval_options, t0)
     finally:
         lease.stop()
 
@@ -323,9 +396,38 @@ def _execute(
     registry: Registry,
     lease: Lease,
     record: RunRecord,
+    attempt: int,
     workdir: str | None,
     eval_options: dict[str, Any] | None,
     t0: float,
+) -> Outcome:
+    log = _AttemptLog(Path(workdir or record.workdir or ".") / "logs" / f"{record.hash[:12]}.log")
+    log.write(
+        f"=== attempt {attempt} of run {record.id} ({record.hash[:12]}) on {lease.node}, "
+        f"pid {os.getpid()}, lease token {lease.token}"
+    )
+    try:
+        outcome = _train_and_evaluate(registry, lease, record, attempt, workdir, eval_options, t0, log)
+    except BaseException as exc:
+        log.write(f"attempt {attempt} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        log.close()
+        raise
+    log.write(
+        f"attempt {attempt} ended: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
+    )
+    log.close()
+    return outcome
+
+
+def _train_and_evaluate(
+    registry: Registry,
+    lease: Lease,
+    record: RunRecord,
+    attempt: int,
+    workdir: str | None,
+    eval_options: dict[str, Any] | None,
+    t0: float,
+    log: _AttemptLog,
 ) -> Outcome:
     from i1lab.evaluate import evaluate
     from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
@@ -336,7 +438,7 @@ def _execute(
     eval_dir = wd / "eval" / record.hash[:12]
     evals = eval_steps(spec) if spec.eval.benchmarks else set()
     remote = (
-        _RemoteEvals(run_id, registry.url, wd, lease.token, eval_options)
+        _RemoteEvals(run_id, registry.url, wd, lease.token, eval_options, log)
         if eval_options is not None and _ray_running()
         else None
     )
@@ -356,14 +458,22 @@ def _execute(
     def on_start(step: int, notes: list[str]) -> None:
         clock.started(step)
         how = "; ".join(notes) if notes else "from scratch"
-        lease.event("started", f"pid {os.getpid()}, attempt {record.attempts}: {how}")
+        log.write(f"started at step {step}: {how}")
+        # written with the first progress update: one transaction fewer per attempt
+        lease.event("started", f"pid {os.getpid()}, attempt {attempt}: {how}", defer=True)
         lease.check()
+
+    def on_log(metrics: dict[str, Any]) -> None:
+        log.write(_metrics_line(metrics))
 
     def on_step(step: int) -> None:
         lease.check()
         clock.step(step)
         now = time.perf_counter()
-        if now - last_progress[0] > PROGRESS_SECONDS or step == spec.train.steps:
+        # the last step's progress is written with what follows training, unless an evaluation in this
+        # process comes first
+        last = step == spec.train.steps and step in evals and remote is None
+        if (now - last_progress[0] > PROGRESS_SECONDS and step < spec.train.steps) or last:
             last_progress[0] = now
             values: dict[str, Any] = {"step": step, "train_seconds": clock.train_seconds}
             if clock.rate is not None:
@@ -372,6 +482,7 @@ def _execute(
             lease.check()
 
     def on_checkpoint(step: int, permanent: bool, path: str) -> None:
+        log.write(f"checkpoint step {step}{' (permanent)' if permanent else ''}: {path}")
         lease.checkpoint(step, path, permanent)
         if remote is not None and permanent and step in evals and not lease.lost:
             remote.submit(step)
@@ -382,6 +493,7 @@ def _execute(
         t = time.perf_counter()
         results = evaluate(spec, ema, step, eval_dir)
         seconds = time.perf_counter() - t
+        log.write(_scores_line(step, results, f"in the training process in {seconds:.1f} s"))
         lease.scores(
             score_records(run_id, results),
             eval_seconds=seconds,
@@ -389,20 +501,23 @@ def _execute(
         )
 
     in_process = remote is None or any(not _is_permanent(spec, s) for s in evals)
-    hooks = Hooks(on_step=on_step, on_checkpoint=on_checkpoint, on_start=on_start)
+    hooks = Hooks(on_step=on_step, on_log=on_log, on_checkpoint=on_checkpoint, on_start=on_start)
     if in_process:
         hooks.on_eval = on_eval
     try:
         train(spec, wd, hooks, init_from=_parent_dir(registry, spec))
         clock.stop()
-        lease.renew(step=spec.train.steps, train_seconds=clock.train_seconds)
-        lease.event("trained", f"step {spec.train.steps} after {clock.train_seconds:.1f} s of training")
+        trained = f"step {spec.train.steps} after {clock.train_seconds:.1f} s of training"
+        log.write(f"trained: {trained}")
+        lease.event("trained", trained, defer=True)  # written with the progress, one transaction
+        if evals or remote is not None:  # else the final status, next, writes it all at once
+            lease.renew(step=spec.train.steps, train_seconds=clock.train_seconds)
         lease.check()
         if remote is not None:
             remote.wait(lease)
         # Checkpoints trained earlier (by a run sharing this training, or by an attempt that lost its
         # lease before its evaluations were recorded) that lack scores.
-        scored = {s.step for s in registry.scores([run_id])}
+        scored = {s.step for s in registry.scores([run_id])} if evals else set()
         for step in sorted(evals - scored):
             if not (wd / "checkpoints" / str(step)).is_dir():
                 continue
@@ -423,12 +538,14 @@ def _execute(
     except EvalInterrupted as exc:  # the scheduler releases the lease and tries the run again
         return outcome("interrupted", str(exc))
     except RunFailed as exc:
+        log.write(traceback.format_exc())
         lease.finish("failed", str(exc))
         return outcome("failed", str(exc))
     except (I1labError, NotImplementedError, OSError) as exc:
+        log.write(traceback.format_exc())
         lease.finish("failed", f"{type(exc).__name__}: {exc}")
         return outcome("failed", str(exc))
-    except Exception as exc:
+    except Exception as exc:  # logged with its traceback by the caller
         (wd / "error.log").write_text(traceback.format_exc())
         lease.finish("failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
         raise

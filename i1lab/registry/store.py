@@ -15,10 +15,10 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, delete, func, select, tuple_, update
+from sqlalchemy import Engine, Table, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,7 +48,8 @@ STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancell
 ACTIVE = ("queued", "running")
 TERMINAL = ("finished", "failed", "cancelled")
 TEXT_CAP = 512  # characters of a field's text kept for filtering (index entries must stay small)
-CHUNK = 500  # rows per multi-row statement (well under SQLite's bound-parameter limit)
+CHUNK = 500  # values per IN (...) list (well under SQLite's bound-parameter limit)
+BATCH = 5000  # rows per executemany call of an insert (bounds the driver's parameter buffers)
 
 
 def _rowcount(result: Any) -> int:
@@ -175,6 +176,15 @@ class LeaseGrant(BaseModel):
     owner: str | None = None
     node: str | None = None
     blocker: int | None = None
+    attempt: int | None = None  # acquired: the run's attempt number this lease starts (1 = first)
+
+
+class LeaseEvent(BaseModel):
+    """An event of a lease holder's attempt, written with its next fenced write."""
+
+    kind: str
+    detail: str | None = None
+    at: datetime
 
 
 class LeaseState(BaseModel):
@@ -362,17 +372,29 @@ class Registry:
         keys: list[str],
         update_cols: Sequence[str] = (),
     ) -> None:
-        """Insert rows; rows whose unique ``keys`` exist are left alone or get ``update_cols`` replaced."""
+        """Insert rows; rows whose unique ``keys`` exist are left alone or get ``update_cols`` replaced.
+
+        One statement per set of columns, executed with the rows as parameters (``executemany``): the
+        statement is compiled once however many rows there are. Rows keep their order within a set of
+        columns, and the sets go in a fixed order (a stable lock order on PostgreSQL)."""
+        if not rows:
+            return
         ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        for i in range(0, len(rows), CHUNK):
-            stmt = ins(table).values(rows[i : i + CHUNK])
+        core = getattr(table, "__table__", table)  # a Core table: no ORM bulk-insert machinery
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for cols in sorted(groups):
+            stmt = ins(core)
             if update_cols:
                 stmt = stmt.on_conflict_do_update(
                     index_elements=keys, set_={c: stmt.excluded[c] for c in update_cols}
                 )
             else:
                 stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-            session.execute(stmt)
+            group = groups[cols]
+            for i in range(0, len(group), BATCH):
+                session.execute(stmt, group[i : i + BATCH])
 
     # --- studies and runs -------------------------------------------------------------------------
     def existing(self, hashes: Iterable[str]) -> dict[str, RunRecord]:
@@ -825,31 +847,36 @@ class Registry:
     # write a worker makes is conditional on the token it was given still being current, so a worker
     # that lost its lease (partitioned, paused, presumed dead) can no longer change the run.
 
+    _LOCKED = (
+        RunRow.id,
+        RunRow.status,
+        RunRow.reason,
+        RunRow.lease_owner,
+        RunRow.lease_token,
+        RunRow.lease_expires_at,
+        RunRow.heartbeat_at,
+        RunRow.node,
+        RunRow.workdir,
+        RunRow.started_at,
+        RunRow.wall_seconds,
+        RunRow.chips,
+        RunRow.attempts,
+    )
+
     def _lock_run(self, s: Session, run_id: int) -> Any:
-        row = s.execute(
-            select(
-                RunRow.status,
-                RunRow.reason,
-                RunRow.lease_owner,
-                RunRow.lease_token,
-                RunRow.lease_expires_at,
-                RunRow.heartbeat_at,
-                RunRow.node,
-                RunRow.workdir,
-                RunRow.started_at,
-                RunRow.wall_seconds,
-                RunRow.chips,
-            )
-            .where(RunRow.id == run_id)
-            .with_for_update()
-        ).first()
+        row = s.execute(select(*self._LOCKED).where(RunRow.id == run_id).with_for_update()).first()
         if row is None:
             raise I1labError(f"no run with id {run_id}")
         return row
 
     @staticmethod
     def _event(s: Session, run_id: int, kind: str, node: str | None, detail: str | None, t: datetime) -> None:
-        s.add(RunEventRow(run_id=run_id, at=t, kind=kind, node=node, detail=detail))
+        # a Core insert: no ORM unit of work to flush for a row nobody reads back in this transaction
+        s.execute(
+            insert(cast(Table, RunEventRow.__table__)).values(
+                run_id=run_id, at=t, kind=kind, node=node, detail=detail
+            )
+        )
 
     @staticmethod
     def _stop_clock(row: Any, t: datetime, until: datetime | None = None) -> dict[str, Any]:
@@ -939,12 +966,17 @@ class Registry:
         t = now()
         prov = capture()
         with self.session(write=True) as s:
-            workdir = s.scalar(select(RunRow.workdir).where(RunRow.id == run_id))
-            if workdir:
-                s.execute(
-                    select(RunRow.id).where(RunRow.workdir == workdir).order_by(RunRow.id).with_for_update()
-                ).all()
-            row = self._lock_run(s, run_id)
+            # the run and every run sharing its work directory, locked in id order, in one statement
+            own_dir = select(RunRow.workdir).where(RunRow.id == run_id).scalar_subquery()
+            sharing = s.execute(
+                select(*self._LOCKED)
+                .where(or_(RunRow.id == run_id, RunRow.workdir == own_dir))
+                .order_by(RunRow.id)
+                .with_for_update()
+            ).all()
+            row = next((r for r in sharing if r.id == run_id), None)
+            if row is None:
+                raise I1labError(f"no run with id {run_id}")
             live = row.lease_owner is not None and (row.lease_expires_at or t) > t
             if row.status in ("finished", "imported", "cancelled"):
                 return LeaseGrant(state="done", status=row.status, reason=row.reason)
@@ -954,20 +986,20 @@ class Registry:
                 if row.status == "failed":
                     return LeaseGrant(state="done", status="failed", reason=row.reason)
                 return LeaseGrant(state="moved", status=row.status)
-            if workdir:
-                blocker = s.scalar(
-                    select(RunRow.id)
-                    .where(
-                        RunRow.workdir == workdir,
-                        RunRow.id != run_id,
-                        RunRow.lease_owner.is_not(None),
-                        RunRow.lease_expires_at > t,
-                    )
-                    .order_by(RunRow.id)
-                    .limit(1)
-                )
-                if blocker is not None:
-                    return LeaseGrant(state="busy", blocker=blocker, status=row.status)
+            # the rows sharing the work directory are locked: their leases read above are current
+            blocker = next(
+                (
+                    r.id
+                    for r in sharing
+                    if r.id != run_id
+                    and r.lease_owner is not None
+                    and r.lease_expires_at is not None
+                    and r.lease_expires_at > t
+                ),
+                None,
+            )
+            if blocker is not None:
+                return LeaseGrant(state="busy", blocker=blocker, status=row.status)
             if row.lease_owner is not None:  # expired and never released: its holder is gone
                 self._take_over(s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
                 row = self._lock_run(s, run_id)
@@ -996,11 +1028,21 @@ class Registry:
             if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
                 return LeaseGrant(state="moved", status=row.status)
             self._event(s, run_id, "leased", node, f"token {token}, owner {owner}", t)
-            return LeaseGrant(state="acquired", token=token, node=node)
+            return LeaseGrant(state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1)
 
-    def renew_lease(self, run_id: int, token: int, ttl: float, **values: Any) -> bool:
-        """Heartbeat: extend the lease by ``ttl`` seconds (and write ``values``) if ``token`` still holds
-        it. False: the lease is lost; the caller must stop."""
+    def renew_lease(
+        self,
+        run_id: int,
+        token: int,
+        ttl: float,
+        *,
+        events: Sequence[LeaseEvent] = (),
+        event_node: str | None = None,
+        **values: Any,
+    ) -> bool:
+        """Heartbeat: extend the lease by ``ttl`` seconds (and write ``values`` and ``events``, on
+        ``event_node``) if ``token`` still holds it, in one transaction. False: the lease is lost (nothing
+        written); the caller must stop."""
         t = now()
         with self.session(write=True) as s:
             done = s.execute(
@@ -1008,7 +1050,11 @@ class Registry:
                 .where(RunRow.id == run_id, RunRow.lease_token == token, RunRow.lease_owner.is_not(None))
                 .values(lease_expires_at=t + timedelta(seconds=ttl), heartbeat_at=t, updated_at=t, **values)
             )
-            return bool(_rowcount(done) == 1)
+            if _rowcount(done) != 1:
+                return False
+            for e in events:
+                self._event(s, run_id, e.kind, event_node, e.detail, e.at)
+            return True
 
     def fenced_update(self, run_id: int, token: int, **values: Any) -> bool:
         """Write run columns (progress, timings) only if ``token`` is the current fencing token."""
@@ -1077,15 +1123,20 @@ class Registry:
         token: int,
         status: Literal["finished", "failed", "cancelled"],
         reason: str | None = None,
+        *,
+        events: Sequence[LeaseEvent] = (),
         **values: Any,
     ) -> bool:
         """End the attempt holding ``token``: set the terminal status, stop the clock, release the lease
-        (the token moves on) and record the event. False (nothing written) if the token is stale."""
+        (the token moves on) and record the event (after ``events``, the attempt's own, not written
+        yet), in one transaction. False (nothing written) if the token is stale."""
         t = now()
         with self.session(write=True) as s:
             row = self._lock_run(s, run_id)
             if row.lease_token != token or row.lease_owner is None:
                 return False
+            for e in events:
+                self._event(s, run_id, e.kind, row.node, e.detail, e.at)
             s.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id)
