@@ -54,7 +54,7 @@ class RunRow(Base):
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)
     params: Mapped[int | None] = mapped_column(BigInteger)
-    workdir: Mapped[str | None] = mapped_column(Text)
+    workdir: Mapped[str | None] = mapped_column(Text, index=True)
     imported: Mapped[bool] = mapped_column(Boolean, default=False)
     git_commit: Mapped[str | None] = mapped_column(String(64))
     git_dirty: Mapped[bool | None] = mapped_column(Boolean)
