@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 from i1lab.errors import I1labError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x6931_6C61_6200  # PostgreSQL advisory lock held while migrating ("i1lab")
 
 
 @cache
@@ -95,6 +98,34 @@ def current_revision(conn: Connection) -> str | None:
     return str(row[0]) if row else None
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """One migrating process at a time: an exclusive lock on ``<database>.migrate.lock`` for SQLite (two
+    processes opening a new registry at once would otherwise both start writing and one would fail with
+    "database is locked"), a session advisory lock for PostgreSQL."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to the newest migration; a no-op (one query) when already there."""
     with engine.connect() as conn:
@@ -105,15 +136,13 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    try:
+    with _migration_lock(engine):
+        with engine.connect() as conn:  # another process may have migrated while this one waited
+            if current_revision(conn) == head_revision():
+                return
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-    except Exception:
-        # Another process may have migrated at the same moment; accept if the schema is at head now.
-        with engine.connect() as conn:
-            if current_revision(conn) != head_revision():
-                raise
     with engine.connect() as conn:
         if current_revision(conn) != head_revision():
             raise I1labError("registry migration did not reach the head revision")

@@ -193,3 +193,34 @@ def test_without_immediate_writers_sqlite_reports_lock_errors(tmp_path: Path) ->
     for t in threads:
         t.join(timeout=30)
     assert any("locked" in e for e in errors), errors
+
+
+def _open_new_registry(url: str) -> None:
+    """Processes that open a registry nobody has created yet, all at once."""
+    import subprocess
+    import sys
+
+    code = "import sys; from i1lab.registry import Registry; Registry(sys.argv[1]).engine.dispose()"
+    cmd = [sys.executable, "-c", code, url]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, "\n".join(e for e in errors if e)[-3000:]
+
+
+def test_processes_creating_one_sqlite_registry_at_once_all_get_the_migrated_schema(tmp_path: Path) -> None:
+    from i1lab.registry.db import current_revision, head_revision
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    _open_new_registry(url)
+    with Registry(url).engine.connect() as conn:
+        assert current_revision(conn) == head_revision()
+
+
+def test_processes_creating_one_postgresql_registry_at_once_all_get_the_migrated_schema(
+    postgres_url: str,
+) -> None:
+    from i1lab.registry.db import current_revision, head_revision
+
+    _open_new_registry(postgres_url)
+    with Registry(postgres_url).engine.connect() as conn:
+        assert current_revision(conn) == head_revision()
