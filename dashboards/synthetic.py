@@ -17,9 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from i1lab import paths
-from i1lab.hashing import training_hash
-from i1lab.registry import PlannedMember, Registry, ScoreRecord
+from i1lab.registry import Registry, ScoreRecord
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 JUDGE = "exact-pixel"
@@ -73,6 +71,7 @@ def build(
     from evals.shapes import prompts as shape_prompts
     from i1lab.plan import expand, make_plan
     from i1lab.spec import load_study
+    from i1lab.submit import planned_members
 
     with tempfile.TemporaryDirectory() as tmp:
         path = study_file or EXPERIMENTS / "adapter_size.yaml"
@@ -82,25 +81,7 @@ def build(
         study = load_study(path)
         plan = make_plan(study, expand(study, profile), {}, profile)
     total = max(steps)
-    members = []
-    for r in plan.runs:
-        spec = r.spec.model_dump(mode="json")
-        for name in (r.name, *r.aliases):
-            members.append(
-                PlannedMember(
-                    name=name,
-                    label=r.label,
-                    hash=r.hash,
-                    is_baseline=r.is_baseline,
-                    baseline=r.baseline,
-                    varied=r.varied,
-                    spec=spec,
-                    total_steps=total,
-                    workdir=str(paths.run_dir(training_hash(r.spec))),
-                    params=r.cost.params if r.cost else None,
-                    accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
-                )
-            )
+    members = planned_members(plan, total_steps=total)
     ids = registry.record_plan(
         plan.study, members, file=str(path), profile=profile, description=study.doc.description
     )

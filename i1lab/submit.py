@@ -20,6 +20,31 @@ if TYPE_CHECKING:
     from i1lab.scheduler import Policy
 
 
+def planned_members(plan: Plan, total_steps: int | None = None) -> list[PlannedMember]:
+    """The registry members of a plan: one per run name and alias, with its spec, work folder and cost
+    (``total_steps`` overrides the spec's step count, for runs recorded with given results)."""
+    members = []
+    for r in plan.runs:
+        spec = r.spec.model_dump(mode="json")
+        for name in (r.name, *r.aliases):
+            members.append(
+                PlannedMember(
+                    name=name,
+                    label=r.label,
+                    hash=r.hash,
+                    is_baseline=r.is_baseline,
+                    baseline=r.baseline,
+                    varied=r.varied,
+                    spec=spec,
+                    total_steps=total_steps if total_steps is not None else r.spec.train.steps,
+                    workdir=str(paths.run_dir(training_hash(r.spec))),
+                    params=r.cost.params if r.cost else None,
+                    accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
+                )
+            )
+    return members
+
+
 def submit_study(
     study_file: Path,
     profile: str | None,
@@ -59,24 +84,7 @@ def submit_study(
         priority = study.doc.priority
     if max_concurrent is None:
         max_concurrent = study.doc.max_concurrent
-    members = []
-    for r in plan.runs:
-        for name in (r.name, *r.aliases):
-            members.append(
-                PlannedMember(
-                    name=name,
-                    label=r.label,
-                    hash=r.hash,
-                    is_baseline=r.is_baseline,
-                    baseline=r.baseline,
-                    varied=r.varied,
-                    spec=r.spec.model_dump(mode="json"),
-                    total_steps=r.spec.train.steps,
-                    workdir=str(paths.run_dir(training_hash(r.spec))),
-                    params=r.cost.params if r.cost else None,
-                    accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
-                )
-            )
+    members = planned_members(plan)
     ids = registry.record_plan(
         plan.study, members, file=str(study_file), profile=profile, description=study.doc.description
     )

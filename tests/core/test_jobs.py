@@ -214,28 +214,14 @@ def test_detached_run_status_logs_cancel_resume(head: tuple[Path, jobs.HeadRecor
 def test_cancel_without_a_job_fences_out_a_foreground_worker(home: Path) -> None:
     """No Ray needed: a study run by a foreground submit is cancelled in the registry; the worker
     holding a run's lease loses it (its token is stale) and so stops at its next step."""
-    from i1lab import paths
-    from i1lab.hashing import training_hash
     from i1lab.plan import expand, make_plan
-    from i1lab.registry import PlannedMember, Registry
+    from i1lab.registry import Registry
     from i1lab.spec import load_study
+    from i1lab.submit import planned_members
 
     study = load_study(BASELINE.parent / "adapter_size.yaml")
     plan = make_plan(study, expand(study, "tiny"), {}, "tiny")
-    members = [
-        PlannedMember(
-            name=r.name,
-            label=r.label,
-            hash=r.hash,
-            is_baseline=r.is_baseline,
-            baseline=r.baseline,
-            varied=r.varied,
-            spec=r.spec.model_dump(mode="json"),
-            total_steps=r.spec.train.steps,
-            workdir=str(paths.run_dir(training_hash(r.spec))),
-        )
-        for r in plan.runs
-    ]
+    members = planned_members(plan)
     registry = Registry()
     ids = registry.record_plan("adapter_size", members)
     grant = registry.acquire_lease(ids["baseline"], "other-submitter/1", ttl=60, node="n1")

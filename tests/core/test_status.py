@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from i1lab import paths
-from i1lab.hashing import training_hash
 from i1lab.logs import format_metrics, stream_run
 from i1lab.plan import expand, make_plan
-from i1lab.registry import PlannedMember, Registry
+from i1lab.registry import Registry
 from i1lab.registry.store import now
 from i1lab.spec import load_study
 from i1lab.status import eta_seconds, fmt_duration, short_node, throughput_from_metrics
+from i1lab.submit import planned_members
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -37,20 +36,7 @@ def i1lab(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 def record_adapter_study() -> tuple[Registry, dict[str, int]]:
     study = load_study(EXPERIMENTS / "adapter_size.yaml")
     plan = make_plan(study, expand(study, "tiny"), {}, "tiny")
-    members = [
-        PlannedMember(
-            name=r.name,
-            label=r.label,
-            hash=r.hash,
-            is_baseline=r.is_baseline,
-            baseline=r.baseline,
-            varied=r.varied,
-            spec=r.spec.model_dump(mode="json"),
-            total_steps=r.spec.train.steps,
-            workdir=str(paths.run_dir(training_hash(r.spec))),
-        )
-        for r in plan.runs
-    ]
+    members = planned_members(plan)
     registry = Registry()
     return registry, registry.record_plan(
         "adapter_size", members, file=str(EXPERIMENTS / "adapter_size.yaml")
