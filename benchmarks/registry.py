@@ -14,7 +14,8 @@ Prints figures and asserts nothing. Run: ``.venv/bin/python benchmarks/registry.
 on the 2-core machine; ``--runs 10000`` for a quick look). ``--database-url`` runs it on PostgreSQL.
 
 The bulk load writes through SQLAlchemy Core in large transactions, with the secondary indexes dropped
-during the load and rebuilt after (what a bulk loader does); score summaries are computed while loading.
+during the load and rebuilt after (what a bulk loader does); score summaries and each checkpoint's packed
+score vector are computed while loading.
 """
 
 from __future__ import annotations
@@ -131,10 +132,14 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
         ScoreKeyRow,
         ScoreRow,
         ScoreSummaryRow,
+        ScoreVectorRow,
         StudyRow,
         StudyRunRow,
     )
     from i1lab.registry.store import field_row, flatten, now, run_facts, summarize
+    from i1lab.registry.vectors import key_id, pack
+
+    key_ids = {(b, m, j): key_id(b, m, j) for b, (m, j) in BENCHMARKS.items()}
 
     tables = [RunFieldRow.__table__, ScoreRow.__table__, ScoreSummaryRow.__table__, StudyRunRow.__table__]
     secondary = [ix for t in tables for ix in t.indexes if isinstance(ix, Index)]  # type: ignore[attr-defined]
@@ -160,7 +165,7 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
             conn = s.connection()
             if eng.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA cache_size=-1000000")
-            run_rows, field_rows, score_rows, members, summaries = [], [], [], [], []
+            run_rows, field_rows, score_rows, members, summaries, packed = [], [], [], [], [], []
             for offset, r in enumerate(chunk):
                 rid = start + offset + 1
                 last = max(sc[3] for sc in r["scores"])
@@ -198,6 +203,12 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
                     for b, m, j, st, v in r["scores"]
                 )
                 summaries.extend(summarize((rid, b, m, j, st, v) for b, m, j, st, v in r["scores"]).values())
+                by_step: dict[int, list[tuple[int, float]]] = {}
+                for b, m, j, st, v in r["scores"]:
+                    by_step.setdefault(st, []).append((key_ids[(b, m, j)], v))
+                packed.extend(
+                    {"run_id": rid, "step": st, "entries": pack(e)} for st, e in sorted(by_step.items())
+                )
                 members.append(
                     {
                         "study_id": study_ids[r["study"]],
@@ -218,6 +229,7 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
             conn.execute(insert(RunFieldRow), field_rows)
             conn.execute(insert(ScoreRow), score_rows)
             conn.execute(insert(ScoreSummaryRow), summaries)
+            conn.execute(insert(ScoreVectorRow), packed)
             conn.execute(insert(StudyRunRow), members)
     with registry.session(write=True) as s:
         conn = s.connection()

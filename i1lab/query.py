@@ -36,7 +36,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,13 +57,14 @@ from sqlalchemy import (
     not_,
     or_,
     select,
-    tuple_,
     union,
 )
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import operators
 
 from i1lab.errors import I1labError
+from i1lab.registry import vectors
+from i1lab.registry.db import fetch_rows
 from i1lab.registry.schema import (
     FieldKeyRow,
     RunFieldRow,
@@ -71,6 +72,7 @@ from i1lab.registry.schema import (
     ScoreKeyRow,
     ScoreRow,
     ScoreSummaryRow,
+    ScoreVectorRow,
     StudyRow,
     StudyRunRow,
 )
@@ -645,8 +647,9 @@ def compile_filter(
 
 
 def run_ids_query(registry: Registry, expr: str | None, at_step: AtStep = "latest") -> Select[Any]:
-    """``SELECT runs.id WHERE runs.id IN (<filter>)``, with spec fields checked against the registry's
-    known keys and the plan chosen with selectivity probes."""
+    """``SELECT`` of the ids of the runs matching a filter, with spec fields checked against the
+    registry's known keys and the plan chosen with selectivity probes. An id may appear more than once
+    (a run in two matching studies, a score under two judges): callers keep distinct ids."""
     with registry.session() as s:
         known: list[str] | None = None
         node = parse(expr) if expr and expr.strip() else None
@@ -655,9 +658,7 @@ def run_ids_query(registry: Registry, expr: str | None, at_step: AtStep = "lates
             found = {k for (k,) in s.execute(select(FieldKeyRow.key).where(FieldKeyRow.key.in_(names)))}
             if len(found) != len(names):
                 known = [k for (k,) in s.execute(select(FieldKeyRow.key))]
-        ids = compile_filter(expr, at_step, known, s)
-    query: Select[Any] = select(RunRow.id).where(RunRow.id.in_(ids))
-    return query
+        return compile_filter(expr, at_step, known, s)
 
 
 # --- results ---------------------------------------------------------------------------------------
@@ -692,6 +693,7 @@ def runs_frame(
     ``params``, ``imported``, then one column per requested metric (``BENCHMARK/METRIC``, or
     ``BENCHMARK/METRIC@JUDGE`` when the metric was asked with a judge or several judges scored it) with the
     score at ``at_step``: a step number, ``latest`` (each run's last scored step) or ``best``."""
+    import numpy as np
     import pandas as pd
 
     from i1lab.registry import Registry
@@ -699,8 +701,11 @@ def runs_frame(
     registry = registry or Registry()
     at = parse_at_step(at_step) if isinstance(at_step, str) else at_step
     refs = [parse_metric(m) for m in metrics]
-    ids = run_ids_query(registry, expr, at)
     base_cols = ["id", "study", "name", "hash", "status", "step", "params", "imported"]
+    matching = run_ids_query(registry, expr, at).subquery()
+    picked: Select[Any] = select(matching.c[0])
+    if limit is not None:
+        picked = picked.distinct().order_by(matching.c[0]).limit(limit)
     chosen = Table(
         f"i1lab_frame_{uuid.uuid4().hex[:12]}",
         MetaData(),
@@ -708,59 +713,80 @@ def runs_frame(
         prefixes=["TEMPORARY"],
     )
     with registry.session() as session:
-        s = session.connection()  # Core rows: no ORM bookkeeping for plain columns
-        # The filter runs once, into a temporary table of ids that the other queries join.
+        s = session.connection()
+        # The filter runs once, into a temporary table of distinct ids that the other queries join;
+        # their rows are fetched as plain tuples (thousands of rows: no per-row objects).
         chosen.create(s)
         try:
-            picked = ids.order_by(RunRow.id).limit(limit) if limit is not None else ids
-            s.execute(insert(chosen).from_select(["id"], picked))
+            s.execute(insert_distinct(s, chosen, picked))
             listed = select(chosen.c.id)  # joined as IN (...): SQLite then seeks each id by key
-            rows = s.execute(
-                select(RunRow.id, RunRow.hash, RunRow.status, RunRow.step, RunRow.params, RunRow.imported)
-                .where(RunRow.id.in_(listed))
-                .order_by(RunRow.id)
-            ).all()
+            runs = select(RunRow.id, RunRow.hash, RunRow.status, RunRow.step, RunRow.params, RunRow.imported)
+            rows = fetch_rows(s, runs.where(RunRow.id.in_(listed)).order_by(RunRow.id))
+            sr = StudyRunRow
+            members = select(sr.run_id, sr.study_id, sr.position, sr.name, StudyRow.name).join(StudyRow)
+            first: dict[int, tuple[int, int, str, str]] = {}  # run -> its first membership
+            for rid, study_id, position, name, study in fetch_rows(s, members.where(sr.run_id.in_(listed))):
+                held = first.get(rid)
+                if held is None or (study_id, position) < held[:2]:
+                    first[rid] = (study_id, position, name, study)
+            among = lambda column: column.in_(listed)  # noqa: E731
             run_ids = [r[0] for r in rows]
-            first: dict[int, tuple[int, int, str]] = {}  # run -> (study id, position, name), first membership
-            for rid, study_id, position, name in s.execute(
-                select(
-                    StudyRunRow.run_id, StudyRunRow.study_id, StudyRunRow.position, StudyRunRow.name
-                ).where(StudyRunRow.run_id.in_(listed))
-            ).all():
-                if rid not in first or (study_id, position) < first[rid][:2]:
-                    first[rid] = (study_id, position, name)
-            study_ids = sorted({v[0] for v in first.values()})
-            studies: dict[int, str] = {}
-            for chunk in chunks(study_ids):
-                query = select(StudyRow.id, StudyRow.name).where(StudyRow.id.in_(chunk))
-                studies.update((sid, name) for sid, name in s.execute(query).all())
-            found = _metric_values(s, refs, at, chosen) if refs and run_ids else {}
+            slots, values = _metric_columns(s, refs, at, among, run_ids)
         finally:
             chosen.drop(s)
-    by_id = {r[0]: r for r in rows}
-    columns: dict[str, list[Any]] = {
+    firsts = [first.get(r) for r in run_ids]
+    columns: dict[str, Any] = {
         "id": run_ids,
-        "study": [studies.get(first[r][0]) if r in first else None for r in run_ids],
-        "name": [first[r][2] if r in first else None for r in run_ids],
-        "hash": [by_id[r][1] for r in run_ids],
-        "status": [by_id[r][2] for r in run_ids],
-        "step": [by_id[r][3] for r in run_ids],
-        "params": [by_id[r][4] for r in run_ids],
-        "imported": [bool(by_id[r][5]) for r in run_ids],
+        "study": [f[3] if f else None for f in firsts],
+        "name": [f[2] if f else None for f in firsts],
+        "hash": [r[1] for r in rows],
+        "status": [r[2] for r in rows],
+        "step": [r[3] for r in rows],
+        "params": [r[4] for r in rows],
+        "imported": [bool(r[5]) for r in rows],
     }
     titles: list[str] = []
     for i, ref in enumerate(refs):
-        judges = sorted(found.get(i, {}))
+        # a metric's column per judge that scored some of these runs (one plain column when asked
+        # with a judge or when a single judge did)
+        judges = sorted(judge for j, (k, judge) in enumerate(slots) if k == i and has_values(values[:, j]))
         single = bool(ref.judge) or len(judges) <= 1
         for judge in judges or [""]:
             title = ref.title if single else f"{ref.title}@{judge}"
             if title in titles:
                 continue
             titles.append(title)
-            got = found.get(i, {}).get(judge, {})
-            columns[title] = pd.Series(got, dtype="float64").reindex(run_ids).to_numpy()
-    frame = pd.DataFrame(columns, columns=[*base_cols, *titles])
-    return frame.astype({t: "float64" for t in titles})
+            col = slots.index((i, judge)) if (i, judge) in slots else None
+            columns[title] = values[:, col] if col is not None else np.full(len(run_ids), np.nan)
+    return pd.DataFrame(columns, columns=[*base_cols, *titles])
+
+
+def insert_distinct(conn: Any, table: Table, ids: Select[Any]) -> Any:
+    """``INSERT INTO table (id) SELECT ...`` that skips ids already there (the filter may repeat one)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).from_select(["id"], ids).on_conflict_do_nothing()
+    return insert(table).from_select(["id"], ids).prefix_with("OR IGNORE", dialect="sqlite")
+
+
+def has_values(column: Any) -> bool:
+    import numpy as np
+
+    return bool(len(column)) and not bool(np.isnan(column).all())
+
+
+def metric_matrix(run_ids: list[int], width: int, pivot: list[tuple[Any, ...]]) -> Any:
+    """A float matrix, one row per run id (sorted ascending) and one column per value slot, NaN where
+    a run has no value; ``pivot`` holds rows ``(run id, value, value, ...)`` for some of the runs."""
+    import numpy as np
+
+    out = np.full((len(run_ids), width), np.nan)
+    if pivot and width:
+        got = np.array(pivot, dtype=np.float64)  # None -> NaN
+        where = np.searchsorted(np.asarray(run_ids, dtype=np.int64), got[:, 0].astype(np.int64))
+        out[where] = got[:, 1:]
+    return out
 
 
 def chunks(ids: list[int], size: int = 5000) -> Iterator[list[int]]:
@@ -769,14 +795,39 @@ def chunks(ids: list[int], size: int = 5000) -> Iterator[list[int]]:
         yield ids[i : i + size]
 
 
-def _metric_values(
-    s: Any, refs: Sequence[MetricRef], at: AtStep, chosen: Table
-) -> dict[int, dict[str, dict[int, float]]]:
-    """ref index -> judge -> run id -> the score of that ref at ``at``, for the runs in ``chosen``.
+def _metric_columns(
+    s: Any,
+    refs: Sequence[MetricRef],
+    at: AtStep,
+    among: Callable[[Any], ColumnElement[bool]],
+    run_ids: list[int],
+) -> tuple[list[tuple[int, str]], Any]:
+    """The value slots ``(ref index, judge)`` -- a column per judge of each metric, from the ``score_keys``
+    catalogue -- and a matrix of the scores at ``at``, a row per run of ``run_ids`` (those that
+    ``among(run id column)`` selects) and a column per slot.
 
-    One pivoted query: a column per (ref, judge) -- the judges each metric has come from the
-    ``score_keys`` catalogue -- filled from one index range per run (a run's scores at a step lie
-    together, with their values, under the key run, step, benchmark, metric, judge)."""
+    At a step the values come from the checkpoints' score vectors (one packed value per run); at the
+    latest or best step, from one pivoted query over the score summaries (a run's lie together)."""
+    catalogue = [
+        tuple(k) for k in s.execute(select(ScoreKeyRow.benchmark, ScoreKeyRow.metric, ScoreKeyRow.judge))
+    ]
+    judges: dict[tuple[str, str], list[str]] = {}
+    for bench, metric, judge in sorted(catalogue, key=lambda k: k[2]):
+        judges.setdefault((bench, metric), []).append(judge)
+    slots: list[tuple[int, str]] = []  # (ref index, judge) per value column
+    for k, ref in enumerate(refs):
+        for judge in judges.get((ref.benchmark, ref.metric), []):
+            if ref.judge is None or judge == ref.judge:
+                slots.append((k, judge))
+    if not slots:
+        return [], metric_matrix(run_ids, 0, [])
+    if not isinstance(at, str):
+        key_ids = {key: vectors.key_id(*key) for key in catalogue}
+        if len(set(key_ids.values())) == len(key_ids):  # else (never seen: 64-bit ids) the pivot below
+            v = ScoreVectorRow
+            rows = fetch_rows(s, select(v.run_id, v.entries).where(among(v.run_id), v.step == at))
+            wanted = [key_ids[(refs[k].benchmark, refs[k].metric, judge)] for k, judge in slots]
+            return slots, vectors.matrix(run_ids, wanted, rows)
     table: Any
     if at in ("latest", "best"):
         table = ScoreSummaryRow
@@ -785,39 +836,15 @@ def _metric_values(
     else:
         table, value = ScoreRow, ScoreRow.value
         step_cond = [ScoreRow.step == at]
-    wanted = {(ref.benchmark, ref.metric) for ref in refs}
-    judges: dict[tuple[str, str], list[str]] = {}
-    for bench, metric, judge in s.execute(
-        select(ScoreKeyRow.benchmark, ScoreKeyRow.metric, ScoreKeyRow.judge)
-        .where(tuple_(ScoreKeyRow.benchmark, ScoreKeyRow.metric).in_(sorted(wanted)))
-        .order_by(ScoreKeyRow.judge)
-    ):
-        judges.setdefault((bench, metric), []).append(judge)
-    slots: list[tuple[int, str]] = []  # (ref index, judge) per value column
     columns: list[Any] = [table.run_id]
-    for k, ref in enumerate(refs):
-        for judge in judges.get((ref.benchmark, ref.metric), []):
-            if ref.judge is not None and judge != ref.judge:
-                continue
-            hit = and_(table.benchmark == ref.benchmark, table.metric == ref.metric)
-            if len(judges[(ref.benchmark, ref.metric)]) > 1:
-                hit = and_(hit, table.judge == judge)
-            slots.append((k, judge))
-            columns.append(func.max(case((hit, value))))
-    out: dict[int, dict[str, dict[int, float]]] = {}
-    if not slots:
-        return out
-    query = select(*columns).where(table.run_id.in_(select(chosen.c.id)), *step_cond).group_by(table.run_id)
-    found: list[dict[int, float]] = [{} for _ in slots]
-    for row in s.execute(query):
-        rid = row[0]
-        for i, v in enumerate(row[1:]):
-            if v is not None:
-                found[i][rid] = float(v)
-    for (k, judge), values in zip(slots, found, strict=True):
-        if values:
-            out.setdefault(k, {})[judge] = values
-    return out
+    for k, judge in slots:
+        ref = refs[k]
+        hit = and_(table.benchmark == ref.benchmark, table.metric == ref.metric)
+        if len(judges[(ref.benchmark, ref.metric)]) > 1:
+            hit = and_(hit, table.judge == judge)
+        columns.append(func.max(case((hit, value))))
+    query = select(*columns).where(among(table.run_id), *step_cond).group_by(table.run_id)
+    return slots, metric_matrix(run_ids, len(slots), fetch_rows(s, query))
 
 
 def run_query(expr: str, registry: Registry | None = None) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -186,6 +187,19 @@ class FieldKeyRow(Base):
     __tablename__ = "field_keys"
     __table_args__ = ({"sqlite_with_rowid": False},)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class ScoreVectorRow(Base):
+    """Per checkpoint (run, step): all its scores packed into one value (see ``i1lab.registry.vectors``).
+
+    Derived from the scores and recomputed with them in the same transaction, so a table of thousands of
+    runs at a step reads one value per run instead of one index entry per (run, metric)."""
+
+    __tablename__ = "score_vectors"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entries: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ScoreKeyRow(Base):

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from i1lab import paths
 from i1lab.errors import I1labError
+from i1lab.registry import vectors
 from i1lab.registry.db import make_engine, migrate, writer
 from i1lab.registry.schema import (
     ArtifactRow,
@@ -36,6 +37,7 @@ from i1lab.registry.schema import (
     ScoreKeyRow,
     ScoreRow,
     ScoreSummaryRow,
+    ScoreVectorRow,
     StudyRow,
     StudyRunRow,
 )
@@ -1373,6 +1375,44 @@ class Registry:
             ["benchmark", "metric", "judge"],
         )
         self._refresh_summaries(s, sorted({(sc.run_id, sc.benchmark, sc.metric, sc.judge) for sc in scores}))
+        self._refresh_vectors(s, sorted({(sc.run_id, sc.step) for sc in scores}))
+
+    def _refresh_vectors(self, s: Session, checkpoints: list[tuple[int, int]]) -> None:
+        """Recompute the score vectors of these (run, step) checkpoints from the scores themselves.
+
+        As for the summaries: the vector rows are created if missing and locked (in key order) before
+        the scores are read, so a concurrent writer of the same checkpoint waits, then sees these scores."""
+        cols = (ScoreVectorRow.run_id, ScoreVectorRow.step)
+        for i in range(0, len(checkpoints), 200):
+            chunk = checkpoints[i : i + 200]
+            self._insert(
+                s,
+                ScoreVectorRow,
+                [{"run_id": r, "step": st, "entries": b""} for r, st in chunk],
+                ["run_id", "step"],
+            )
+            if self.dialect == "postgresql":
+                s.execute(
+                    select(ScoreVectorRow.run_id)
+                    .where(tuple_(*cols).in_(chunk))
+                    .order_by(*cols)
+                    .with_for_update()
+                ).all()
+            found: dict[tuple[int, int], list[tuple[int, float]]] = {}
+            ids: dict[tuple[str, str, str], int] = {}
+            sc = ScoreRow
+            for run_id, step, bench, metric, judge, value in s.execute(
+                select(sc.run_id, sc.step, sc.benchmark, sc.metric, sc.judge, sc.value).where(
+                    tuple_(sc.run_id, sc.step).in_(chunk)
+                )
+            ):
+                key = (bench, metric, judge)
+                if key not in ids:
+                    ids[key] = vectors.key_id(*key)
+                found.setdefault((run_id, step), []).append((ids[key], float(value)))
+            packed = [vectors.pack(found.get(c, [])) for c in chunk]
+            rows = [{"run_id": r, "step": st, "entries": p} for (r, st), p in zip(chunk, packed, strict=True)]
+            s.execute(update(ScoreVectorRow), rows)
 
     def _refresh_summaries(self, s: Session, keys: list[tuple[int, str, str, str]]) -> None:
         """Recompute the latest / best summary of these score keys from the scores themselves.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from i1lab.errors import I1labError
@@ -24,7 +25,7 @@ from i1lab.query import (
     runs_frame,
     tokenize,
 )
-from i1lab.registry import PlannedMember, Registry, ScoreRecord
+from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
 
 
 def spec(adapter: str, blocks: int, lr: float, res: int = 256, **extra: object) -> dict[str, object]:
@@ -281,3 +282,31 @@ def test_cli_query_formats(reg: Registry, home: Path, monkeypatch: pytest.Monkey
     )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert bad.stderr.startswith("error: query: column 22: unterminated string")
+
+
+def test_values_at_a_step_come_from_the_score_vectors(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a step the metric columns are read from each checkpoint's packed score vector; they equal the
+    scores themselves, follow a rescoring, and equal the pivot over the scores table that is used when
+    two score keys would share an id."""
+    metrics = ["geneval/overall", "dpg/dpg_score"]
+    frame = runs_frame("study = adapters", metrics, at_step=100, registry=reg)
+    ids = dict(zip(frame["name"], frame["id"], strict=True))
+    truth = {(s.run_id, s.judge): s.value for s in reg.scores(ids.values()) if s.step == 100}
+    assert list(frame.columns[-3:]) == ["geneval/overall@j1", "geneval/overall@j2", "dpg/dpg_score"]
+    for _, row in frame.iterrows():
+        for judge in ("j1", "j2"):
+            want = truth.get((row["id"], judge))
+            got = row[f"geneval/overall@{judge}"]
+            assert (got == want) if want is not None else got != got, (row["name"], judge)
+    assert frame["dpg/dpg_score"].isna().all()  # asked, never scored: a column of NaN
+    reg.add_scores(
+        [
+            ScoreRecord(
+                run_id=ids["tf1"], step=100, benchmark="geneval", metric="overall", judge="j1", value=0.11
+            )
+        ]
+    )
+    again = runs_frame("study = adapters", metrics, at_step=100, registry=reg)
+    assert again.set_index("name").loc["tf1", "geneval/overall@j1"] == 0.11
+    monkeypatch.setattr(vectors, "key_id", lambda *key: 7)  # every key the same id: vectors unusable
+    pd.testing.assert_frame_equal(runs_frame("study = adapters", metrics, at_step=100, registry=reg), again)

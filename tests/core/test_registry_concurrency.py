@@ -3,7 +3,8 @@
 Each process records its own study (sharing one baseline run with all the others), moves its run through
 running -> finished, and records checkpoints, progress and scores step by step; every process also
 records scores of the shared run under one common metric, so the latest-score summary of that metric is
-written by all 32 at once. Afterwards every row must be there with its exact value.
+written by all 32 at once, and one score of its own at the shared run's step 0, so that checkpoint's
+score vector is rewritten by all 32 at once. Afterwards every row must be there with its exact value.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from i1lab.registry import PlannedMember, Registry, ScoreRecord
-from i1lab.registry.schema import CheckpointRow, RunRow, ScoreRow, ScoreSummaryRow, StudyRunRow
+from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
+from i1lab.registry.schema import (
+    CheckpointRow,
+    RunRow,
+    ScoreRow,
+    ScoreSummaryRow,
+    ScoreVectorRow,
+    StudyRunRow,
+)
 
 PROCESSES = 32
 STEPS = 4
@@ -70,6 +78,10 @@ def writer(url: str, i: int, barrier: Any, errors: str) -> None:
                         value=float(step * PROCESSES + i),
                     )
                 ]
+                + [
+                    ScoreRecord(run_id=shared, step=0, benchmark="b", metric=f"p{i}", judge="j", value=i)
+                    for _ in range(step == 1)
+                ]
             )
             registry.set_progress(own, step)
         registry.set_status(own, "finished")
@@ -118,6 +130,8 @@ def check(registry: Registry) -> None:
                 select(ScoreRow.run_id, ScoreRow.step, ScoreRow.metric, ScoreRow.value)
             )
         }
+        v = ScoreVectorRow
+        packed = {(r, st): vectors.unpack(b) for r, st, b in s.execute(select(v.run_id, v.step, v.entries))}
         summary = {
             (rid, metric): (latest_step, latest_value, best_step)
             for rid, metric, latest_step, latest_value, best_step in s.execute(
@@ -137,8 +151,14 @@ def check(registry: Registry) -> None:
         for st in range(1, STEPS + 1):
             expected[(rid, st, "m1")] = expected[(rid, st, "m2")] = i + st / 10
             expected[(shared_id, st * PROCESSES + i, "shared")] = float(st * PROCESSES + i)
+        expected[(shared_id, 0, f"p{i}")] = float(i)
         assert summary[(rid, "m1")] == (STEPS, i + STEPS / 10, STEPS)
     assert scores == expected  # nothing lost, nothing extra, every value exact
+    vectors_expected: dict[tuple[int, int], dict[int, float]] = {}
+    for (rid, step, metric), value in expected.items():
+        vectors_expected.setdefault((rid, step), {})[vectors.key_id("b", metric, "j")] = value
+    assert packed == vectors_expected  # each checkpoint's vector holds exactly its scores
+    assert len(packed[(shared_id, 0)]) == PROCESSES  # the checkpoint all 32 wrote at once
     last = STEPS * PROCESSES + PROCESSES - 1
     assert summary[(shared_id, "shared")] == (last, float(last), last)  # written by all 32 at once
 

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from i1lab.registry import PlannedMember, Registry, ScoreRecord
+from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
 from i1lab.registry.db import MIGRATIONS, make_engine
 from i1lab.registry.provenance import capture, git_state
-from i1lab.registry.schema import Base
+from i1lab.registry.schema import Base, ScoreVectorRow
 from i1lab.registry.store import ArtifactRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,9 +99,17 @@ def test_upgrade_from_0001_backfills_and_downgrade_returns(tmp_path: Path) -> No
             ddl = conn.exec_driver_sql(f"SELECT sql FROM sqlite_master WHERE name = '{table}'").scalar()
             assert "WITHOUT ROWID" in str(ddl), table
         assert conn.exec_driver_sql("SELECT count(*) FROM run_fields").scalar() == 3
+        # 0007: each checkpoint's score vector, backfilled from its scores
+        v = ScoreVectorRow
+        packed = {
+            (r, st): vectors.unpack(b) for r, st, b in conn.execute(sa.select(v.run_id, v.step, v.entries))
+        }
+    key = vectors.key_id("g", "m", "j")
+    assert packed == {(1, 5): {key: 0.7}, (1, 10): {key: 0.6}}
     alembic(url, "0001", down=True)
     insp = sa.inspect(make_engine(url))
     assert "artifacts" not in insp.get_table_names()
+    assert "score_vectors" not in insp.get_table_names()
     assert "resumed_from" not in {c["name"] for c in insp.get_columns("runs")}
     assert Registry(url).run(2).resumed_from == "p" * 64  # upgraded again
 
