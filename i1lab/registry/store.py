@@ -11,6 +11,7 @@ turn; on PostgreSQL rows are locked in a fixed order so that racing writers cann
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, Table, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,6 +53,16 @@ TERMINAL = ("finished", "failed", "cancelled")
 TEXT_CAP = 512  # characters of a field's text kept for filtering (index entries must stay small)
 CHUNK = 500  # values per IN (...) list (well under SQLite's bound-parameter limit)
 BATCH = 5000  # rows per executemany call of an insert (bounds the driver's parameter buffers)
+
+
+@functools.cache
+def _lock_statement(columns: tuple[Any, ...]) -> Any:
+    """``SELECT columns FROM runs WHERE id = :run_id FOR UPDATE``, built once: the lease methods run it
+    in every transaction, and a prepared statement skips SQLAlchemy's per-call construction."""
+    return select(*columns).where(RunRow.id == bindparam("run_id")).with_for_update()
+
+
+_EVENT_INSERT = insert(cast(Table, RunEventRow.__table__))
 
 
 def _rowcount(result: Any) -> int:
@@ -866,19 +877,16 @@ class Registry:
     )
 
     def _lock_run(self, s: Session, run_id: int) -> Any:
-        row = s.execute(select(*self._LOCKED).where(RunRow.id == run_id).with_for_update()).first()
+        row = s.connection().execute(_lock_statement(self._LOCKED), {"run_id": run_id}).first()
         if row is None:
             raise I1labError(f"no run with id {run_id}")
         return row
 
     @staticmethod
     def _event(s: Session, run_id: int, kind: str, node: str | None, detail: str | None, t: datetime) -> None:
-        # a Core insert: no ORM unit of work to flush for a row nobody reads back in this transaction
-        s.execute(
-            insert(cast(Table, RunEventRow.__table__)).values(
-                run_id=run_id, at=t, kind=kind, node=node, detail=detail
-            )
-        )
+        # a prepared Core insert: no ORM unit of work to flush for a row nobody reads back here
+        row = {"run_id": run_id, "at": t, "kind": kind, "node": node, "detail": detail}
+        s.connection().execute(_EVENT_INSERT, row)
 
     @staticmethod
     def _stop_clock(row: Any, t: datetime, until: datetime | None = None) -> dict[str, Any]:
@@ -904,7 +912,7 @@ class Registry:
             "updated_at": t,
             **self._stop_clock(row, t, row.heartbeat_at),
         }
-        s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+        s.connection().execute(update(RunRow).where(RunRow.id == run_id).values(**values))
         self._event(s, run_id, "interrupted", row.node, why, t)
 
     def queue_runs(self, run_ids: Iterable[int]) -> dict[int, LeaseState]:
@@ -927,7 +935,7 @@ class Registry:
                         row = self._lock_run(s, run_id)
                     else:
                         if row.status != "queued":
-                            s.execute(
+                            s.connection().execute(
                                 update(RunRow)
                                 .where(RunRow.id == run_id)
                                 .values(status="queued", reason=None, queued_at=t, updated_at=t)
@@ -1006,7 +1014,7 @@ class Registry:
                 self._take_over(s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
                 row = self._lock_run(s, run_id)
             token = row.lease_token + 1
-            done = s.execute(
+            done = s.connection().execute(
                 update(RunRow)
                 .where(
                     RunRow.id == run_id, RunRow.lease_token == row.lease_token, RunRow.lease_owner.is_(None)
@@ -1047,7 +1055,7 @@ class Registry:
         written); the caller must stop."""
         t = now()
         with self.session(write=True) as s:
-            done = s.execute(
+            done = s.connection().execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_token == token, RunRow.lease_owner.is_not(None))
                 .values(lease_expires_at=t + timedelta(seconds=ttl), heartbeat_at=t, updated_at=t, **values)
@@ -1061,7 +1069,7 @@ class Registry:
     def fenced_update(self, run_id: int, token: int, **values: Any) -> bool:
         """Write run columns (progress, timings) only if ``token`` is the current fencing token."""
         with self.session(write=True) as s:
-            done = s.execute(
+            done = s.connection().execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.lease_token == token, RunRow.lease_owner.is_not(None))
                 .values(updated_at=now(), **values)
@@ -1104,7 +1112,7 @@ class Registry:
             if not self._holds(s, run_id, token):
                 return False
             self._add_scores(s, scores)
-            s.execute(
+            s.connection().execute(
                 update(RunRow)
                 .where(RunRow.id == run_id)
                 .values(eval_seconds=RunRow.eval_seconds + eval_seconds, updated_at=t)
@@ -1139,7 +1147,7 @@ class Registry:
                 return False
             for e in events:
                 self._event(s, run_id, e.kind, row.node, e.detail, e.at)
-            s.execute(
+            s.connection().execute(
                 update(RunRow)
                 .where(RunRow.id == run_id)
                 .values(
@@ -1192,7 +1200,7 @@ class Registry:
             if interrupted:
                 values["interruptions"] = RunRow.interruptions + 1
                 self._event(s, run_id, "interrupted", row.node, detail, t)
-            s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+            s.connection().execute(update(RunRow).where(RunRow.id == run_id).values(**values))
             if status != "queued":
                 self._event(s, run_id, status, row.node, reason or detail, t)
             return True
@@ -1206,7 +1214,7 @@ class Registry:
             live = row.lease_owner is not None and (row.lease_expires_at or t) > t
             if live or row.status in ("finished", "imported", "failed", "cancelled"):
                 return False
-            s.execute(
+            s.connection().execute(
                 update(RunRow)
                 .where(RunRow.id == run_id)
                 .values(
