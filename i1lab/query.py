@@ -719,6 +719,10 @@ def runs_frame(
         chosen.create(s)
         try:
             s.execute(insert_distinct(s, chosen, picked))
+            if s.dialect.name == "postgresql":
+                # a fresh temporary table has no statistics: PostgreSQL would plan the joins below for
+                # thousands of ids and hash-scan whole tables for one; it measures the table instead
+                s.exec_driver_sql(f"ANALYZE {chosen.name}")  # our generated name, not input
             listed = select(chosen.c.id)  # joined as IN (...): SQLite then seeks each id by key
             runs = select(RunRow.id, RunRow.hash, RunRow.status, RunRow.step, RunRow.params, RunRow.imported)
             rows = fetch_rows(s, runs.where(RunRow.id.in_(listed)).order_by(RunRow.id))
