@@ -62,6 +62,13 @@ def _lock_statement(columns: tuple[Any, ...]) -> Any:
     return select(*columns).where(RunRow.id == bindparam("run_id")).with_for_update()
 
 
+@functools.cache
+def _lock_many_statement(columns: tuple[Any, ...]) -> Any:
+    """The same for a list of run ids (``:ids``, expanded when executed), in id order."""
+    ids: Any = bindparam("ids", expanding=True)
+    return select(*columns).where(RunRow.id.in_(ids)).order_by(RunRow.id).with_for_update()
+
+
 _EVENT_INSERT = insert(cast(Table, RunEventRow.__table__))
 
 
@@ -920,38 +927,66 @@ class Registry:
 
         Finished and imported runs are left alone; a run whose lease expired is taken over (counted as an
         interrupted attempt); any other run (new, failed, cancelled, interrupted) becomes ``queued``. The
-        returned state carries the fencing token a launch should expect (``acquire_lease``)."""
+        returned state carries the fencing token a launch should expect (``acquire_lease``).
+
+        A few statements per chunk of runs, whatever its size: the rows are locked and read together (in
+        id order), the runs to queue updated by one statement and their events inserted by another."""
         t = now()
         out: dict[int, LeaseState] = {}
+        ids = sorted(set(run_ids))
         with self.session(write=True) as s:
-            for run_id in sorted(set(run_ids)):
-                row = self._lock_run(s, run_id)
-                live = row.lease_owner is not None and (row.lease_expires_at or t) > t
-                if row.status not in ("finished", "imported") and not live:
-                    if row.lease_owner is not None:
-                        self._take_over(
-                            s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})"
-                        )
-                        row = self._lock_run(s, run_id)
-                    else:
-                        if row.status != "queued":
-                            s.connection().execute(
-                                update(RunRow)
-                                .where(RunRow.id == run_id)
-                                .values(status="queued", reason=None, queued_at=t, updated_at=t)
-                            )
-                        self._event(s, run_id, "queued", None, f"was {row.status}", t)
-                        row = self._lock_run(s, run_id)
-                out[run_id] = LeaseState(
-                    run_id=run_id,
-                    status=row.status,
-                    reason=row.reason,
-                    token=row.lease_token,
-                    owner=row.lease_owner,
-                    expires_at=row.lease_expires_at,
-                    node=row.node,
-                    live=live,
-                )
+            conn = s.connection()
+            for i in range(0, len(ids), CHUNK):
+                chunk = ids[i : i + CHUNK]
+                rows = {r.id: r for r in conn.execute(_lock_many_statement(self._LOCKED), {"ids": chunk})}
+                missing = [r for r in chunk if r not in rows]
+                if missing:
+                    raise I1labError(f"no run with id {missing[0]}")
+                live = {
+                    r: row.lease_owner is not None and (row.lease_expires_at or t) > t
+                    for r, row in rows.items()
+                }
+                todo = [r for r in chunk if rows[r].status not in ("finished", "imported") and not live[r]]
+                expired = [r for r in todo if rows[r].lease_owner is not None]
+                plain = [r for r in todo if rows[r].lease_owner is None]
+                for run_id in expired:
+                    row = rows[run_id]
+                    self._take_over(s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
+                requeue = [r for r in plain if rows[r].status != "queued"]
+                if requeue:
+                    conn.execute(
+                        update(RunRow)
+                        .where(RunRow.id.in_(requeue))
+                        .values(status="queued", reason=None, queued_at=t, updated_at=t)
+                    )
+                if plain:
+                    events = [
+                        {
+                            "run_id": r,
+                            "at": t,
+                            "kind": "queued",
+                            "node": None,
+                            "detail": f"was {rows[r].status}",
+                        }
+                        for r in plain
+                    ]
+                    conn.execute(_EVENT_INSERT, events)
+                if todo:
+                    rows.update(
+                        (r.id, r) for r in conn.execute(_lock_many_statement(self._LOCKED), {"ids": todo})
+                    )
+                for run_id in chunk:
+                    row = rows[run_id]
+                    out[run_id] = LeaseState(
+                        run_id=run_id,
+                        status=row.status,
+                        reason=row.reason,
+                        token=row.lease_token,
+                        owner=row.lease_owner,
+                        expires_at=row.lease_expires_at,
+                        node=row.node,
+                        live=live[run_id],
+                    )
         return out
 
     def acquire_lease(
