@@ -1,6 +1,6 @@
 """Scheduling overhead: N no-op runs through i1lab's submit path vs N bare Ray tasks, same local cluster.
 
-    .venv/bin/python benchmarks/scheduling.py [--runs 200] [--cpus 2] [--profile]
+    .venv/bin/python benchmarks/scheduling.py [--runs 200] [--cpus 2] [--task-seconds 0] [--profile]
 
 The i1lab side is ``i1lab.submit.submit_study`` on a generated study of N runs (the tiny profile of the
 baseline with an N-1 value ``train.lr`` axis): it plans, records the plan, queues every run, launches
@@ -11,6 +11,8 @@ evaluation replaced by functions that return at once. The bare side is N ``@ray.
 return their argument, with the same resource request (one CPU), on the same cluster, after the same
 warm-up. Both are timed from the first submission to the last result; planning and recording the
 plan are counted on i1lab's side. ``--profile`` prints where the driver's time goes (cProfile).
+``--task-seconds S`` makes both sides' task bodies sleep S seconds (i1lab's "training"): the overhead
+relative to runs that do some work.
 
 Target: i1lab / bare under 1.5x.
 """
@@ -48,6 +50,7 @@ def noop_execute_run(*args: Any, **kwargs: Any) -> Any:
     import i1lab.train.runner as runner
 
     def train(spec: Any, wd: Any, hooks: Any, init_from: Any = None) -> dict[str, Any]:
+        time.sleep(float(os.environ.get("I1LAB_BENCH_TASK_SECONDS", "0")))
         hooks.on_step(spec.train.steps)
         return {"step": spec.train.steps, "loss": 0.0}
 
@@ -65,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--task-seconds", type=float, default=0.0, help="each task body sleeps this long")
     parser.add_argument("--profile", action="store_true", help="cProfile the i1lab driver")
     args = parser.parse_args()
 
@@ -82,7 +86,12 @@ def main() -> None:
     from i1lab.registry import Registry
 
     Registry()  # create the registry before timing (a fresh database's migrations are not scheduling)
-    env = {"I1LAB_HOME": str(home), "I1LAB_DATABASE_URL": paths.database_url(), "JAX_PLATFORMS": "cpu"}
+    env = {
+        "I1LAB_HOME": str(home),
+        "I1LAB_DATABASE_URL": paths.database_url(),
+        "JAX_PLATFORMS": "cpu",
+        "I1LAB_BENCH_TASK_SECONDS": str(args.task_seconds),
+    }
     ray.init(
         address="local",
         num_cpus=args.cpus,
@@ -94,14 +103,15 @@ def main() -> None:
     address = ray.get_runtime_context().gcs_address
 
     @ray.remote(num_cpus=1)
-    def bare(i: int) -> int:
+    def bare(i: int, seconds: float = 0.0) -> int:
+        time.sleep(seconds)
         return i
 
     # warm-up: start the worker processes both sides will use
     ray.get([bare.remote(i) for i in range(4 * args.cpus)])
 
     t0 = time.perf_counter()
-    ray.get([bare.remote(i) for i in range(args.runs)])
+    ray.get([bare.remote(i, args.task_seconds) for i in range(args.runs)])
     bare_s = time.perf_counter() - t0
 
     import i1lab.scheduler
@@ -137,9 +147,10 @@ def main() -> None:
         sys.exit(f"only {finished} of {args.runs} runs finished")
     ray.shutdown()
 
-    print(f"{args.runs} runs, {args.cpus} CPUs, Ray {ray.__version__}, local cluster")
+    body = f"tasks sleep {args.task_seconds:g} s" if args.task_seconds else "no-op tasks"
+    print(f"{args.runs} runs, {args.cpus} CPUs, Ray {ray.__version__}, local cluster, {body}")
     print(f"bare Ray tasks          {bare_s:8.3f} s  ({bare_s / args.runs * 1000:.1f} ms per task)")
-    print(f"i1lab submit (no-op)    {i1lab_s:8.3f} s  ({i1lab_s / args.runs * 1000:.1f} ms per run)")
+    print(f"i1lab submit            {i1lab_s:8.3f} s  ({i1lab_s / args.runs * 1000:.1f} ms per run)")
     print(
         f"  tasks in workers      {sum(task_s):8.3f} s  summed: "
         f"median {task_s[len(task_s) // 2] * 1000:.1f} ms, "
