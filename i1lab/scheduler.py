@@ -363,7 +363,8 @@ class _Driver:
         if not ready:
             return
         cluster = self.cluster()
-        room = {t.resources.accelerator: max(1, capacity(ray_options(t.resources), cluster)) for t in ready}
+        kinds = {t.resources.accelerator: t.resources for t in ready}  # the ready runs' kinds, once each
+        room = {kind: max(1, capacity(ray_options(res), cluster)) for kind, res in kinds.items()}
         p = self.policy
         study_room = None
         if p.max_concurrent is not None:

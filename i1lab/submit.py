@@ -191,11 +191,13 @@ def _run(
         if live is not None:
             live.update(progress_table(plan.study, registry.members(plan.study)))
 
+    names = {t.run_id: t.name for t in tasks}
+
     def on_done(outcome: object) -> None:
         from i1lab.worker import Outcome
 
         assert isinstance(outcome, Outcome)
-        name = next(t.name for t in tasks if t.run_id == outcome.run_id)
+        name = names[outcome.run_id]
         where = "" if outcome.trained or outcome.status != "finished" else " (by another submitter)"
         line = f"{name}: {outcome.status}{where}" + (f" ({outcome.reason})" if outcome.reason else "")
         note(line)
@@ -203,10 +205,11 @@ def _run(
             _mirror(registry, plan.study, console)
 
     def note(line: str) -> None:
+        # plain lines (rich's wrapping and highlighting would cost more than scheduling a short run)
         if live is not None:
-            live.console.print(line, markup=False)
+            live.console.print(line, markup=False, highlight=False)
         else:
-            console.print(line, markup=False)
+            console.out(line, highlight=False)
 
     def go() -> None:
         run_tasks(
