@@ -36,7 +36,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -733,9 +733,8 @@ def runs_frame(
                 held = first.get(rid)
                 if held is None or (study_id, position) < held[:2]:
                     first[rid] = (study_id, position, name, study)
-            among = lambda column: column.in_(listed)  # noqa: E731
             run_ids = [r[0] for r in rows]
-            slots, values = _metric_columns(s, refs, at, among, run_ids)
+            slots, values = _metric_columns(s, refs, at, lambda column: column.in_(listed), run_ids)
         finally:
             chosen.drop(s)
     firsts = [first.get(r) for r in run_ids]
@@ -791,12 +790,6 @@ def metric_matrix(run_ids: list[int], width: int, pivot: list[tuple[Any, ...]]) 
         where = np.searchsorted(np.asarray(run_ids, dtype=np.int64), got[:, 0].astype(np.int64))
         out[where] = got[:, 1:]
     return out
-
-
-def chunks(ids: list[int], size: int = 5000) -> Iterator[list[int]]:
-    """Id lists small enough to bind as parameters (SQLite allows 32,766 per statement)."""
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]
 
 
 def _metric_columns(
