@@ -122,8 +122,7 @@ profiles:
     train.keep_every: 10
     train.log_every: 5
     sampling.steps: 4
-    eval.prompts_per_tag: 1
-    eval.images_per_prompt: 1
+    eval.benchmarks: []
 """
 
 

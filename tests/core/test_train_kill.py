@@ -17,10 +17,11 @@ import pytest
 from tests.conftest import EXPERIMENTS
 from tests.core.test_train_step import SMALL, shared_xla_cache
 
+STEPS = 60
 CADENCE = {
-    "train.steps": 120,
+    "train.steps": STEPS,
     "train.checkpoint_every": 10,
-    "train.keep_every": 60,
+    "train.keep_every": 30,
     "train.log_every": 10,
 }
 
@@ -111,17 +112,17 @@ def test_kill_9_and_restart_ends_bitwise_equal_to_an_uninterrupted_run(
     log.close()
     assert proc.returncode == -signal.SIGKILL
     on_disk = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
-    assert on_disk and on_disk[-1] < 120, on_disk
+    assert on_disk and on_disk[-1] < STEPS, on_disk
 
     again = subprocess.run(
         _train_cmd(study, killed), capture_output=True, text=True, env=env, timeout=300, check=False
     )
     assert again.returncode == 0, again.stderr[-2000:]
     resumed = [line for line in again.stderr.splitlines() if line.startswith("resumed from checkpoint")]
-    assert resumed and 10 <= int(resumed[0].split()[-1]) < 120, (delay, again.stderr[-2000:])
+    assert resumed and 10 <= int(resumed[0].split()[-1]) < STEPS, (delay, again.stderr[-2000:])
 
     a, b = _inspect(straight, env), _inspect(killed, env)
-    assert a["step"] == b["step"] == 120
+    assert a["step"] == b["step"] == STEPS
     assert a["data_position"] == b["data_position"]
     assert a["digests"] == b["digests"], f"killed after {delay:.2f}s: {a['digests']} != {b['digests']}"
     assert all(isinstance(d, str) and len(d) == 64 for d in a["digests"].values())  # type: ignore[attr-defined]
