@@ -139,8 +139,6 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
     from i1lab.registry.store import field_row, flatten, now, run_facts, summarize
     from i1lab.registry.vectors import key_id, pack
 
-    key_ids = {(b, m, j): key_id(b, m, j) for b, (m, j) in BENCHMARKS.items()}
-
     tables = [RunFieldRow.__table__, ScoreRow.__table__, ScoreSummaryRow.__table__, StudyRunRow.__table__]
     secondary = [ix for t in tables for ix in t.indexes if isinstance(ix, Index)]  # type: ignore[attr-defined]
     eng = registry.engine
@@ -205,7 +203,7 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
                 summaries.extend(summarize((rid, b, m, j, st, v) for b, m, j, st, v in r["scores"]).values())
                 by_step: dict[int, list[tuple[int, float]]] = {}
                 for b, m, j, st, v in r["scores"]:
-                    by_step.setdefault(st, []).append((key_ids[(b, m, j)], v))
+                    by_step.setdefault(st, []).append((key_id(b, m, j), v))
                 packed.extend(
                     {"run_id": rid, "step": st, "entries": pack(e)} for st, e in sorted(by_step.items())
                 )

@@ -72,6 +72,24 @@ def _lock_many_statement(columns: tuple[Any, ...]) -> Any:
 _EVENT_INSERT = insert(cast(Table, RunEventRow.__table__))
 
 
+def _live(row: Any, t: datetime) -> bool:
+    """Is the lease on this runs row held and unexpired at ``t``?"""
+    return bool(row.lease_owner is not None and (row.lease_expires_at or t) > t)
+
+
+def _lease_state(row: Any, live: bool) -> LeaseState:
+    return LeaseState(
+        run_id=row.id,
+        status=row.status,
+        reason=row.reason,
+        token=row.lease_token,
+        owner=row.lease_owner,
+        expires_at=row.lease_expires_at,
+        node=row.node,
+        live=live,
+    )
+
+
 def _rowcount(result: Any) -> int:
     """Rows an UPDATE matched (``CursorResult.rowcount``)."""
     return int(result.rowcount)
@@ -942,10 +960,7 @@ class Registry:
                 missing = [r for r in chunk if r not in rows]
                 if missing:
                     raise I1labError(f"no run with id {missing[0]}")
-                live = {
-                    r: row.lease_owner is not None and (row.lease_expires_at or t) > t
-                    for r, row in rows.items()
-                }
+                live = {r: _live(row, t) for r, row in rows.items()}
                 todo = [r for r in chunk if rows[r].status not in ("finished", "imported") and not live[r]]
                 expired = [r for r in todo if rows[r].lease_owner is not None]
                 plain = [r for r in todo if rows[r].lease_owner is None]
@@ -975,18 +990,7 @@ class Registry:
                     rows.update(
                         (r.id, r) for r in conn.execute(_lock_many_statement(self._LOCKED), {"ids": todo})
                     )
-                for run_id in chunk:
-                    row = rows[run_id]
-                    out[run_id] = LeaseState(
-                        run_id=run_id,
-                        status=row.status,
-                        reason=row.reason,
-                        token=row.lease_token,
-                        owner=row.lease_owner,
-                        expires_at=row.lease_expires_at,
-                        node=row.node,
-                        live=live[run_id],
-                    )
+                out.update((r, _lease_state(rows[r], live[r])) for r in chunk)
         return out
 
     def acquire_lease(
@@ -1022,7 +1026,7 @@ class Registry:
             row = next((r for r in sharing if r.id == run_id), None)
             if row is None:
                 raise I1labError(f"no run with id {run_id}")
-            live = row.lease_owner is not None and (row.lease_expires_at or t) > t
+            live = _live(row, t)
             if row.status in ("finished", "imported", "cancelled"):
                 return LeaseGrant(state="done", status=row.status, reason=row.reason)
             if live:
@@ -1032,17 +1036,7 @@ class Registry:
                     return LeaseGrant(state="done", status="failed", reason=row.reason)
                 return LeaseGrant(state="moved", status=row.status)
             # the rows sharing the work directory are locked: their leases read above are current
-            blocker = next(
-                (
-                    r.id
-                    for r in sharing
-                    if r.id != run_id
-                    and r.lease_owner is not None
-                    and r.lease_expires_at is not None
-                    and r.lease_expires_at > t
-                ),
-                None,
-            )
+            blocker = next((r.id for r in sharing if r.id != run_id and _live(r, t)), None)
             if blocker is not None:
                 return LeaseGrant(state="busy", blocker=blocker, status=row.status)
             if row.lease_owner is not None:  # expired and never released: its holder is gone
@@ -1246,7 +1240,7 @@ class Registry:
         t = now()
         with self.session(write=True) as s:
             row = self._lock_run(s, run_id)
-            live = row.lease_owner is not None and (row.lease_expires_at or t) > t
+            live = _live(row, t)
             if live or row.status in ("finished", "imported", "failed", "cancelled"):
                 return False
             s.connection().execute(
@@ -1282,16 +1276,7 @@ class Registry:
                         RunRow.node,
                     ).where(RunRow.id.in_(ids[i : i + CHUNK]))
                 ):
-                    out[r.id] = LeaseState(
-                        run_id=r.id,
-                        status=r.status,
-                        reason=r.reason,
-                        token=r.lease_token,
-                        owner=r.lease_owner,
-                        expires_at=r.lease_expires_at,
-                        node=r.node,
-                        live=r.lease_owner is not None and (r.lease_expires_at or t) > t,
-                    )
+                    out[r.id] = _lease_state(r, _live(r, t))
         return out
 
     def add_event(self, run_id: int, kind: str, node: str | None = None, detail: str | None = None) -> None:
@@ -1420,6 +1405,23 @@ class Registry:
         self._refresh_summaries(s, sorted({(sc.run_id, sc.benchmark, sc.metric, sc.judge) for sc in scores}))
         self._refresh_vectors(s, sorted({(sc.run_id, sc.step) for sc in scores}))
 
+    def _claim(
+        self,
+        s: Session,
+        table: Any,
+        cols: Sequence[Any],
+        keys: Sequence[tuple[Any, ...]],
+        filler: dict[str, Any],
+    ) -> None:
+        """Create the rows of ``table`` with these key values (``cols``) that are missing (``filler``
+        for their other columns), then, on PostgreSQL, lock them all in key order: a concurrent writer
+        of the same keys waits here until this transaction ends, and then reads what it wrote."""
+        names = [c.key for c in cols]
+        rows = [dict(zip(names, k, strict=True), **filler) for k in keys]
+        self._insert(s, table, rows, names)
+        if self.dialect == "postgresql":
+            s.execute(select(cols[0]).where(tuple_(*cols).in_(keys)).order_by(*cols).with_for_update()).all()
+
     def _refresh_vectors(self, s: Session, checkpoints: list[tuple[int, int]]) -> None:
         """Recompute the score vectors of these (run, step) checkpoints from the scores themselves.
 
@@ -1428,31 +1430,17 @@ class Registry:
         cols = (ScoreVectorRow.run_id, ScoreVectorRow.step)
         for i in range(0, len(checkpoints), 200):
             chunk = checkpoints[i : i + 200]
-            self._insert(
-                s,
-                ScoreVectorRow,
-                [{"run_id": r, "step": st, "entries": b""} for r, st in chunk],
-                ["run_id", "step"],
-            )
-            if self.dialect == "postgresql":
-                s.execute(
-                    select(ScoreVectorRow.run_id)
-                    .where(tuple_(*cols).in_(chunk))
-                    .order_by(*cols)
-                    .with_for_update()
-                ).all()
+            self._claim(s, ScoreVectorRow, cols, chunk, {"entries": b""})
             found: dict[tuple[int, int], list[tuple[int, float]]] = {}
-            ids: dict[tuple[str, str, str], int] = {}
             sc = ScoreRow
             for run_id, step, bench, metric, judge, value in s.execute(
                 select(sc.run_id, sc.step, sc.benchmark, sc.metric, sc.judge, sc.value).where(
                     tuple_(sc.run_id, sc.step).in_(chunk)
                 )
             ):
-                key = (bench, metric, judge)
-                if key not in ids:
-                    ids[key] = vectors.key_id(*key)
-                found.setdefault((run_id, step), []).append((ids[key], float(value)))
+                found.setdefault((run_id, step), []).append(
+                    (vectors.key_id(bench, metric, judge), float(value))
+                )
             packed = [vectors.pack(found.get(c, [])) for c in chunk]
             rows = [{"run_id": r, "step": st, "entries": p} for (r, st), p in zip(chunk, packed, strict=True)]
             s.execute(update(ScoreVectorRow), rows)
@@ -1472,22 +1460,7 @@ class Registry:
         for i in range(0, len(keys), 200):
             chunk = keys[i : i + 200]
             placeholder = {"latest_step": -1, "latest_value": 0.0, "best_step": -1, "best_value": 0.0}
-            self._insert(
-                s,
-                ScoreSummaryRow,
-                [
-                    dict(zip(("run_id", "benchmark", "metric", "judge"), k, strict=True), **placeholder)
-                    for k in chunk
-                ],
-                ["run_id", "benchmark", "metric", "judge"],
-            )
-            if self.dialect == "postgresql":
-                s.execute(
-                    select(ScoreSummaryRow.run_id)
-                    .where(tuple_(*cols).in_(chunk))
-                    .order_by(*cols)
-                    .with_for_update()
-                ).all()
+            self._claim(s, ScoreSummaryRow, cols, chunk, placeholder)
             found = s.execute(
                 select(*score_cols, ScoreRow.step, ScoreRow.value).where(tuple_(*score_cols).in_(chunk))
             ).all()

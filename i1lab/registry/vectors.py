@@ -12,6 +12,7 @@ every registry; the catalogue of keys (``score_keys``) maps them back to names.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
@@ -21,8 +22,10 @@ PAIR = struct.Struct("<qd")  # key id, value
 ENTRY_FIELDS = [("key", "<i8"), ("value", "<f8")]  # the same, as a numpy record
 
 
+@functools.lru_cache(maxsize=4096)
 def key_id(benchmark: str, metric: str, judge: str) -> int:
-    """The 64-bit id of a score key (a signed integer, as SQL stores it)."""
+    """The 64-bit id of a score key (a signed integer, as SQL stores it); memoised, as a registry has a
+    few keys and writes them over and over."""
     digest = hashlib.blake2b(f"{benchmark}\x1f{metric}\x1f{judge}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
 

@@ -38,7 +38,6 @@ def upgrade() -> None:
             "SELECT run_id, step, benchmark, metric, judge, value FROM scores ORDER BY run_id, step"
         ).execution_options(yield_per=BATCH)
     )
-    ids: dict[tuple[str, str, str], int] = {}
     pending: list[dict[str, object]] = []
     current: tuple[int, int] | None = None
     entries: list[tuple[int, float]] = []
@@ -50,10 +49,7 @@ def upgrade() -> None:
             if len(pending) >= BATCH:
                 conn.execute(vectors.insert(), pending)
                 pending = []
-        key = (benchmark, metric, judge)
-        if key not in ids:
-            ids[key] = key_id(*key)
-        entries.append((ids[key], float(value)))
+        entries.append((key_id(benchmark, metric, judge), float(value)))
     if current is not None:
         pending.append({"run_id": current[0], "step": current[1], "entries": pack(entries)})
     if pending:
