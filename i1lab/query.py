@@ -36,7 +36,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -734,7 +734,7 @@ def runs_frame(
                 if held is None or (study_id, position) < held[:2]:
                     first[rid] = (study_id, position, name, study)
             run_ids = [r[0] for r in rows]
-            slots, values = _metric_columns(s, refs, at, lambda column: column.in_(listed), run_ids)
+            slots, values = _metric_columns(s, refs, at, listed, run_ids)
         finally:
             chosen.drop(s)
     firsts = [first.get(r) for r in run_ids]
@@ -796,12 +796,12 @@ def _metric_columns(
     s: Any,
     refs: Sequence[MetricRef],
     at: AtStep,
-    among: Callable[[Any], ColumnElement[bool]],
+    listed: Select[Any],
     run_ids: list[int],
 ) -> tuple[list[tuple[int, str]], Any]:
     """The value slots ``(ref index, judge)`` -- a column per judge of each metric, from the ``score_keys``
-    catalogue -- and a matrix of the scores at ``at``, a row per run of ``run_ids`` (those that
-    ``among(run id column)`` selects) and a column per slot.
+    catalogue -- and a matrix of the scores at ``at``, a row per run of ``run_ids`` (the ids ``listed``
+    selects) and a column per slot.
 
     At a step the values come from the checkpoints' score vectors (one packed value per run); at the
     latest or best step, from one pivoted query over the score summaries (a run's lie together)."""
@@ -822,7 +822,7 @@ def _metric_columns(
         key_ids = {key: vectors.key_id(*key) for key in catalogue}
         if len(set(key_ids.values())) == len(key_ids):  # else (never seen: 64-bit ids) the pivot below
             v = ScoreVectorRow
-            rows = fetch_rows(s, select(v.run_id, v.entries).where(among(v.run_id), v.step == at))
+            rows = fetch_rows(s, select(v.run_id, v.entries).where(v.run_id.in_(listed), v.step == at))
             wanted = [key_ids[(refs[k].benchmark, refs[k].metric, judge)] for k, judge in slots]
             return slots, vectors.matrix(run_ids, wanted, rows)
     table: Any
@@ -840,7 +840,7 @@ def _metric_columns(
         if len(judges[(ref.benchmark, ref.metric)]) > 1:
             hit = and_(hit, table.judge == judge)
         columns.append(func.max(case((hit, value))))
-    query = select(*columns).where(among(table.run_id), *step_cond).group_by(table.run_id)
+    query = select(*columns).where(table.run_id.in_(listed), *step_cond).group_by(table.run_id)
     return slots, metric_matrix(run_ids, len(slots), fetch_rows(s, query))
 
 
