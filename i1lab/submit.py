@@ -205,11 +205,10 @@ def _run(
             _mirror(registry, plan.study, console)
 
     def note(line: str) -> None:
-        # plain lines (rich's wrapping and highlighting would cost more than scheduling a short run)
         if live is not None:
-            live.console.print(line, markup=False, highlight=False)
+            live.console.print(line, markup=False)
         else:
-            console.out(line, highlight=False)
+            console.print(line, markup=False)
 
     def go() -> None:
         run_tasks(
