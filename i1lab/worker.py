@@ -410,13 +410,14 @@ def _execute(
         outcome = _train_and_evaluate(registry, lease, record, attempt, workdir, eval_options, t0, log)
     except BaseException as exc:
         log.write(f"attempt {attempt} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-        log.close()
         raise
-    log.write(
-        f"attempt {attempt} ended: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
-    )
-    log.close()
-    return outcome
+    else:
+        log.write(
+            f"attempt {attempt} ended: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
+        )
+        return outcome
+    finally:
+        log.close()
 
 
 def _train_and_evaluate(
