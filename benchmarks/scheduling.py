@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--task-seconds", type=float, default=0.0, help="each task body sleeps this long")
     parser.add_argument("--profile", action="store_true", help="cProfile the i1lab driver")
+    parser.add_argument("--profile-filter", default="", help="only profile lines whose path matches this")
+    parser.add_argument("--profile-lines", type=int, default=15, help="lines of the profile to print")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="i1lab-sched-"))
@@ -181,7 +183,7 @@ def main() -> None:
             for (suffix, name), what in wanted.items():
                 if func == name and file.endswith(suffix):
                     print(f"  {what:45s} {cum:7.3f} s  ({calls} calls)")
-        stats.sort_stats("cumulative").print_stats(15)
+        stats.sort_stats("cumulative").print_stats(args.profile_filter, args.profile_lines)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ def submit_study(
             plan,
             todo,
             ids,
+            members,
             registry,
             address=address,
             progress=progress,
@@ -122,10 +123,9 @@ def submit_study(
     from i1lab import report
     from i1lab.display import rich_table
 
-    console.print(rich_table(report.ablation_table(plan.study, registry.members(plan.study))))
-    unfinished = [
-        m.name for m in registry.members(plan.study) if m.run.status not in ("finished", "imported")
-    ]
+    final = registry.members(plan.study)
+    console.print(rich_table(report.ablation_table(plan.study, final)))
+    unfinished = [m.name for m in final if m.run.status not in ("finished", "imported")]
     if unfinished:
         names = ", ".join(unfinished)
         raise I1labError(
@@ -150,6 +150,7 @@ def _run(
     plan: Plan,
     todo: list,
     ids: dict[str, int],
+    members: list[PlannedMember],
     registry: Registry,
     *,
     address: str | None,
@@ -161,12 +162,13 @@ def _run(
     from i1lab.display import progress_table
     from i1lab.scheduler import Task, run_tasks
 
+    workdirs = {m.hash: m.workdir for m in members}
     tasks = [
         Task(
             run_id=ids[r.name],
             name=r.name,
             resources=r.spec.resources,
-            workdir=str(paths.run_dir(training_hash(r.spec))),
+            workdir=workdirs[r.hash],
             hash=r.hash,
             parent_hash=r.spec.data.resume_from,
             accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
@@ -205,10 +207,10 @@ def _run(
             _mirror(registry, plan.study, console)
 
     def note(line: str) -> None:
-        if live is not None:
-            live.console.print(line, markup=False)
-        else:
-            console.print(line, markup=False)
+        # a plain line: no markup, highlighting or wrapping to render (a quarter of the cost of a print)
+        (live.console if live is not None else console).print(
+            line, markup=False, highlight=False, soft_wrap=True
+        )
 
     def go() -> None:
         run_tasks(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -106,6 +108,71 @@ def fetch_rows(conn: Connection, stmt: ClauseElement) -> list[tuple[Any, ...]]:
     try:
         cursor.execute(str(compiled), args)
         return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+class WriteGate:
+    """Writers to one SQLite file take turns on an exclusive ``flock`` of ``<database>.write.lock``,
+    held from before ``BEGIN IMMEDIATE`` until the transaction has ended.
+
+    SQLite alone makes a writer that finds the database locked poll for it, sleeping 1, 2, 5, 10 ms...
+    between tries (its busy handler): with a few processes writing short transactions (workers
+    leasing and finishing runs, a driver queueing them) most of a transaction's time was that sleep.
+    A blocked ``flock`` is woken by the kernel the moment the holder lets go. Re-entrant per thread;
+    each thread has its own descriptor, so threads of one process take turns too."""
+
+    def __init__(self, database: str) -> None:
+        self.path = f"{database}.write.lock"
+        self._local = threading.local()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        import fcntl
+
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            # first use in this thread, or a forked child: a descriptor inherited across fork shares
+            # its lock with the parent's, so the child opens its own
+            local.pid, local.handle, local.depth = os.getpid(), None, 0
+        depth = local.depth
+        if depth == 0:
+            if local.handle is None:
+                local.handle = open(self.path, "a")  # noqa: SIM115 (kept for the thread's life)
+            fcntl.flock(local.handle, fcntl.LOCK_EX)
+        local.depth = depth + 1
+        try:
+            yield
+        finally:
+            local.depth -= 1
+            if local.depth == 0:
+                fcntl.flock(local.handle, fcntl.LOCK_UN)
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The gate of a SQLite file database (None for PostgreSQL and in-memory SQLite)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return WriteGate(database)
+
+
+def execute_many(
+    conn: Connection, stmt: ClauseElement, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Run an INSERT of plain values (numbers, strings, None) for many rows on the connection's own
+    DBAPI cursor, inside its transaction: compiled once by SQLAlchemy, then the driver's executemany
+    with tuples (about 3 us a row instead of SQLAlchemy's 15, which builds a parameter dict per row).
+    ``rows`` hold the values of ``columns`` in that order."""
+    compiled: Any = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if compiled.positional:
+            order = [columns.index(name) for name in compiled.positiontup]
+            same = order == list(range(len(columns)))
+            cursor.executemany(str(compiled), rows if same else [tuple(r[i] for i in order) for r in rows])
+        else:
+            cursor.executemany(str(compiled), [dict(zip(columns, r, strict=True)) for r in rows])
     finally:
         cursor.close()
 

@@ -22,12 +22,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.registry import vectors
-from i1lab.registry.db import make_engine, migrate, writer
+from i1lab.registry.db import execute_many, make_engine, migrate, write_gate, writer
 from i1lab.registry.schema import (
     ArtifactRow,
     CheckpointRow,
@@ -69,7 +70,77 @@ def _lock_many_statement(columns: tuple[Any, ...]) -> Any:
     return select(*columns).where(RunRow.id.in_(ids)).order_by(RunRow.id).with_for_update()
 
 
+@functools.cache
+def _sharing_statement(columns: tuple[Any, ...]) -> Any:
+    """The run ``:run_id`` and every run sharing its work directory, locked in id order."""
+    own_dir = select(RunRow.workdir).where(RunRow.id == bindparam("dir_of")).scalar_subquery()
+    return (
+        select(*columns)
+        .where(or_(RunRow.id == bindparam("run_id"), RunRow.workdir == own_dir))
+        .order_by(RunRow.id)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _grant_statement() -> Any:
+    """The conditional UPDATE that hands a free run's lease to an owner (see ``acquire_lease``)."""
+    return (
+        update(RunRow)
+        .where(
+            RunRow.id == bindparam("g_id"),
+            RunRow.lease_token == bindparam("g_old"),
+            RunRow.lease_owner.is_(None),
+        )
+        .values(
+            lease_owner=bindparam("g_owner"),
+            lease_token=bindparam("g_token"),
+            lease_expires_at=bindparam("g_expires"),
+            heartbeat_at=bindparam("g_beat"),
+            node=bindparam("g_node"),
+            status="running",
+            reason=None,
+            started_at=bindparam("g_started"),
+            attempts=RunRow.attempts + 1,
+            git_commit=bindparam("g_commit"),
+            git_dirty=bindparam("g_dirty"),
+            versions=bindparam("g_versions"),
+            updated_at=bindparam("g_updated"),
+        )
+    )
+
+
 _EVENT_INSERT = insert(cast(Table, RunEventRow.__table__))
+
+
+@functools.cache
+def _run_statement() -> Any:
+    """One run's row by ``:run_id`` (every column, as a Core row)."""
+    return select(cast(Table, RunRow.__table__)).where(RunRow.id == bindparam("run_id"))
+
+
+@functools.cache
+def _set_statement(keys: tuple[str, ...], fenced: bool) -> Any:
+    """``UPDATE runs SET <keys> WHERE id = :s_id`` (and, ``fenced``, the lease token ``:s_token`` is still
+    held), built once per set of columns: the lease methods write a handful of such sets per attempt."""
+    where = [RunRow.id == bindparam("s_id")]
+    if fenced:
+        where += [RunRow.lease_token == bindparam("s_token"), RunRow.lease_owner.is_not(None)]
+    return update(RunRow).where(*where).values({k: bindparam(f"s_{k}") for k in keys})
+
+
+def _set_run(conn: Connection, run_id: int, values: Mapping[str, Any], token: int | None = None) -> Any:
+    """Write plain column values of a run (fenced by ``token`` if given) with a statement built once."""
+    keys = tuple(sorted(values))
+    params = {f"s_{k}": values[k] for k in keys}
+    params["s_id"] = run_id
+    if token is not None:
+        params["s_token"] = token
+    return conn.execute(_set_statement(keys, token is not None), params)
+
+
+def _conn(s: Session | Connection) -> Connection:
+    return s.connection() if isinstance(s, Session) else s
 
 
 def _live(row: Any, t: datetime) -> bool:
@@ -315,11 +386,19 @@ def field_text(value: Any) -> str:
     return text[:TEXT_CAP]
 
 
-def field_row(run_id: int, key: str, value: Any) -> dict[str, Any]:
+FIELD_COLUMNS = ("run_id", "key", "value_text", "value_num")
+
+
+def field_values(run_id: int, key: str, value: Any) -> tuple[int, str, str, float | None]:
+    """A ``run_fields`` row's values, in ``FIELD_COLUMNS`` order."""
     num: float | None = None
     if isinstance(value, bool | int | float):
         num = float(value)
-    return {"run_id": run_id, "key": key, "value_text": field_text(value), "value_num": num}
+    return (run_id, key, field_text(value), num)
+
+
+def field_row(run_id: int, key: str, value: Any) -> dict[str, Any]:
+    return dict(zip(FIELD_COLUMNS, field_values(run_id, key, value), strict=True))
 
 
 def chips_of(accelerator: str) -> int | None:
@@ -389,7 +468,9 @@ class Registry:
         except Exception as exc:
             raise I1labError(f"cannot open the registry at {self.url}: {exc}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._writers = sessionmaker(writer(self.engine), expire_on_commit=False)
+        self._write_engine = writer(self.engine)
+        self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._gate = write_gate(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -398,9 +479,24 @@ class Registry:
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """One transaction; ``write=True`` for any transaction that writes (see the module doc)."""
+        if write and self._gate is not None:
+            with self._gate.hold(), self._writers() as session, session.begin():
+                yield session
+            return
         maker = self._writers if write else self._sessions
         with maker() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """One write transaction on a plain Core connection: for the lease methods a worker and a driver
+        call once or more per run, which need no ORM session."""
+        if self._gate is not None:
+            with self._gate.hold(), self._write_engine.begin() as conn:
+                yield conn
+            return
+        with self._write_engine.begin() as conn:
+            yield conn
 
     def _insert(
         self,
@@ -513,14 +609,21 @@ class Registry:
         for i in range(0, len(hashes), CHUNK):
             found = s.execute(select(RunRow.hash, RunRow.id).where(RunRow.hash.in_(hashes[i : i + CHUNK])))
             ids.update({digest: rid for digest, rid in found})
-        fields: list[dict[str, Any]] = []
+        fields: list[tuple[int, str, str, float | None]] = []
         keys: set[str] = set()
         for row in rows:
             flat = flatten(row["spec"])
             keys.update(flat)
-            fields.extend(field_row(ids[row["hash"]], k, v) for k, v in flat.items())
+            run_id = ids[row["hash"]]
+            fields.extend(field_values(run_id, k, v) for k, v in flat.items())
         self._insert(s, FieldKeyRow, [{"key": k} for k in sorted(keys)], ["key"])
-        self._insert(s, RunFieldRow, sorted(fields, key=lambda f: (f["run_id"], f["key"])), ["run_id", "key"])
+        fields.sort(key=lambda f: (f[0], f[1]))
+        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        stmt = ins(cast(Table, RunFieldRow.__table__)).on_conflict_do_nothing(
+            index_elements=["run_id", "key"]
+        )
+        for i in range(0, len(fields), BATCH):
+            execute_many(s.connection(), stmt, FIELD_COLUMNS, fields[i : i + BATCH])
         self._set_stages(s, [r["hash"] for r in rows if r.get("resumed_from")])
         return ids
 
@@ -788,8 +891,8 @@ class Registry:
             position += 1
 
     def run(self, run_id: int) -> RunRecord:
-        with self.session() as s:
-            row = s.get(RunRow, run_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(_run_statement(), {"run_id": run_id}).first()
             if row is None:
                 raise I1labError(f"no run with id {run_id}")
             return RunRecord.model_validate(row)
@@ -901,17 +1004,19 @@ class Registry:
         RunRow.attempts,
     )
 
-    def _lock_run(self, s: Session, run_id: int) -> Any:
-        row = s.connection().execute(_lock_statement(self._LOCKED), {"run_id": run_id}).first()
+    def _lock_run(self, s: Session | Connection, run_id: int) -> Any:
+        row = _conn(s).execute(_lock_statement(self._LOCKED), {"run_id": run_id}).first()
         if row is None:
             raise I1labError(f"no run with id {run_id}")
         return row
 
     @staticmethod
-    def _event(s: Session, run_id: int, kind: str, node: str | None, detail: str | None, t: datetime) -> None:
+    def _event(
+        s: Session | Connection, run_id: int, kind: str, node: str | None, detail: str | None, t: datetime
+    ) -> None:
         # a prepared Core insert: no ORM unit of work to flush for a row nobody reads back here
         row = {"run_id": run_id, "at": t, "kind": kind, "node": node, "detail": detail}
-        s.connection().execute(_EVENT_INSERT, row)
+        _conn(s).execute(_EVENT_INSERT, row)
 
     @staticmethod
     def _stop_clock(row: Any, t: datetime, until: datetime | None = None) -> dict[str, Any]:
@@ -925,7 +1030,7 @@ class Registry:
             out["accelerator_hours"] = wall / 3600 * row.chips
         return out
 
-    def _take_over(self, s: Session, run_id: int, row: Any, t: datetime, why: str) -> None:
+    def _take_over(self, s: Session | Connection, run_id: int, row: Any, t: datetime, why: str) -> None:
         """Clear an expired lease whose holder never released it: one interruption of the run."""
         values = {
             "lease_owner": None,
@@ -937,7 +1042,7 @@ class Registry:
             "updated_at": t,
             **self._stop_clock(row, t, row.heartbeat_at),
         }
-        s.connection().execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+        _conn(s).execute(update(RunRow).where(RunRow.id == run_id).values(**values))
         self._event(s, run_id, "interrupted", row.node, why, t)
 
     def queue_runs(self, run_ids: Iterable[int]) -> dict[int, LeaseState]:
@@ -1014,14 +1119,10 @@ class Registry:
 
         t = now()
         prov = capture()
-        with self.session(write=True) as s:
+        with self._connect() as conn:
             # the run and every run sharing its work directory, locked in id order, in one statement
-            own_dir = select(RunRow.workdir).where(RunRow.id == run_id).scalar_subquery()
-            sharing = s.execute(
-                select(*self._LOCKED)
-                .where(or_(RunRow.id == run_id, RunRow.workdir == own_dir))
-                .order_by(RunRow.id)
-                .with_for_update()
+            sharing = conn.execute(
+                _sharing_statement(self._LOCKED), {"run_id": run_id, "dir_of": run_id}
             ).all()
             row = next((r for r in sharing if r.id == run_id), None)
             if row is None:
@@ -1040,33 +1141,29 @@ class Registry:
             if blocker is not None:
                 return LeaseGrant(state="busy", blocker=blocker, status=row.status)
             if row.lease_owner is not None:  # expired and never released: its holder is gone
-                self._take_over(s, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
-                row = self._lock_run(s, run_id)
+                self._take_over(conn, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
+                row = self._lock_run(conn, run_id)
             token = row.lease_token + 1
-            done = s.connection().execute(
-                update(RunRow)
-                .where(
-                    RunRow.id == run_id, RunRow.lease_token == row.lease_token, RunRow.lease_owner.is_(None)
-                )
-                .values(
-                    lease_owner=owner,
-                    lease_token=token,
-                    lease_expires_at=t + timedelta(seconds=ttl),
-                    heartbeat_at=t,
-                    node=node,
-                    status="running",
-                    reason=None,
-                    started_at=t,
-                    attempts=RunRow.attempts + 1,
-                    git_commit=prov.git_commit,
-                    git_dirty=prov.git_dirty,
-                    versions=prov.versions,
-                    updated_at=t,
-                )
+            done = conn.execute(
+                _grant_statement(),
+                {
+                    "g_id": run_id,
+                    "g_old": row.lease_token,
+                    "g_owner": owner,
+                    "g_token": token,
+                    "g_expires": t + timedelta(seconds=ttl),
+                    "g_beat": t,
+                    "g_node": node,
+                    "g_started": t,
+                    "g_commit": prov.git_commit,
+                    "g_dirty": prov.git_dirty,
+                    "g_versions": prov.versions,
+                    "g_updated": t,
+                },
             )
             if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
                 return LeaseGrant(state="moved", status=row.status)
-            self._event(s, run_id, "leased", node, f"token {token}, owner {owner}", t)
+            self._event(conn, run_id, "leased", node, f"token {token}, owner {owner}", t)
             return LeaseGrant(state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1)
 
     def renew_lease(
@@ -1083,11 +1180,17 @@ class Registry:
         ``event_node``) if ``token`` still holds it, in one transaction. False: the lease is lost (nothing
         written); the caller must stop."""
         t = now()
-        with self.session(write=True) as s:
-            done = s.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, RunRow.lease_token == token, RunRow.lease_owner.is_not(None))
-                .values(lease_expires_at=t + timedelta(seconds=ttl), heartbeat_at=t, updated_at=t, **values)
+        with self._connect() as s:
+            done = _set_run(
+                s,
+                run_id,
+                {
+                    "lease_expires_at": t + timedelta(seconds=ttl),
+                    "heartbeat_at": t,
+                    "updated_at": t,
+                    **values,
+                },
+                token,
             )
             if _rowcount(done) != 1:
                 return False
@@ -1170,26 +1273,26 @@ class Registry:
         (the token moves on) and record the event (after ``events``, the attempt's own, not written
         yet), in one transaction. False (nothing written) if the token is stale."""
         t = now()
-        with self.session(write=True) as s:
+        with self._connect() as s:
             row = self._lock_run(s, run_id)
             if row.lease_token != token or row.lease_owner is None:
                 return False
             for e in events:
                 self._event(s, run_id, e.kind, row.node, e.detail, e.at)
-            s.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(
-                    status=status,
-                    reason=reason,
-                    finished_at=t,
-                    updated_at=t,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    lease_token=token + 1,
+            _set_run(
+                s,
+                run_id,
+                {
+                    "status": status,
+                    "reason": reason,
+                    "finished_at": t,
+                    "updated_at": t,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "lease_token": token + 1,
                     **self._stop_clock(row, t),
                     **values,
-                )
+                },
             )
             self._event(s, run_id, status, row.node, reason, t)
             return True
