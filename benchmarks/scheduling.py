@@ -23,6 +23,7 @@ import argparse
 import io
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -32,14 +33,67 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-def study_text(runs: int) -> str:
-    values = ", ".join(f"{(i + 1) * 1.0e-6:.6e}" for i in range(runs - 1))
+def study_text(runs: int, name: str = "sched_bench", offset: int = 0) -> str:
+    values = ", ".join(f"{(offset + i + 1) * 1.0e-6:.6e}" for i in range(runs - 1))
     return (
-        "study: sched_bench\n"
-        f"extends: {REPO / 'experiments' / 'baseline.yaml'}\n"
-        "axes:\n"
-        f"  train.lr: [{values}]\n"
+        f"study: {name}\nextends: {REPO / 'experiments' / 'baseline.yaml'}\naxes:\n  train.lr: [{values}]\n"
     )
+
+
+FLOOR_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, status TEXT, owner TEXT, token INTEGER, "
+    "expires REAL, finished REAL)"
+)
+
+
+def _floor_connect(db: str) -> Any:
+    import sqlite3
+
+    conn = sqlite3.connect(db, timeout=60, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(FLOOR_SCHEMA)
+    return conn
+
+
+def floor_plan(db: Path, ids: range) -> None:
+    """The floor's plan: one row per run, inserted in one transaction."""
+    conn = _floor_connect(str(db))
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO runs (id, status, token) VALUES (?, 'queued', 0)", [(i,) for i in ids])
+    conn.execute("COMMIT")
+    conn.close()
+
+
+_FLOOR: dict[str, Any] = {}
+
+
+def floor_run(db: str, logs: str, run_id: int, seconds: float) -> int:
+    """The least a run with an exactly-once lease and a log can cost, as a bare Ray task on raw sqlite3:
+    one transaction that takes the lease (conditional on the token), a log file in the run's own new
+    folder, and one transaction that records the result and releases the lease (fenced)."""
+    conn = _FLOOR.get(db) or _FLOOR.setdefault(db, _floor_connect(db))
+    conn.execute("BEGIN IMMEDIATE")
+    token = conn.execute(
+        "UPDATE runs SET owner = ?, token = token + 1, expires = ?, status = 'running' "
+        "WHERE id = ? AND owner IS NULL RETURNING token",
+        (f"{os.getpid()}", time.time() + 30, run_id),
+    ).fetchone()
+    conn.execute("COMMIT")
+    folder = Path(logs) / str(run_id) / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "attempt.log", "a") as log:
+        log.write(f"attempt of run {run_id}, token {token}\n")
+        time.sleep(seconds)
+        log.write("finished\n")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(
+        "UPDATE runs SET status = 'finished', owner = NULL, token = token + 1, finished = ? "
+        "WHERE id = ? AND token = ?",
+        (time.time(), run_id, token[0] if token else -1),
+    )
+    conn.execute("COMMIT")
+    return run_id
 
 
 def noop_execute_run(*args: Any, **kwargs: Any) -> Any:
@@ -69,6 +123,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--task-seconds", type=float, default=0.0, help="each task body sleeps this long")
+    parser.add_argument("--reps", type=int, default=3, help="alternate the sides this many times")
     parser.add_argument("--profile", action="store_true", help="cProfile the i1lab driver")
     parser.add_argument("--profile-filter", default="", help="only profile lines whose path matches this")
     parser.add_argument("--profile-lines", type=int, default=15, help="lines of the profile to print")
@@ -78,8 +133,6 @@ def main() -> None:
     os.environ["I1LAB_HOME"] = str(home)
     os.environ.pop("I1LAB_DATABASE_URL", None)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    study = home / "sched_bench.yaml"
-    study.write_text(study_text(args.runs))
 
     import ray
     from rich.console import Console
@@ -109,12 +162,14 @@ def main() -> None:
         time.sleep(seconds)
         return i
 
-    # warm-up: start the worker processes both sides will use
-    ray.get([bare.remote(i) for i in range(4 * args.cpus)])
+    floor_db = home / "floor.db"
+    floor_task = ray.remote(num_cpus=1)(floor_run)
 
-    t0 = time.perf_counter()
-    ray.get([bare.remote(i, args.task_seconds) for i in range(args.runs)])
-    bare_s = time.perf_counter() - t0
+    # warm-up: start the worker processes all sides will use
+    ray.get([bare.remote(i) for i in range(4 * args.cpus)])
+    ray.get(
+        [floor_task.remote(str(floor_db), str(home / "floor"), -1 - i, 0.0) for i in range(2 * args.cpus)]
+    )
 
     import i1lab.scheduler
     import i1lab.worker
@@ -125,53 +180,99 @@ def main() -> None:
     from i1lab.submit import submit_study
 
     quiet = Console(file=io.StringIO(), width=200)
+    # the scheduling phase alone: run_tasks (queue, leases, attempts, outcomes), timed inside submit
+    scheduling: list[float] = []
+    real_run_tasks = i1lab.scheduler.run_tasks
+
+    def timed_run_tasks(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return real_run_tasks(*a, **k)
+        finally:
+            scheduling.append(time.perf_counter() - t)
+
+    i1lab.scheduler.run_tasks = timed_run_tasks
+    # warm-up: a first small study imports i1lab in each worker process (about 0.4 s each), as the
+    # warm-up above starts the bare side's workers
+    warm = home / "sched_warmup.yaml"
+    warm.write_text(study_text(4 * args.cpus, "sched_warmup", offset=100_000))
+    submit_study(warm, "tiny", address=address, progress=False, mlflow=False, console=quiet)
+    scheduling.clear()
     profiler = None
     if args.profile:
         import cProfile
 
         profiler = cProfile.Profile()
-        profiler.enable()
-    t0 = time.perf_counter()
-    submit_study(study, "tiny", address=address, progress=False, mlflow=False, console=quiet)
-    i1lab_s = time.perf_counter() - t0
-    if profiler is not None:
-        profiler.disable()
+    rows: list[tuple[float, float, float, float]] = []
+    for rep in range(args.reps):
+        t0 = time.perf_counter()
+        ray.get([bare.remote(i, args.task_seconds) for i in range(args.runs)])
+        bare_s = time.perf_counter() - t0
 
-    members = Registry().members("sched_bench")
-    finished = sum(m.run.status == "finished" for m in members)
-    worker_s = sum(m.run.wall_seconds for m in members)
-    tasks = [line.split() for line in (home / "task_seconds.txt").read_text().splitlines()]
-    task_s = sorted(float(t) for _, t in tasks)
-    first: dict[str, float] = {}
-    for pid, t in tasks:
-        first.setdefault(pid, float(t))
-    if finished != args.runs:
-        sys.exit(f"only {finished} of {args.runs} runs finished")
+        t0 = time.perf_counter()
+        base = (rep + 1) * 1_000_000
+        floor_plan(floor_db, range(base, base + args.runs))
+        ray.get(
+            [
+                floor_task.remote(str(floor_db), str(home / "floor"), base + i, args.task_seconds)
+                for i in range(args.runs)
+            ]
+        )
+        floor_s = time.perf_counter() - t0
+
+        name = f"sched_bench_{rep}"
+        study = home / f"{name}.yaml"
+        study.write_text(study_text(args.runs, name, offset=rep * args.runs))
+        (home / "task_seconds.txt").unlink(missing_ok=True)
+        if profiler is not None:
+            profiler.enable()
+        t0 = time.perf_counter()
+        submit_study(study, "tiny", address=address, progress=False, mlflow=False, console=quiet)
+        i1lab_s = time.perf_counter() - t0
+        if profiler is not None:
+            profiler.disable()
+        members = Registry().members(name)
+        finished = sum(m.run.status == "finished" for m in members)
+        if finished != args.runs:
+            sys.exit(f"only {finished} of {args.runs} runs finished")
+        rows.append((bare_s, floor_s, i1lab_s, scheduling[-1]))
+        if rep == args.reps - 1:
+            worker_s = sum(m.run.wall_seconds for m in members)
+            tasks = [line.split() for line in (home / "task_seconds.txt").read_text().splitlines()]
+            task_s = sorted(float(t) for _, t in tasks)
     ray.shutdown()
 
     body = f"tasks sleep {args.task_seconds:g} s" if args.task_seconds else "no-op tasks"
     print(f"{args.runs} runs, {args.cpus} CPUs, Ray {ray.__version__}, local cluster, {body}")
-    print(f"bare Ray tasks          {bare_s:8.3f} s  ({bare_s / args.runs * 1000:.1f} ms per task)")
-    print(f"i1lab submit            {i1lab_s:8.3f} s  ({i1lab_s / args.runs * 1000:.1f} ms per run)")
+    print("rep   bare Ray      floor      i1lab  (scheduling)  i1lab/bare (scheduling)  floor/bare")
+    for rep, (b, f, i, sch) in enumerate(rows):
+        print(
+            f"{rep:3d} {b:8.3f} s {f:8.3f} s {i:8.3f} s {sch:8.3f} s "
+            f"{i / b:10.2f}x {sch / b:10.2f}x {f / b:10.2f}x"
+        )
+    med = [statistics.median(col) for col in zip(*rows, strict=True)]
     print(
-        f"  tasks in workers      {sum(task_s):8.3f} s  summed: "
-        f"median {task_s[len(task_s) // 2] * 1000:.1f} ms, "
-        f"first task of each of {len(first)} workers "
-        f"{', '.join(f'{t:.2f}' for t in first.values())} s (imports)"
+        f"median {med[0]:6.3f} s {med[1]:8.3f} s {med[2]:8.3f} s {med[3]:8.3f} s "
+        f"{statistics.median(i / b for b, _, i, _ in rows):10.2f}x "
+        f"{statistics.median(sch / b for b, _, _, sch in rows):10.2f}x "
+        f"{statistics.median(f / b for b, f, _, _ in rows):10.2f}x"
     )
-    print(f"  registry: running -> finished {worker_s:8.3f} s summed over runs")
-    print(f"ratio i1lab / bare      {i1lab_s / bare_s:8.2f}x  (target < 1.5x)")
+    print("target: i1lab / bare under 1.5x")
+    print(
+        f"last rep: tasks in workers {sum(task_s):.3f} s summed, "
+        f"median {task_s[len(task_s) // 2] * 1000:.1f} ms; "
+        f"registry running -> finished {worker_s:.3f} s summed over runs"
+    )
     if profiler is not None:
         import pstats
 
         stats = pstats.Stats(profiler, stream=sys.stdout)
-        print("\nwhere the driver's time goes (cumulative seconds, cProfile adds some overhead):")
+        print("\nwhere the driver's time goes, all reps (cumulative seconds; cProfile adds some overhead):")
         wanted = {
             ("spec/study.py", "load_study"): "load the study file",
             ("plan.py", "expand"): "expand into runs",
             ("plan.py", "make_plan"): "plan (hashes, cost, reuse)",
             ("store.py", "record_plan"): "record the plan in the registry",
-            ("store.py", "set_status"): "registry status writes (queued, outcomes)",
             ("scheduler.py", "run_tasks"): "launch Ray tasks and wait for them",
             ("worker.py", "wait"): "  of which ray.wait (tasks running)",
             ("report.py", "ablation_table"): "final ablation table",

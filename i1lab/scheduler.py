@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 WAITING_FRESH_SECONDS = 10.0  # a run marked waiting longer ago than this no longer holds others back
 CLUSTER_SECONDS = 5.0  # the cluster's total resources are read again at most this often
+SHORT_SECONDS = 1.0  # attempts quicker than this are pipelined (see ``pipeline_room``)
+SHORT_SAMPLE = 4  # ... once this many of the driver's latest attempts all were
 
 
 class Task(BaseModel):
@@ -102,6 +104,21 @@ def capacity(options: dict[str, Any], cluster: dict[str, float]) -> int:
     need.update({k: float(v) for k, v in (options.get("resources") or {}).items()})
     counts = [int(cluster.get(k, 0.0) // v) for k, v in need.items() if v > 0]
     return min(counts) if counts else 1_000_000
+
+
+def pipeline_room(capacity: int, recent: list[float]) -> int:
+    """How many tasks of a kind the driver keeps in flight when the cluster holds ``capacity`` of them
+    at once and its latest attempts took ``recent`` seconds. Pure.
+
+    Normally ``capacity``: a task is launched when a slot frees, so that a study of higher priority that
+    starts waiting meanwhile gets the slot. When the latest ``SHORT_SAMPLE`` attempts all took under
+    ``SHORT_SECONDS``, twice that: the extra tasks wait in Ray's own queue and start the moment a
+    slot frees, instead of a round trip through this driver per run. What that can cost a study of
+    higher priority is bounded by one such short run per slot."""
+    tail = recent[-SHORT_SAMPLE:]
+    if len(tail) == SHORT_SAMPLE and max(tail) < SHORT_SECONDS:
+        return 2 * capacity
+    return capacity
 
 
 def order_tasks(tasks: list[Task]) -> list[Task]:
@@ -293,6 +310,7 @@ class _Driver:
         self.dirty = True
         self._cluster: tuple[float, dict[str, float]] | None = None  # (when read, total resources)
         self._demand: tuple[float, dict[str, int]] | None = None  # (when read, waiting demand)
+        self.recent: list[float] = []  # seconds of this driver's latest attempts that ran their run
 
     # --- states ----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> None:
@@ -364,7 +382,10 @@ class _Driver:
             return
         cluster = self.cluster()
         kinds = {t.resources.accelerator: t.resources for t in ready}  # the ready runs' kinds, once each
-        room = {kind: max(1, capacity(ray_options(res), cluster)) for kind, res in kinds.items()}
+        room = {
+            kind: pipeline_room(max(1, capacity(ray_options(res), cluster)), self.recent)
+            for kind, res in kinds.items()
+        }
         p = self.policy
         study_room = None
         if p.max_concurrent is not None:
@@ -426,6 +447,8 @@ class _Driver:
             self.failed_task(attempt, exc)
             return
         assert isinstance(outcome, Outcome)
+        if outcome.trained:
+            self.recent = [*self.recent[-(SHORT_SAMPLE - 1) :], outcome.seconds]
         if outcome.status in ("finished", "failed", "cancelled"):
             self.finish(outcome)
         elif outcome.status == "elsewhere":
