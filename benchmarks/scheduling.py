@@ -46,13 +46,15 @@ FLOOR_SCHEMA = (
 )
 
 
-def _floor_connect(db: str) -> Any:
+def _floor_connect(db: str, create: bool = False) -> Any:
+    """A connection to the floor's database (``create``: set WAL, which persists, and the table)."""
     import sqlite3
 
     conn = sqlite3.connect(db, timeout=60, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
+    if create:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(FLOOR_SCHEMA)
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(FLOOR_SCHEMA)
     return conn
 
 
@@ -163,6 +165,7 @@ def main() -> None:
         return i
 
     floor_db = home / "floor.db"
+    _floor_connect(str(floor_db), create=True).close()
     floor_task = ray.remote(num_cpus=1)(floor_run)
 
     # warm-up: start the worker processes all sides will use

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections import namedtuple
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,96 @@ class WriteGate:
             local.depth -= 1
             if local.depth == 0:
                 fcntl.flock(local.handle, fcntl.LOCK_UN)
+
+
+class _Prepared:
+    """A Core statement compiled once for SQLite, with its bind and result processors."""
+
+    __slots__ = ("binds", "compiled", "names", "results", "row", "sql", "stmt")
+
+    def __init__(self, stmt: Any, dialect: Any, columns: Sequence[str] | None) -> None:
+        self.stmt = stmt  # kept alive: the cache is keyed by its id
+        compiled: Any = stmt.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+        self.compiled = compiled
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        self.binds = dict(compiled._bind_processors)
+        selected = list(getattr(stmt, "selected_columns", ()))
+        self.results = [c.type._cached_result_processor(dialect, None) for c in selected]
+        self.row: Any = namedtuple("Row", [c.key for c in selected], rename=True) if selected else None
+
+
+class RawResult:
+    """What :meth:`RawTransaction.execute` returns: the rows (attribute access) and the row count."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def all(self) -> list[Any]:
+        return self.rows
+
+
+_PREPARED: dict[tuple[int, tuple[str, ...]], _Prepared] = {}
+
+
+class RawTransaction:
+    """A SQLite write transaction driven on the DBAPI cursor: Core statements compiled once (by
+    SQLAlchemy, with its type processing) and executed without SQLAlchemy's per-call machinery (about
+    15 us a statement instead of 150). For the lease methods a worker calls for every run; it offers
+    the part of :class:`sqlalchemy.engine.Connection` they use: ``execute(stmt, params)``."""
+
+    def __init__(self, cursor: Any, dialect: Any) -> None:
+        self.cursor, self.dialect = cursor, dialect
+
+    def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> RawResult:
+        params = params or {}
+        is_insert = getattr(stmt, "is_insert", False)
+        columns = tuple(params) if is_insert else ()
+        key = (id(stmt), columns)
+        prep = _PREPARED.get(key)
+        if prep is None or prep.stmt is not stmt:
+            prep = _Prepared(stmt, self.dialect, columns)
+            if len(_PREPARED) > 256:  # statements built per call (rare paths) do not pile up
+                _PREPARED.clear()
+            _PREPARED[key] = prep
+        values = prep.compiled.construct_params(params)
+        binds = prep.binds
+        args = tuple(binds[n](values[n]) if n in binds else values[n] for n in prep.names)
+        cur = self.cursor
+        cur.execute(prep.sql, args)
+        rows: list[Any] = []
+        if prep.row is not None:
+            results = prep.results
+            make = prep.row._make
+            rows = [
+                make(p(v) if p is not None else v for p, v in zip(results, r, strict=True))
+                for r in cur.fetchall()
+            ]
+        return RawResult(rows, cur.rowcount)
+
+
+@contextmanager
+def raw_write(engine: Engine, gate: WriteGate | None) -> Iterator[RawTransaction]:
+    """One ``BEGIN IMMEDIATE`` transaction on a pooled SQLite connection (through ``gate``)."""
+    with gate.hold() if gate is not None else nullcontext():
+        fairy = engine.raw_connection()
+        try:
+            cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield RawTransaction(cursor, engine.dialect)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+            cursor.close()
+        finally:
+            fairy.close()
 
 
 def write_gate(engine: Engine) -> WriteGate | None:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.registry import vectors
-from i1lab.registry.db import execute_many, make_engine, migrate, write_gate, writer
+from i1lab.registry.db import execute_many, make_engine, migrate, raw_write, write_gate, writer
 from i1lab.registry.schema import (
     ArtifactRow,
     CheckpointRow,
@@ -471,6 +471,7 @@ class Registry:
         self._write_engine = writer(self.engine)
         self._writers = sessionmaker(self._write_engine, expire_on_commit=False)
         self._gate = write_gate(self.engine)
+        self._raw = self._gate is not None  # a SQLite file: lease transactions on the DBAPI cursor
 
     @property
     def dialect(self) -> str:
@@ -489,11 +490,12 @@ class Registry:
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
-        """One write transaction on a plain Core connection: for the lease methods a worker and a driver
-        call once or more per run, which need no ORM session."""
-        if self._gate is not None:
-            with self._gate.hold(), self._write_engine.begin() as conn:
-                yield conn
+        """One write transaction for the lease methods a worker and a driver call once or more per run,
+        which need no ORM session: on SQLite driven on the DBAPI cursor (:class:`RawTransaction`, the
+        same ``execute`` for what they use), on PostgreSQL a Core connection."""
+        if self._raw:
+            with raw_write(self.engine, self._gate) as tx:
+                yield cast(Connection, tx)
             return
         with self._write_engine.begin() as conn:
             yield conn

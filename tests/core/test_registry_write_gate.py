@@ -8,11 +8,11 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from i1lab.registry import Registry
 from i1lab.registry.db import WriteGate
-from i1lab.registry.schema import StudyRow
+from i1lab.registry.schema import RunRow, StudyRow
 from i1lab.registry.store import now
 
 
@@ -101,3 +101,34 @@ def test_registry_writers_in_threads_all_land(tmp_path: Path) -> None:
     assert (tmp_path / "registry.db.write.lock").exists()
     with reg.session() as s:
         assert s.scalar(select(func.count()).select_from(StudyRow)) == writes
+
+
+def test_a_raw_lease_transaction_commits_whole_or_not_at_all(tmp_path: Path) -> None:
+    """The lease methods' SQLite transactions run on the DBAPI cursor: datetimes and JSON go through
+    SQLAlchemy's type processing both ways, and an error inside rolls the whole transaction back."""
+    from i1lab.registry import PlannedMember
+    from i1lab.registry.db import raw_write
+
+    reg = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    member = PlannedMember(
+        name="a", label="a", hash="ab" * 32, is_baseline=True, baseline="a", varied={},
+        spec={"name": "a"}, total_steps=3, workdir=str(tmp_path / "w"),
+    )  # fmt: skip
+    run_id = reg.record_plan("s", [member])["a"]
+    grant = reg.acquire_lease(run_id, "me", ttl=30, node="n1")
+    assert grant.state == "acquired" and grant.token == 1
+    state = reg.lease_states([run_id])[run_id]
+    assert state.owner == "me" and state.live and state.expires_at is not None
+    assert reg.run(run_id).versions  # JSON written through the raw path reads back as a dict
+    try:
+        with raw_write(reg.engine, reg._gate) as tx:
+            tx.execute(update(RunRow).where(RunRow.id == run_id).values(status="failed"))
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert reg.run(run_id).status == "running"  # rolled back
+    assert reg.finish_lease(run_id, 1, "finished", step=3)
+    assert not reg.finish_lease(run_id, 1, "finished")  # the token moved on: fenced out
+    done = reg.run(run_id)
+    assert (done.status, done.step, done.lease_token, done.lease_owner) == ("finished", 3, 2, None)
+    assert [e.kind for e in reg.events([run_id])][-2:] == ["leased", "finished"]
