@@ -619,7 +619,7 @@ class Registry:
             run_id = ids[row["hash"]]
             fields.extend(field_values(run_id, k, v) for k, v in flat.items())
         self._insert(s, FieldKeyRow, [{"key": k} for k in sorted(keys)], ["key"])
-        fields.sort(key=lambda f: (f[0], f[1]))
+        fields.sort()  # by (run_id, key): a stable lock and page order
         ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
         stmt = ins(cast(Table, RunFieldRow.__table__)).on_conflict_do_nothing(
             index_elements=["run_id", "key"]
