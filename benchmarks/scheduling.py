@@ -1,6 +1,7 @@
 """Scheduling overhead: N no-op runs through i1lab's submit path vs N bare Ray tasks, same local cluster.
 
-    .venv/bin/python benchmarks/scheduling.py [--runs 200] [--cpus 2] [--task-seconds 0] [--profile]
+    .venv/bin/python benchmarks/scheduling.py [--runs 200] [--reps 3] [--cpus 2] [--task-seconds 0]
+                                              [--profile [--profile-filter i1lab] [--profile-lines 40]]
 
 The i1lab side is ``i1lab.submit.submit_study`` on a generated study of N runs (the tiny profile of the
 baseline with an N-1 value ``train.lr`` axis): it plans, records the plan, queues every run, launches
@@ -9,10 +10,18 @@ one Ray task per run through ``i1lab.scheduler.run_tasks`` and records each outc
 reads and writes, status and progress, everything around training) with ``train`` and the checkpoint
 evaluation replaced by functions that return at once. The bare side is N ``@ray.remote`` tasks that
 return their argument, with the same resource request (one CPU), on the same cluster, after the same
-warm-up. Both are timed from the first submission to the last result; planning and recording the
-plan are counted on i1lab's side. ``--profile`` prints where the driver's time goes (cProfile).
-``--task-seconds S`` makes both sides' task bodies sleep S seconds (i1lab's "training"): the overhead
-relative to runs that do some work.
+warm-up (and a first small i1lab study, which imports i1lab in each worker process). Both are timed
+from the first submission to the last result; planning and recording the plan are counted on i1lab's
+side, and the "scheduling" column is ``run_tasks`` alone (queue, leases, attempts, outcomes).
+
+The floor is N bare Ray tasks that do the least a run with an exactly-once lease and a log needs, on
+raw sqlite3 in the same journal mode: one transaction taking the lease, a log file in a new folder, one
+fenced transaction recording the result (after one transaction inserting the N rows): what the
+guarantees themselves cost, without i1lab's layers.
+
+Each repetition runs the three sides one after the other on a new study; the medians are printed.
+``--profile`` prints where the driver's time goes (cProfile). ``--task-seconds S`` makes every side's
+task bodies sleep S seconds (i1lab's "training"): the overhead relative to runs that do some work.
 
 Target: i1lab / bare under 1.5x.
 """
