@@ -386,7 +386,7 @@ def execute_run(
         )
     lease = Lease(registry, run_id, grant.token, ttl, node).start()
     try:
-        record = registry.run(run_id)
+        record = grant.run or registry.run(run_id)
         return _execute(registry, lease, record, grant.attempt or record.attempts, workdir, eval_options, t0)
     finally:
         lease.stop()

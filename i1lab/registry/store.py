@@ -286,6 +286,7 @@ class LeaseGrant(BaseModel):
     node: str | None = None
     blocker: int | None = None
     attempt: int | None = None  # acquired: the run's attempt number this lease starts (1 = first)
+    run: RunRecord | None = None  # acquired: the run as the lease left it (read in the same transaction)
 
 
 class LeaseEvent(BaseModel):
@@ -1166,7 +1167,10 @@ class Registry:
             if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
                 return LeaseGrant(state="moved", status=row.status)
             self._event(conn, run_id, "leased", node, f"token {token}, owner {owner}", t)
-            return LeaseGrant(state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1)
+            record = RunRecord.model_validate(conn.execute(_run_statement(), {"run_id": run_id}).first())
+            return LeaseGrant(
+                state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1, run=record
+            )
 
     def renew_lease(
         self,
