@@ -211,7 +211,11 @@ def plan_launches(
     launch: list[int] = []
     over: list[int] = []
     flying = dict(in_flight)
+    kinds = {t.resources.accelerator for t in ready}
+    closed: set[str] = set()  # kinds with no room left
     for t in ready:
+        if budget_left is None and (closed >= kinds or (study_room is not None and study_room <= 0)):
+            break  # nothing further can launch, and without a budget nothing is over it
         kind = t.resources.accelerator
         est = t.accelerator_hours_est or 0.0
         if budget_left is not None and est > budget_left:
@@ -220,6 +224,7 @@ def plan_launches(
         if study_room is not None and study_room <= 0:
             continue
         if flying.get(kind, 0) >= room.get(kind, 1) or demand.get(kind, 0) > 0:
+            closed.add(kind)
             continue
         if budget_left is not None and committed + est > budget_left:
             continue

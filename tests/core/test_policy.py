@@ -229,6 +229,12 @@ def test_pure_planning() -> None:
         ready, in_flight={}, room={"tpu-v6e-8": 8, "cpu": 8}, study_room=2, demand={}, budget_left=None
     )
     assert plan.launch == [1, 2]
+    # a kind that fills up early does not stop the scan before the other kind's runs further on
+    many = [task(i, tpu) for i in range(10, 60)] + [task(99, cpu)]
+    plan = plan_launches(
+        many, in_flight={}, room={"tpu-v6e-8": 2, "cpu": 1}, study_room=None, demand={}, budget_left=None
+    )
+    assert plan.launch == [10, 11, 99]
     plan = plan_launches(
         [task(1, cpu, 2.0), task(2, cpu, 0.5), task(3, cpu, 5.0)],
         in_flight={}, room={"cpu": 8}, study_room=None, demand={}, budget_left=2.4, committed=0.0,
