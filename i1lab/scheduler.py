@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from i1lab import paths
 from i1lab.spec.run import ResourcesSpec
-from i1lab.worker import Outcome
+from i1lab.worker import Outcome, freeze_heap
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry
@@ -625,6 +625,7 @@ def run_tasks(
 
     started = not ray.is_initialized()
     _init_ray(address)
+    freeze_heap()
     try:
         driver = _Driver(
             tasks,

@@ -71,6 +71,22 @@ class EvalOutcome(BaseModel):
     scores: str = ""  # the scores recorded, as a log line
 
 
+def freeze_heap() -> None:
+    """Move the objects alive now (the modules imported: Ray, pydantic models, i1lab) out of the cyclic
+    garbage collector's sight (``gc.freeze``), once per process: a long-lived driver or worker otherwise
+    re-scans that whole import graph at every full collection (measured at 0.1 s each in a driver,
+    about a tenth of a 200-run no-op study)."""
+    import gc
+
+    global _FROZEN
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN = True
+
+
+_FROZEN = False
+
+
 def _limit_threads() -> None:
     """One XLA CPU thread pool per worker sized to the worker's share of cores."""
     n = os.environ.get("I1LAB_WORKER_THREADS")
@@ -433,6 +449,7 @@ def _train_and_evaluate(
     from i1lab.evaluate import evaluate
     from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
 
+    freeze_heap()  # JAX and Flax are imported by now
     run_id = record.id
     spec = RunSpec.model_validate(record.spec)
     wd = Path(workdir or record.workdir or ".")

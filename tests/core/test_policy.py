@@ -246,3 +246,23 @@ def test_pure_planning() -> None:
         and capacity({"num_gpus": 1, "num_cpus": 1}, {"CPU": 4}) == 0
     )
     assert [retry_delay(n, 2.0, 10.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
+
+
+def test_the_heap_is_frozen_once_per_process() -> None:
+    """Drivers and workers move their import graph out of the collector's sight once (``gc.freeze``)."""
+    import gc
+
+    from i1lab import worker
+
+    gc.unfreeze()
+    worker._FROZEN = False
+    try:
+        worker.freeze_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the modules imported so far
+        kept = [object() for _ in range(100)]
+        worker.freeze_heap()
+        assert gc.get_freeze_count() == frozen and kept  # a second call freezes nothing new
+    finally:
+        gc.unfreeze()
+        worker._FROZEN = False
