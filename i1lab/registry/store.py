@@ -372,8 +372,26 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_FIELD_TEXTS: dict[Any, str] = {}  # (type, value) -> field_text: a study's runs share most values
+
+
 def field_text(value: Any) -> str:
     """How a spec value is written in ``run_fields.value_text`` (and how query values are matched)."""
+    try:
+        key: Any = (
+            (list, tuple((type(x), x) for x in value)) if isinstance(value, list) else (type(value), value)
+        )
+        text = _FIELD_TEXTS.get(key)
+    except TypeError:  # not hashable (a list of lists or mappings)
+        return _field_text(value)
+    if text is None:
+        if len(_FIELD_TEXTS) > 100_000:
+            _FIELD_TEXTS.clear()
+        text = _FIELD_TEXTS[key] = _field_text(value)
+    return text
+
+
+def _field_text(value: Any) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, int | float):
@@ -699,19 +717,21 @@ class Registry:
                 )
             ids = self._insert_runs(s, list(runs.values()))
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study_id))
-            s.add_all(
-                StudyRunRow(
-                    study_id=study_id,
-                    name=m.name,
-                    run_id=ids[m.hash],
-                    label=m.label,
-                    is_baseline=m.is_baseline,
-                    baseline=m.baseline,
-                    varied=m.varied,
-                    position=pos,
-                )
+            rows = [
+                {
+                    "study_id": study_id,
+                    "name": m.name,
+                    "run_id": ids[m.hash],
+                    "label": m.label,
+                    "is_baseline": m.is_baseline,
+                    "baseline": m.baseline,
+                    "varied": m.varied,
+                    "position": pos,
+                }
                 for pos, m in enumerate(members)
-            )
+            ]
+            if rows:  # a Core executemany: no ORM objects to build and flush
+                s.execute(insert(cast(Table, StudyRunRow.__table__)), rows)
             return {m.name: ids[m.hash] for m in members}
 
     def add_members(
