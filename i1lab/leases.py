@@ -72,6 +72,49 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
+class _Heartbeats:
+    """One daemon thread per process renews every lease the process holds (a worker holds one at a
+    time), each every quarter of its time-to-live: an attempt starts and ends without starting or
+    joining a thread of its own."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[Lease, float] = {}  # lease -> when its next heartbeat is due (monotonic)
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, lease: Lease) -> None:
+        with self._cond:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # a forked child starts its own thread
+                self._thread = threading.Thread(target=self._run, name="i1lab-leases", daemon=True)
+                self._thread.start()
+            self._due[lease] = time.monotonic() + lease.interval
+            self._cond.notify()
+
+    def remove(self, lease: Lease) -> None:
+        with self._cond:
+            self._due.pop(lease, None)
+        with lease._renewing:  # a heartbeat of it in progress ends first (later ones see it stopped)
+            pass
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                t = time.monotonic()
+                due = [lease for lease, at in self._due.items() if at <= t]
+                if not due:
+                    self._cond.wait(min(self._due.values(), default=t + 60.0) - t)
+                    continue
+                for lease in due:
+                    self._due[lease] = t + lease.interval
+            for lease in due:
+                lease._beat()
+                if lease.lost:
+                    with self._cond:
+                        self._due.pop(lease, None)
+
+
 class Lease:
     """A lease this process holds on a run, kept alive by a heartbeat thread; fenced writes go through it.
 
@@ -86,28 +129,31 @@ class Lease:
         self.node = node
         self._lost = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._renewing = threading.Lock()  # held by the heartbeat while it renews this lease
         self._confirmed = time.monotonic()  # when the registry last confirmed the lease
         self._lock = threading.Lock()
         self._pending: list[LeaseEvent] = []  # deferred events (see :meth:`event`)
 
     # --- heartbeat -------------------------------------------------------------------------------
+    @property
+    def interval(self) -> float:
+        """Seconds between heartbeats: a quarter of the time-to-live."""
+        return max(0.2, self.ttl / 4)
+
     def start(self) -> Lease:
-        self._thread = threading.Thread(target=self._beat, name=f"i1lab-lease-{self.run_id}", daemon=True)
-        self._thread.start()
+        _HEARTBEATS.add(self)
         return self
 
     def stop(self) -> None:
+        """No heartbeat of this lease runs after this returns."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+        _HEARTBEATS.remove(self)
 
     def _beat(self) -> None:
-        interval = max(0.2, self.ttl / 4)
-        while not self._stop.wait(interval):
-            self.renew()
-            if self._lost.is_set():
-                return
+        """One heartbeat (called by the process's heartbeat thread), unless the lease was stopped."""
+        with self._renewing:
+            if not self._stop.is_set():
+                self.renew()
 
     def _take_events(self) -> list[LeaseEvent]:
         with self._lock:
@@ -195,3 +241,6 @@ class Lease:
         )
         self._stop.set()
         return self._fenced(ok)
+
+
+_HEARTBEATS = _Heartbeats()

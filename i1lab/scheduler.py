@@ -46,6 +46,7 @@ WAITING_FRESH_SECONDS = 10.0  # a run marked waiting longer ago than this no lon
 CLUSTER_SECONDS = 5.0  # the cluster's total resources are read again at most this often
 SHORT_SECONDS = 1.0  # attempts quicker than this are pipelined (see ``pipeline_room``)
 SHORT_SAMPLE = 4  # ... once this many of the driver's latest attempts all were
+PIPELINE_MAX = 256  # at most this many tasks per slot in flight
 
 
 class Task(BaseModel):
@@ -112,13 +113,15 @@ def pipeline_room(capacity: int, recent: list[float]) -> int:
 
     Normally ``capacity``: a task is launched when a slot frees, so that a study of higher priority that
     starts waiting meanwhile gets the slot. When the latest ``SHORT_SAMPLE`` attempts all took under
-    ``SHORT_SECONDS``, twice that: the extra tasks wait in Ray's own queue and start the moment a
-    slot frees, instead of a round trip through this driver per run. What that can cost a study of
-    higher priority is bounded by one such short run per slot."""
+    ``SHORT_SECONDS``, enough more to hold about ``SHORT_SECONDS`` of such runs per slot: the extra
+    tasks wait in Ray's own queue and start the moment a slot frees, instead of a round trip through
+    this driver per run. What that can cost a study of higher priority that starts waiting is bounded
+    by about ``SHORT_SECONDS`` per slot."""
     tail = recent[-SHORT_SAMPLE:]
-    if len(tail) == SHORT_SAMPLE and max(tail) < SHORT_SECONDS:
-        return 2 * capacity
-    return capacity
+    if len(tail) < SHORT_SAMPLE or max(tail) >= SHORT_SECONDS:
+        return capacity
+    per_slot = int(SHORT_SECONDS / max(max(tail), 1e-3))
+    return capacity * min(PIPELINE_MAX, max(2, per_slot))
 
 
 def order_tasks(tasks: list[Task]) -> list[Task]:

@@ -265,3 +265,34 @@ def test_two_submitters_of_one_study_at_once_train_every_run_exactly_once(
         assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 5, 10]
     study_row = registry.study("twice_micro")
     assert (study_row.priority, study_row.max_concurrent) == (2, 3)  # the study file's policy, stored
+
+
+def test_one_heartbeat_thread_renews_every_lease_and_none_after_stop(home: Path) -> None:
+    """The process's heartbeat thread renews each lease it holds every quarter of the time-to-live; a
+    stopped lease is never renewed again; a lease whose renewal is refused is marked lost."""
+    from i1lab.leases import Lease
+
+    registry = Registry(f"sqlite:///{home / 'registry.db'}")
+    ids = registry.record_plan("beats", [member(f"r{i}", f"{i}" * 64, f"/runs/beat{i}") for i in range(3)])
+    leases = []
+    for run_id in ids.values():
+        grant = registry.acquire_lease(run_id, f"o{run_id}", ttl=0.8, node="n")
+        assert grant.token is not None
+        leases.append(Lease(registry, run_id, grant.token, 0.8, "n").start())
+    first = {r: registry.lease_states([r])[r].expires_at for r in ids.values()}
+    time.sleep(1.2)  # about five heartbeats at 0.2 s
+    second = {r: registry.lease_states([r])[r].expires_at for r in ids.values()}
+    assert all(second[r] > first[r] for r in ids.values())  # type: ignore[operator]
+    assert all(registry.lease_states([r])[r].live for r in ids.values())  # 1.2 s > ttl: renewed
+    beating = [t.name for t in threading.enumerate() if t.name.startswith("i1lab-lease")]
+    assert beating == ["i1lab-leases"]  # one thread for the process, not one per lease
+    stopped, refused, kept = leases
+    stopped.stop()
+    assert registry.renew_lease(refused.run_id, refused.token, 0.8)
+    assert registry.interrupt_lease(refused.run_id, f"o{refused.run_id}", "taken away")
+    held = registry.lease_states([stopped.run_id])[stopped.run_id].expires_at
+    time.sleep(1.0)
+    assert registry.lease_states([stopped.run_id])[stopped.run_id].expires_at == held
+    assert not registry.lease_states([stopped.run_id])[stopped.run_id].live  # expired: nobody renews it
+    assert refused.lost and not kept.lost and registry.lease_states([kept.run_id])[kept.run_id].live
+    kept.stop()
