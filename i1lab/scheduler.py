@@ -319,6 +319,7 @@ class _Driver:
         self._cluster: tuple[float, dict[str, float]] | None = None  # (when read, total resources)
         self._demand: tuple[float, dict[str, int]] | None = None  # (when read, waiting demand)
         self.recent: list[float] = []  # seconds of this driver's latest attempts that ran their run
+        self.blocked: list[int] = []  # runs waiting for others (same work directory, resume_from)
 
     # --- states ----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> None:
@@ -348,12 +349,11 @@ class _Driver:
                 self.state[run_id], self.token[run_id] = "ready", st.token
 
     def unblock(self) -> None:
-        free = [
-            r
-            for r in self.order
-            if self.state.get(r) == "blocked" and all(self.state.get(d) == "done" for d in self.deps[r])
-        ]
+        if not self.blocked:
+            return
+        free = [r for r in self.blocked if all(self.state.get(d) == "done" for d in self.deps[r])]
         if free:
+            self.blocked = [r for r in self.blocked if r not in free]
             self.queue(free)
 
     # --- launching -------------------------------------------------------------------------------
@@ -554,6 +554,7 @@ class _Driver:
     def run(self) -> list[Outcome]:
         for r in self.order:
             self.state[r] = "blocked" if self.deps[r] else "pending"
+        self.blocked = [r for r in self.order if self.deps[r]]  # in order; unblock() releases them
         self.queue([r for r in self.order if self.state[r] == "pending"])
         last_poll = time.monotonic()
         try:
