@@ -19,7 +19,8 @@ raw sqlite3 in the same journal mode: one transaction taking the lease, a log fi
 fenced transaction recording the result (after one transaction inserting the N rows): what the
 guarantees themselves cost, without i1lab's layers.
 
-Each repetition runs the three sides one after the other on a new study; the medians are printed.
+``--database-url postgresql+psycopg://...`` puts i1lab's registry on PostgreSQL (the floor stays on
+SQLite). Each repetition runs the three sides one after the other on a new study; the medians are printed.
 ``--profile`` prints where the driver's time goes (cProfile). ``--task-seconds S`` makes every side's
 task bodies sleep S seconds (i1lab's "training"): the overhead relative to runs that do some work.
 
@@ -135,6 +136,9 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--task-seconds", type=float, default=0.0, help="each task body sleeps this long")
     parser.add_argument("--reps", type=int, default=3, help="alternate the sides this many times")
+    parser.add_argument(
+        "--database-url", default="", help="i1lab's registry (an empty PostgreSQL database); default SQLite"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the i1lab driver")
     parser.add_argument("--profile-filter", default="", help="only profile lines whose path matches this")
     parser.add_argument("--profile-lines", type=int, default=15, help="lines of the profile to print")
@@ -142,7 +146,10 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="i1lab-sched-"))
     os.environ["I1LAB_HOME"] = str(home)
-    os.environ.pop("I1LAB_DATABASE_URL", None)
+    if args.database_url:
+        os.environ["I1LAB_DATABASE_URL"] = args.database_url
+    else:
+        os.environ.pop("I1LAB_DATABASE_URL", None)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
     import ray
@@ -255,6 +262,7 @@ def main() -> None:
     ray.shutdown()
 
     body = f"tasks sleep {args.task_seconds:g} s" if args.task_seconds else "no-op tasks"
+    body += ", registry on " + ("PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite")
     print(f"{args.runs} runs, {args.cpus} CPUs, Ray {ray.__version__}, local cluster, {body}")
     print("rep   bare Ray      floor      i1lab  (scheduling)  i1lab/bare (scheduling)  floor/bare")
     for rep, (b, f, i, sch) in enumerate(rows):

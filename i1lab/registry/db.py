@@ -182,7 +182,7 @@ class RawResult:
         return self.rows
 
 
-_PREPARED: dict[tuple[int, tuple[str, ...]], _Prepared] = {}
+_PREPARED: dict[tuple[str, int, tuple[str, ...]], _Prepared] = {}
 
 
 class RawTransaction:
@@ -198,7 +198,7 @@ class RawTransaction:
         params = params or {}
         is_insert = getattr(stmt, "is_insert", False)
         columns = tuple(params) if is_insert else ()
-        key = (id(stmt), columns)
+        key = (self.dialect.name, id(stmt), columns)
         prep = _PREPARED.get(key)
         if prep is None or prep.stmt is not stmt:
             prep = _Prepared(stmt, self.dialect, columns)
