@@ -95,8 +95,10 @@ class _Heartbeats:
     def remove(self, lease: Lease) -> None:
         with self._cond:
             self._due.pop(lease, None)
-        with lease._renewing:  # a heartbeat of it in progress ends first (later ones see it stopped)
-            pass
+        # a heartbeat of it in progress ends first (later ones see it stopped); one stuck on an
+        # unreachable registry is not waited for longer than a thread join used to be
+        if lease._renewing.acquire(timeout=5):
+            lease._renewing.release()
 
     def _run(self) -> None:
         while True:
