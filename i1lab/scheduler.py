@@ -353,7 +353,8 @@ class _Driver:
             return
         free = [r for r in self.blocked if all(self.state.get(d) == "done" for d in self.deps[r])]
         if free:
-            self.blocked = [r for r in self.blocked if r not in free]
+            released = set(free)
+            self.blocked = [r for r in self.blocked if r not in released]
             self.queue(free)
 
     # --- launching -------------------------------------------------------------------------------

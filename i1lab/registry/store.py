@@ -420,6 +420,35 @@ def field_row(run_id: int, key: str, value: Any) -> dict[str, Any]:
     return dict(zip(FIELD_COLUMNS, field_values(run_id, key, value), strict=True))
 
 
+def planned_run_rows(members: Sequence[PlannedMember], prov: Any, *, imported: bool) -> list[dict[str, Any]]:
+    """The ``runs`` rows of planned members, one per hash: queued with this process's provenance
+    ``prov`` (git commit, dirty flag, package versions), or ``imported`` (trained elsewhere: none)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for m in members:
+        runs.setdefault(
+            m.hash,
+            {
+                "hash": m.hash,
+                "spec": m.spec,
+                "status": "imported" if imported else "queued",
+                "step": 0,
+                "total_steps": m.total_steps,
+                "params": m.params,
+                "workdir": m.workdir,
+                "imported": imported,
+                "attempts": 0,
+                "git_commit": None if imported else prov.git_commit,
+                "git_dirty": None if imported else prov.git_dirty,
+                "versions": None if imported else prov.versions,
+                "queued_at": None if imported else now(),
+                "wall_seconds": 0.0,
+                "stage": 0,
+                "accelerator_hours_est": m.accelerator_hours_est,
+            },
+        )
+    return list(runs.values())
+
+
 def chips_of(accelerator: str) -> int | None:
     """``tpu-v6e-64`` -> 64, ``gpu:8`` -> 8, ``cpu`` -> 1; None when unreadable."""
     try:
@@ -519,6 +548,10 @@ class Registry:
         with self._write_engine.begin() as conn:
             yield conn
 
+    def _insert_statement(self, table: Table) -> Any:
+        """An INSERT into ``table`` in this database's dialect (it takes ``on_conflict_*`` clauses)."""
+        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+
     def _insert(
         self,
         session: Session,
@@ -534,13 +567,12 @@ class Registry:
         columns, and the sets go in a fixed order (a stable lock order on PostgreSQL)."""
         if not rows:
             return
-        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
         core = getattr(table, "__table__", table)  # a Core table: no ORM bulk-insert machinery
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             groups.setdefault(tuple(sorted(row)), []).append(row)
         for cols in sorted(groups):
-            stmt = ins(core)
+            stmt = self._insert_statement(core)
             if update_cols:
                 stmt = stmt.on_conflict_do_update(
                     index_elements=keys, set_={c: stmt.excluded[c] for c in update_cols}
@@ -639,8 +671,7 @@ class Registry:
             fields.extend(field_values(run_id, k, v) for k, v in flat.items())
         self._insert(s, FieldKeyRow, [{"key": k} for k in sorted(keys)], ["key"])
         fields.sort()  # by (run_id, key): a stable lock and page order
-        ins = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        stmt = ins(cast(Table, RunFieldRow.__table__)).on_conflict_do_nothing(
+        stmt = self._insert_statement(cast(Table, RunFieldRow.__table__)).on_conflict_do_nothing(
             index_elements=["run_id", "key"]
         )
         for i in range(0, len(fields), BATCH):
@@ -688,36 +719,12 @@ class Registry:
         get the provenance of this process (git commit, dirty flag, package versions)."""
         from i1lab.registry.provenance import capture
 
-        prov = capture()
-        status = "imported" if imported else "queued"
+        run_rows = planned_run_rows(members, capture(), imported=imported)
         with self.session(write=True) as s:
             study_id = self._study_id(s, study, file=file, profile=profile, description=description)
-            runs: dict[str, dict[str, Any]] = {}
-            for m in members:
-                runs.setdefault(
-                    m.hash,
-                    {
-                        "hash": m.hash,
-                        "spec": m.spec,
-                        "status": status,
-                        "step": 0,
-                        "total_steps": m.total_steps,
-                        "params": m.params,
-                        "workdir": m.workdir,
-                        "imported": imported,
-                        "attempts": 0,
-                        "git_commit": None if imported else prov.git_commit,
-                        "git_dirty": None if imported else prov.git_dirty,
-                        "versions": None if imported else prov.versions,
-                        "queued_at": None if imported else now(),
-                        "wall_seconds": 0.0,
-                        "stage": 0,
-                        "accelerator_hours_est": m.accelerator_hours_est,
-                    },
-                )
-            ids = self._insert_runs(s, list(runs.values()))
+            ids = self._insert_runs(s, run_rows)
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study_id))
-            rows = [
+            memberships = [
                 {
                     "study_id": study_id,
                     "name": m.name,
@@ -730,8 +737,8 @@ class Registry:
                 }
                 for pos, m in enumerate(members)
             ]
-            if rows:  # a Core executemany: no ORM objects to build and flush
-                s.execute(insert(cast(Table, StudyRunRow.__table__)), rows)
+            if memberships:  # a Core executemany: no ORM objects to build and flush
+                s.execute(insert(cast(Table, StudyRunRow.__table__)), memberships)
             return {m.name: ids[m.hash] for m in members}
 
     def add_members(
@@ -750,33 +757,10 @@ class Registry:
         member at a time (a search adds each trial as it is asked)."""
         from i1lab.registry.provenance import capture
 
-        prov = capture()
+        run_rows = planned_run_rows(members, capture(), imported=False)
         with self.session(write=True) as s:
             study_id = self._study_id(s, study, file=file, profile=profile, description=description)
-            runs: dict[str, dict[str, Any]] = {}
-            for m in members:
-                runs.setdefault(
-                    m.hash,
-                    {
-                        "hash": m.hash,
-                        "spec": m.spec,
-                        "status": "queued",
-                        "step": 0,
-                        "total_steps": m.total_steps,
-                        "params": m.params,
-                        "workdir": m.workdir,
-                        "imported": False,
-                        "attempts": 0,
-                        "git_commit": prov.git_commit,
-                        "git_dirty": prov.git_dirty,
-                        "versions": prov.versions,
-                        "queued_at": now(),
-                        "wall_seconds": 0.0,
-                        "stage": 0,
-                        "accelerator_hours_est": m.accelerator_hours_est,
-                    },
-                )
-            ids = self._insert_runs(s, list(runs.values()))
+            ids = self._insert_runs(s, run_rows)
             current = {
                 name: pos
                 for name, pos in s.execute(
