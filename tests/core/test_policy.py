@@ -266,3 +266,15 @@ def test_the_heap_is_frozen_once_per_process() -> None:
     finally:
         gc.unfreeze()
         worker._FROZEN = False
+
+
+def test_short_runs_are_queued_in_ray_about_a_second_per_slot() -> None:
+    from i1lab.scheduler import PIPELINE_MAX, SHORT_SAMPLE, pipeline_room
+
+    assert pipeline_room(2, []) == 2  # nothing learnt yet: one per slot
+    assert pipeline_room(2, [0.01] * (SHORT_SAMPLE - 1)) == 2  # too few attempts seen
+    assert pipeline_room(2, [0.01] * SHORT_SAMPLE) == 200  # ~1 s of 10 ms runs per slot
+    assert pipeline_room(2, [0.01, 0.01, 0.01, 0.5]) == 4  # the slowest of them decides: at least 2
+    assert pipeline_room(2, [0.01, 0.01, 0.01, 1.5]) == 2  # one run of real length: no queueing
+    assert pipeline_room(3, [0.0] * SHORT_SAMPLE) == 3 * PIPELINE_MAX  # bounded
+    assert pipeline_room(2, [5.0] * 10 + [0.01] * SHORT_SAMPLE) == 200  # only the latest count

@@ -84,3 +84,15 @@ def test_unknown_study_and_run_are_one_line_errors(home: Path) -> None:
         reg.members("nope")
     with pytest.raises(I1labError, match="no run matches"):
         reg.find_run("zzzzzzzz")
+
+
+def test_field_text_keeps_types_apart_whatever_was_written_before() -> None:
+    """``field_text`` remembers the text of each distinct value: equal-comparing values of other types
+    (1, 1.0, True; [1] and [1.0]) must still get their own text, in any order."""
+    from i1lab.registry.store import field_text
+
+    for _ in range(2):  # the second round answers from what the first remembered
+        assert [field_text(v) for v in (1, 1.0, True, [1], [1.0], [True], "1", None)] == [
+            "1", "1.0", "true", "[1]", "[1.0]", "[true]", "1", "null",
+        ]  # fmt: skip
+        assert field_text([[1], {"a": 2}]) == '[[1], {"a": 2}]'  # not hashable: computed each time
