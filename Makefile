@@ -7,10 +7,14 @@ study:
 	.venv/bin/i1lab submit experiments/adapter_size.yaml --profile tiny
 	.venv/bin/i1lab compare adapter_size
 
-# The test suite (what CI runs), after lint and type checks.
+# The test suite (what CI runs), after lint and type checks: most tests two at a time (one per core),
+# then, alone, those that start clusters and servers or assert wall-clock limits (SERIAL_MODULES in
+# tests/conftest.py). Both parts run even if the first fails.
 test:
 	@bash scripts/install.sh --test
 	.venv/bin/ruff check i1lab models evals dashboards tests benchmarks
 	.venv/bin/ruff format --check i1lab models evals dashboards tests benchmarks
 	.venv/bin/mypy
-	.venv/bin/pytest -q
+	.venv/bin/pytest -q -n 2 --dist loadfile -m "not serial"; first=$$?; \
+	.venv/bin/pytest -q -m serial; second=$$?; \
+	exit $$(( first || second ))

@@ -24,6 +24,40 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 
+# Modules that start real clusters and servers or assert wall-clock limits: they run on their own
+# (``make test`` runs them after the others, which share the cores two at a time), so that contention
+# from a neighbouring test cannot push them past their limits.
+SERIAL_MODULES = frozenset(
+    {
+        "tests/core/test_end_to_end.py",
+        "tests/core/test_jobs.py",
+        "tests/core/test_leases.py",
+        "tests/core/test_policy.py",
+        "tests/core/test_preemption.py",
+        "tests/core/test_ray_cluster.py",
+        "tests/core/test_search.py",
+        "tests/core/test_topology.py",
+        "tests/core/test_train_kill.py",
+        "tests/core/test_train_runner.py",
+        "tests/dashboard/test_browser.py",
+        "tests/dashboard/test_startup.py",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serial: runs alone, not beside another test (see SERIAL_MODULES)")
+    missing = sorted(m for m in SERIAL_MODULES if not (REPO / m).is_file())
+    if missing:  # a renamed module would silently lose its place in the serial part
+        raise pytest.UsageError(f"tests/conftest.py SERIAL_MODULES: no such test module: {', '.join(missing)}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(REPO).as_posix() in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "home"
