@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "serial: runs alone, not beside another test (see SERIAL_MODULES)")
     missing = sorted(m for m in SERIAL_MODULES if not (REPO / m).is_file())
     if missing:  # a renamed module would silently lose its place in the serial part
-        raise pytest.UsageError(f"tests/conftest.py SERIAL_MODULES: no such test module: {', '.join(missing)}")
+        raise pytest.UsageError(f"tests/conftest.py SERIAL_MODULES: no such module: {', '.join(missing)}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
