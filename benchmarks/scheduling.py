@@ -5,14 +5,15 @@
 
 The i1lab side is ``i1lab.submit.submit_study`` on a generated study of N runs (the tiny profile of the
 baseline with an N-1 value ``train.lr`` axis): it plans, records the plan, queues every run, launches
-one Ray task per run through ``i1lab.scheduler.run_tasks`` and records each outcome — the code path of
-``i1lab submit``. Only the body is a no-op: the task is the real ``i1lab.worker.execute_run`` (registry
-reads and writes, status and progress, everything around training) with ``train`` and the checkpoint
-evaluation replaced by functions that return at once. The bare side is N ``@ray.remote`` tasks that
-return their argument, with the same resource request (one CPU), on the same cluster, after the same
-warm-up (and a first small i1lab study, which imports i1lab in each worker process). Both are timed
-from the first submission to the last result; planning and recording the plan are counted on i1lab's
-side, and the "scheduling" column is ``run_tasks`` alone (queue, leases, attempts, outcomes).
+Ray tasks through ``i1lab.scheduler.run_tasks`` (one per run until the runs prove short, then batches of
+them) and records each outcome — the code path of ``i1lab submit``. Only the body is a no-op: the task
+is the real ``i1lab.worker.execute_run`` (registry reads and writes, status and progress, everything
+around training) with ``train`` and the checkpoint evaluation replaced by functions that return at once.
+The bare side is N ``@ray.remote`` tasks that return their argument, with the same resource request (one
+CPU), on the same cluster, after the same warm-up (and a first small i1lab study, which imports i1lab in
+each worker process). Both are timed from the first submission to the last result; planning and
+recording the plan are counted on i1lab's side, and the "scheduling" column is ``run_tasks`` alone
+(queue, leases, attempts, outcomes).
 
 The floor is N bare Ray tasks that do the least a run with an exactly-once lease and a log needs, on
 raw sqlite3 in the same journal mode: one transaction taking the lease, a log file in a new folder, one

@@ -1,8 +1,10 @@
 """Scheduling runs on Ray: an in-process local cluster by default, any cluster with ``--address``.
 
 Each run attempt is one Ray task that calls :func:`i1lab.worker.execute_run`; the task asks for the
-resources its spec names (CPU cores, GPUs, or a TPU slice's head resource) and Ray places it. On top of
-Ray the driver adds only study-level policy and the registry's exactly-once guarantees:
+resources its spec names (CPU cores, GPUs, or a TPU slice's head resource) and Ray places it. Runs
+that prove short (under ``SHORT_SECONDS``) are batched: one task runs several, one after the other,
+each with its own lease and outcome (:func:`batches`). On top of Ray the driver adds only study-level
+policy and the registry's exactly-once guarantees:
 
 - **Exactly once.** A task trains its run only if it acquires the run's lease (:mod:`i1lab.leases`). A
   run leased by another submitter's worker is watched in the registry until it ends, and its result
@@ -28,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -122,6 +124,22 @@ def pipeline_room(capacity: int, recent: list[float]) -> int:
         return capacity
     per_slot = int(SHORT_SECONDS / max(max(tail), 1e-3))
     return capacity * min(PIPELINE_MAX, max(2, per_slot))
+
+
+def batches(ids: list[int], capacity: int, room: int) -> list[list[int]]:
+    """How runs of one kind launched together are split into Ray tasks, each running its runs one
+    after the other. Pure.
+
+    One run per task normally (``room`` equal to ``capacity``). When short runs are pipelined (``room``
+    above ``capacity``, see :func:`pipeline_room`) a task takes up to ``room // capacity`` of them —
+    about ``SHORT_SECONDS`` of work — but the runs are spread over at least ``capacity`` tasks when
+    there are that many, so that every slot gets some: a Ray task round trip and a worker call per
+    batch, not per run. Each run keeps its own lease, log and outcome."""
+    per_task = room // max(1, capacity)
+    if per_task <= 1 or len(ids) <= 1:
+        return [[i] for i in ids]
+    size = max(1, min(per_task, -(-len(ids) // max(1, capacity))))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def order_tasks(tasks: list[Task]) -> list[Task]:
@@ -291,7 +309,7 @@ class _Driver:
     ) -> None:
         import ray
 
-        from i1lab.worker import execute_run
+        from i1lab.worker import execute_batch, execute_run
 
         self.ray = ray
         self.tasks = {t.run_id: t for t in order_tasks(tasks)}
@@ -301,12 +319,14 @@ class _Driver:
         self.registry = registry
         self.on_poll, self.on_done, self.on_note = on_poll, on_done, on_note
         self.poll_seconds = poll_seconds
-        self.remote: Any = ray.remote(fn or execute_run)
+        self.fn: Callable[..., Outcome] = fn or execute_run
+        self.remote: Any = ray.remote(self.fn)
+        self.batch_remote: Any = ray.remote(execute_batch)
         self.url = registry.url
         self.driver = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.state: dict[int, str] = {}  # blocked | ready | launched | watching | backoff | done
         self.token: dict[int, int] = {}
-        self.launched: dict[Any, _Attempt] = {}
+        self.launched: dict[Any, list[_Attempt]] = {}  # Ray task -> its attempts (several: a batch)
         self.attempts: dict[int, int] = {}
         self.retries: dict[int, int] = {}
         self.backoff_until: dict[int, float] = {}
@@ -358,9 +378,15 @@ class _Driver:
             self.queue(free)
 
     # --- launching -------------------------------------------------------------------------------
+    def flying(self) -> Iterator[tuple[Any, _Attempt]]:
+        """Every attempt in flight with its Ray task."""
+        for ref, attempts in self.launched.items():
+            for a in attempts:
+                yield ref, a
+
     def in_flight(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for a in self.launched.values():
+        for _, a in self.flying():
             kind = a.task.resources.accelerator
             out[kind] = out.get(kind, 0) + 1
         return out
@@ -398,7 +424,7 @@ class _Driver:
         p = self.policy
         study_room = None
         if p.max_concurrent is not None:
-            mine = len(self.launched)
+            mine = sum(len(attempts) for attempts in self.launched.values())
             others = self.registry.study_leased(p.study) - self._mine_leased() if p.study else 0
             study_room = p.max_concurrent - mine - max(0, others)
         demand = self.demand()
@@ -406,7 +432,7 @@ class _Driver:
         committed = 0.0
         if p.budget_hours is not None:
             budget_left = p.budget_hours - self.registry.accelerator_hours_used()
-            committed = sum(a.task.accelerator_hours_est or 0.0 for a in self.launched.values())
+            committed = sum(a.task.accelerator_hours_est or 0.0 for _, a in self.flying())
         plan = plan_launches(
             ready,
             in_flight=self.in_flight(),
@@ -424,38 +450,66 @@ class _Driver:
             )
             self.registry.settle_run(run_id, "cancelled", reason)
             self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+        by_kind: dict[str, list[int]] = {}
         for run_id in plan.launch:
-            self.launch(self.tasks[run_id])
+            by_kind.setdefault(self.tasks[run_id].resources.accelerator, []).append(run_id)
+        for kind, ids in by_kind.items():
+            cap = max(1, capacity(ray_options(kinds[kind]), cluster))
+            for batch in batches(ids, cap, room[kind]):
+                self.launch([self.tasks[r] for r in batch])
 
     def _mine_leased(self) -> int:
-        return sum(1 for a in self.launched.values() if self.leased_by.get(a.task.run_id) == a.owner)
+        return sum(1 for _, a in self.flying() if self.leased_by.get(a.task.run_id) == a.owner)
 
-    def launch(self, t: Task) -> None:
-        n = self.attempts.get(t.run_id, 0) + 1
-        self.attempts[t.run_id] = n
-        owner = f"{self.driver}/{t.run_id}/{n}"
-        ref = self.remote.options(**ray_options(t.resources), max_retries=0, name=f"i1lab:{t.name}").remote(
-            t.run_id,
-            self.url,
-            t.workdir,
-            expect_token=self.token.get(t.run_id),
-            owner=owner,
-            eval_options=eval_options(self.policy.eval_accelerator, t.resources),
-        )
-        self.launched[ref] = _Attempt(task=t, owner=owner, number=n)
-        self.state[t.run_id] = "launched"
+    def launch(self, batch: list[Task]) -> None:
+        """One Ray task for these runs (of one kind): :func:`execute_run` for one, else
+        :func:`i1lab.worker.execute_batch`, which runs them one after the other."""
+        attempts, calls = [], []
+        for t in batch:
+            n = self.attempts.get(t.run_id, 0) + 1
+            self.attempts[t.run_id] = n
+            owner = f"{self.driver}/{t.run_id}/{n}"
+            attempts.append(_Attempt(task=t, owner=owner, number=n))
+            calls.append(
+                {
+                    "run_id": t.run_id,
+                    "database_url": self.url,
+                    "workdir": t.workdir,
+                    "expect_token": self.token.get(t.run_id),
+                    "owner": owner,
+                    "eval_options": eval_options(self.policy.eval_accelerator, t.resources),
+                }
+            )
+            self.state[t.run_id] = "launched"
+        first = batch[0]
+        options = {**ray_options(first.resources), "max_retries": 0}
+        if len(batch) == 1:
+            ref = self.remote.options(**options, name=f"i1lab:{first.name}").remote(**calls[0])
+        else:
+            name = f"i1lab:{first.name} (+{len(batch) - 1})"
+            ref = self.batch_remote.options(**options, name=name).remote(calls, self.fn)
+        self.launched[ref] = attempts
 
     # --- results ---------------------------------------------------------------------------------
     def collect(self, ref: Any) -> None:
-        attempt = self.launched.pop(ref)
+        attempts = self.launched.pop(ref)
         self.dirty = True  # a slot freed
-        run_id = attempt.task.run_id
         try:
-            outcome = self.ray.get(ref)
+            result = self.ray.get(ref)
         except Exception as exc:
-            self.failed_task(attempt, exc)
+            self.failed_task(attempts, exc)
             return
-        assert isinstance(outcome, Outcome)
+        outcomes = result if isinstance(result, list) else [result]
+        for attempt, outcome in zip(attempts, outcomes, strict=True):
+            assert isinstance(outcome, Outcome)
+            self.ended(attempt, outcome)
+
+    def ended(self, attempt: _Attempt, outcome: Outcome) -> None:
+        """An attempt returned (its run's own exception included, from a batch: ``raised``)."""
+        run_id = attempt.task.run_id
+        if outcome.status == "raised":
+            self.failed_own(attempt, outcome.reason or "its run raised an exception")
+            return
         if outcome.trained:
             self.recent = [*self.recent[-(SHORT_SAMPLE - 1) :], outcome.seconds]
         if outcome.status in ("finished", "failed", "cancelled"):
@@ -471,31 +525,70 @@ class _Driver:
         else:  # lost: someone took the run over; see how it ends
             self.state[run_id], self.watching[run_id] = "watching", run_id
 
-    def failed_task(self, attempt: _Attempt, exc: BaseException) -> None:
+    def failed_own(self, attempt: _Attempt, reason: str, batch: bool = False) -> None:
+        """The run's own code raised (``batch``: or the task of the batch it was in did): failed, not
+        retried."""
         run_id = attempt.task.run_id
+        if (
+            not self.registry.interrupt_lease(
+                run_id, attempt.owner, reason, status="failed", reason=reason, interrupted=False
+            )
+            # it failed before taking the lease (or, in a batch, it had ended before: as recorded)
+            and not self.registry.settle_run(run_id, "failed", reason)
+            and batch
+            and self.settled_as_recorded(run_id)
+        ):
+            return
+        self.finish(Outcome(run_id=run_id, status="failed", reason=reason, seconds=0.0))
+
+    def failed_task(self, attempts: list[_Attempt], exc: BaseException) -> None:
+        """A Ray task (one run, or a batch) returned no result."""
         kind = failure_kind(exc)
         reason = first_line(exc)
-        if kind == "own":
-            if not self.registry.interrupt_lease(
-                run_id, attempt.owner, reason, status="failed", reason=reason, interrupted=False
-            ):
-                self.registry.settle_run(run_id, "failed", reason)  # it failed before taking the lease
-            self.finish(Outcome(run_id=run_id, status="failed", reason=reason, seconds=0.0))
+        if kind == "interrupted":
+            self.interrupted(attempts, reason)
             return
-        if kind == "cancelled":
-            if not self.registry.interrupt_lease(
-                run_id,
-                attempt.owner,
-                reason,
-                status="cancelled",
-                reason="its task was cancelled",
-                interrupted=False,
-            ):
-                self.registry.settle_run(run_id, "cancelled", "its task was cancelled")
-            self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+        for attempt in attempts:
+            if kind == "own":
+                self.failed_own(attempt, reason, batch=len(attempts) > 1)
+            else:
+                self.cancelled(attempt, reason, batch=len(attempts) > 1)
+
+    def cancelled(self, attempt: _Attempt, reason: str, batch: bool = False) -> None:
+        run_id = attempt.task.run_id
+        why = "its task was cancelled"
+        if (
+            not self.registry.interrupt_lease(
+                run_id, attempt.owner, reason, status="cancelled", reason=why, interrupted=False
+            )
+            and not self.registry.settle_run(run_id, "cancelled", why)
+            and batch
+            and self.settled_as_recorded(run_id)
+        ):
             return
-        self.registry.interrupt_lease(run_id, attempt.owner, reason)
-        self.retry(attempt.task, reason)
+        self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+
+    def settled_as_recorded(self, run_id: int) -> bool:
+        """Finish a run of a failed batch as the registry has it, if it ended (before the batch failed)."""
+        st = self.registry.lease_states([run_id]).get(run_id)
+        return st is not None and self.settled(run_id, st)
+
+    def interrupted(self, attempts: list[_Attempt], reason: str) -> None:
+        """A task's worker or node died (or hung): release the lease its run held and retry that run,
+        counting one retry. The other runs of a batch (finished before, or not started yet) are queued
+        again without a retry, unless none held its lease: then the first counts one (the worker died
+        before any run started), so that a batch whose worker always dies does not go round forever."""
+        held = {
+            a.task.run_id for a in attempts if self.registry.interrupt_lease(a.task.run_id, a.owner, reason)
+        }
+        rest = []
+        for i, a in enumerate(attempts):
+            if a.task.run_id in held or (i == 0 and not held):
+                self.retry(a.task, reason)
+            else:
+                rest.append(a.task.run_id)
+        if rest:
+            self.queue(rest)
 
     def retry(self, t: Task, reason: str) -> None:
         n = self.retries.get(t.run_id, 0) + 1
@@ -520,7 +613,7 @@ class _Driver:
         due = [r for r, s in self.state.items() if s == "backoff" and self.backoff_until[r] <= now]
         if due:
             self.queue(due)
-        flying = {a.task.run_id: (ref, a) for ref, a in self.launched.items()}
+        flying = {a.task.run_id: (ref, a) for ref, a in self.flying()}
         watched = {r: w for r, w in self.watching.items() if self.state.get(r) == "watching"}
         ids = set(flying) | set(watched.values())
         if not ids:
@@ -531,14 +624,13 @@ class _Driver:
         self.registry.touch_waiting(waiting)
         for run_id, (ref, attempt) in flying.items():
             st = states.get(run_id)
-            if st is not None and st.owner == attempt.owner and not st.live:
-                # the worker stopped renewing its lease (hung, or its node is gone and Ray has not said)
-                self.launched.pop(ref, None)
+            if st is not None and st.owner == attempt.owner and not st.live and ref in self.launched:
+                # the worker stopped renewing its lease (hung, or its node is gone and Ray has not said):
+                # its task is stopped, the runs of a batch with it
+                batch = self.launched.pop(ref)
                 with contextlib.suppress(Exception):
                     self.ray.cancel(ref, force=True)
-                reason = "lease expired: no heartbeat from the worker"
-                self.registry.interrupt_lease(run_id, attempt.owner, reason)
-                self.retry(attempt.task, reason)
+                self.interrupted(batch, "lease expired: no heartbeat from the worker")
         requeue = []
         for run_id, target in watched.items():
             st = states.get(target)
@@ -591,7 +683,7 @@ class _Driver:
     def abandon(self) -> None:
         """The driver stops with attempts in flight (an error, Ctrl-C): stop them and release their
         leases so that the runs can be resumed at once, by this study's next submit or anyone else's."""
-        for ref, attempt in list(self.launched.items()):
+        for ref, attempt in list(self.flying()):
             with contextlib.suppress(Exception):
                 self.ray.cancel(ref, force=True)
             with contextlib.suppress(Exception):

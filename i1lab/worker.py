@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -44,9 +45,9 @@ class Outcome(BaseModel):
 
     ``status``: ``finished``, ``failed``, ``cancelled`` (the run's own terminal state, whoever reached it),
     ``elsewhere`` (another worker holds the run's lease, or that of run ``blocker`` sharing its work
-    directory: nothing was done), ``lost`` (the lease was taken over mid-run: this worker stopped) or
+    directory: nothing was done), ``lost`` (the lease was taken over mid-run: this worker stopped),
     ``interrupted`` (its evaluations kept dying: the lease is still held, for the scheduler to release
-    and retry the run)."""
+    and retry the run) or, from :func:`execute_batch` only, ``raised`` (the run's own code raised)."""
 
     run_id: int
     status: str
@@ -406,6 +407,32 @@ def execute_run(
         return _execute(registry, lease, record, grant.attempt or record.attempts, workdir, eval_options, t0)
     finally:
         lease.stop()
+
+
+def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None = None) -> list[Outcome]:
+    """Several short runs in one Ray task, one after the other (the scheduler batches runs that all
+    took under a second): each is one :func:`execute_run` call (``fn``: a replacement with the same
+    arguments) with its own lease, log and outcome. A run whose own code raises does not stop the
+    others: its outcome is ``raised``, with the exception's first line (the run is recorded failed)."""
+    run = fn or execute_run
+    outcomes = []
+    for call in calls:
+        t0 = time.perf_counter()
+        try:
+            outcomes.append(run(**call))
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+            outcomes.append(
+                Outcome(
+                    run_id=call["run_id"],
+                    status="raised",
+                    reason=reason,
+                    seconds=time.perf_counter() - t0,
+                    node=node_name(),
+                )
+            )
+    return outcomes
 
 
 def _execute(

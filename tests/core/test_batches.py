@@ -1,0 +1,166 @@
+"""Short runs batched into Ray tasks, on a real local Ray cluster and a real registry.
+
+Once a study's runs prove short (``SHORT_SAMPLE`` attempts under ``SHORT_SECONDS``) the driver hands
+each Ray task several of them (:func:`i1lab.scheduler.batches`, :func:`i1lab.worker.execute_batch`).
+Each run must keep its own lease and outcome: one that raises fails alone, and a worker that dies in
+the middle of a batch costs an interruption only to the run it was running."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from i1lab.registry import Registry
+from i1lab.scheduler import Policy, batches, run_tasks
+from i1lab.worker import Outcome
+from tests.core.test_policy import record
+
+BAD = "r13"  # raises (its own error) / kills its worker: well after the first runs, inside a batch
+
+
+def quick(
+    run_id: int,
+    database_url: str | None = None,
+    workdir: str | None = None,
+    *,
+    expect_token: int | None = None,
+    owner: str | None = None,
+    eval_options: dict[str, Any] | None = None,
+) -> Outcome:
+    """A run that takes its lease like a worker, notes the Ray task it runs in, and finishes at once.
+
+    The run named by ``$BATCH_TEST_RAISE`` raises after taking its lease; the one named by
+    ``$BATCH_TEST_DIE`` kills its worker process the first time (a marker file says it did)."""
+    import ray
+
+    from i1lab.registry import Registry
+    from i1lab.worker import Outcome
+
+    registry = Registry(database_url)
+    grant = registry.acquire_lease(run_id, owner or "quick", ttl=30, node="n", expect_token=expect_token)
+    if grant.state != "acquired" or grant.token is None:
+        return Outcome(run_id=run_id, status="elsewhere", seconds=0.0)
+    name = registry.run(run_id).spec["name"]
+    with open(Path(os.environ["BATCH_TEST_DIR"]) / "tasks.txt", "a") as f:
+        f.write(f"{name} {ray.get_runtime_context().get_task_id()}\n")
+    if name == os.environ.get("BATCH_TEST_RAISE"):
+        raise ValueError("bad data in this run")
+    marker = Path(os.environ["BATCH_TEST_DIR"]) / "died"
+    if name == os.environ.get("BATCH_TEST_DIE") and not marker.exists():
+        marker.touch()
+        os._exit(1)
+    registry.finish_lease(run_id, grant.token, "finished")
+    return Outcome(run_id=run_id, status="finished", seconds=0.001, trained=True)
+
+
+@pytest.fixture(scope="module")
+def ray_batches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    import ray
+
+    folder = tmp_path_factory.mktemp("batches")
+    os.environ["BATCH_TEST_DIR"] = str(folder)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        runtime_env={"env_vars": {"BATCH_TEST_DIR": str(folder), "JAX_PLATFORMS": "cpu"}},
+    )
+    yield folder
+    ray.shutdown()
+    os.environ.pop("BATCH_TEST_DIR", None)
+
+
+def test_runs_of_one_kind_launched_together_are_spread_over_the_slots_in_batches() -> None:
+    ids = list(range(10))
+    assert batches(ids, 2, 2) == [[i] for i in ids]  # no pipelining: one run per task
+    assert batches(ids, 2, 8) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # at most room // capacity each
+    assert batches(ids, 2, 400) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]  # but every slot gets some
+    assert batches(ids, 3, 600) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert batches([7], 2, 400) == [[7]]
+    assert batches([], 2, 400) == []
+
+
+def task_ids(folder: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in (folder / "tasks.txt").read_text().splitlines():
+        name, task = line.split()
+        out.setdefault(name, []).append(task)
+    return out
+
+
+def test_a_run_that_raises_in_a_batch_fails_alone(ray_batches: Path, home: Path) -> None:
+    registry = Registry()
+    tasks = record(registry, "raising", 24)
+    (ray_batches / "tasks.txt").unlink(missing_ok=True)
+    outcomes = run_tasks(
+        tasks, policy=Policy(study="raising"), fn=_with_env(quick, BATCH_TEST_RAISE=BAD), poll_seconds=0.2
+    )
+    by_id = {o.run_id: o for o in outcomes}
+    by_name = {t.name: by_id[t.run_id] for t in tasks}
+    assert by_name[BAD].status == "failed" and by_name[BAD].reason == "ValueError: bad data in this run"
+    assert all(o.status == "finished" for name, o in by_name.items() if name != BAD)
+    runs = {r.id: r for r in registry.runs()}
+    for t in tasks:
+        run = runs[t.run_id]
+        assert run.status == ("failed" if t.name == BAD else "finished"), t.name
+        leased = [e for e in registry.events([t.run_id]) if e.kind == "leased"]
+        assert len(leased) == 1 and run.interruptions == 0, t.name
+    assert "bad data" in (runs[by_name[BAD].run_id].reason or "")
+    # batched: fewer Ray tasks than runs, and the failed run shared its task with runs that finished
+    seen = task_ids(ray_batches)
+    assert all(len(v) == 1 for v in seen.values()) and len(seen) == 24
+    tasks_used = {v[0] for v in seen.values()}
+    assert len(tasks_used) < 24
+    assert sum(v[0] == seen[BAD][0] for v in seen.values()) > 1
+
+
+def test_a_worker_that_dies_in_a_batch_interrupts_only_the_run_it_was_running(
+    ray_batches: Path, home: Path
+) -> None:
+    registry = Registry()
+    tasks = record(registry, "dying", 24)
+    (ray_batches / "tasks.txt").unlink(missing_ok=True)
+    (ray_batches / "died").unlink(missing_ok=True)
+    policy = Policy(study="dying", backoff_seconds=0.1)
+    outcomes = run_tasks(tasks, policy=policy, fn=_with_env(quick, BATCH_TEST_DIE=BAD), poll_seconds=0.2)
+    assert (ray_batches / "died").exists()
+    assert len(outcomes) == 24 and all(o.status == "finished" for o in outcomes)
+    runs = {r.id: r for r in registry.runs()}
+    seen = task_ids(ray_batches)
+    assert len(seen[BAD]) == 2  # the attempt that died and the retry, in another task
+    died_with = [name for name, v in seen.items() if v[0] == seen[BAD][0] and name != BAD]
+    assert died_with  # it was in a batch with runs that had finished before it
+    for t in tasks:
+        run = runs[t.run_id]
+        leased = [e for e in registry.events([t.run_id]) if e.kind == "leased"]
+        retried = [e for e in registry.events([t.run_id]) if e.kind == "retried"]
+        if t.name == BAD:
+            assert (run.interruptions, len(leased), len(retried)) == (1, 2, 1)
+        else:  # finished before the worker died, or never started in it: neither counts
+            assert (run.interruptions, len(leased), len(retried)) == (0, 1, 0), t.name
+        assert run.status == "finished"
+
+
+def _with_env(fn: Any, **env: str) -> Any:
+    """``fn`` run with these environment variables set in the worker (Ray workers outlive a test)."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Outcome:
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            result: Outcome = fn(*args, **kwargs)
+            return result
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return wrapped
