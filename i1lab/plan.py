@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,6 +91,22 @@ class Plan(BaseModel):
                 f"the new runs need {need:,.1f} accelerator-hours, over the budget of {budget:,.1f}",
                 key="budget_hours",
             )
+
+    def check_single_host(self, locate: Callable[[tuple[str, ...]], Location | None] | None = None) -> None:
+        """Refuse to schedule a plan whose runs to train need a TPU slice of several hosts: i1lab trains a
+        run in one process on one host, so such a run cannot be placed yet (``i1lab plan`` still costs
+        it). ``locate``: where a spec key is set in the study file."""
+        for r in self.new:
+            res = r.spec.resources
+            if res.slice_hosts > 1:
+                key = "resources.hosts" if res.hosts is not None else "resources.accelerator"
+                raise SpecError(
+                    f"run {r.name} asks for {res.accelerator} on {res.slice_hosts} hosts; i1lab trains a "
+                    "run on one host, so multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one "
+                    "host; `i1lab plan` still costs larger slices)",
+                    key=key,
+                    where=locate(tuple(key.split("."))) if locate else None,
+                )
 
     @property
     def new(self) -> list[PlannedRun]:

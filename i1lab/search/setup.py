@@ -208,6 +208,15 @@ def prepare(
     )
     _check_objective(setup, study.locate(("search", "objective")))
     _check_space(setup)
+    res = base.resources
+    if res.slice_hosts > 1:
+        key = "resources.hosts" if res.hosts is not None else "resources.accelerator"
+        raise SpecError(
+            f"the trials ask for {res.accelerator} on {res.slice_hosts} hosts; i1lab trains a run on one "
+            "host, so multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one host)",
+            key=key,
+            where=study.locate(("run", *key.split("."))),
+        )
     return setup
 
 

@@ -397,7 +397,20 @@ RESOURCE_RE = re.compile(r"^(cpu(:\d+)?|gpu:\d+|tpu-v6e-(8|16|32|64|128|256))$")
 
 class ResourcesSpec(Strict):
     accelerator: str = Field("tpu-v6e-8", description="cpu[:N], gpu:N or tpu-v6e-{8,16,32,...}")
-    hosts: Annotated[int, Field(ge=1)] | None = None
+    hosts: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="hosts of the TPU slice (default: one 8-chip host for v6e-8, else 4 chips per host)"
+    )
+
+    @property
+    def slice_hosts(self) -> int:
+        """How many hosts the slice spans (1 for CPUs and GPUs): ``hosts`` if given, else one 8-chip
+        host for a v6e-8 and four chips per host for the larger v6e slices, as Cloud TPU provides them."""
+        if not self.accelerator.startswith("tpu-"):
+            return 1
+        if self.hosts is not None:
+            return self.hosts
+        chips = int(self.accelerator.rsplit("-", 1)[1])
+        return 1 if chips <= 8 else chips // 4
 
     @field_validator("accelerator")
     @classmethod

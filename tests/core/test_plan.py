@@ -99,3 +99,37 @@ def test_resume_from_names_resolve_to_hashes_and_errors_are_located(tmp_path: Pa
 
     with pytest.raises(SpecError, match=r"bad.yaml:3:.*data.resume_from: resumes from 'nope'"):
         expand(load_study(bad))
+
+
+def test_slice_hosts_and_multi_host_runs_are_refused_before_scheduling(tmp_path: Path) -> None:
+    import pytest
+
+    from i1lab.errors import SpecError
+    from i1lab.spec.run import ResourcesSpec
+
+    hosts = {
+        a: ResourcesSpec(accelerator=a).slice_hosts for a in ("cpu:4", "gpu:8", "tpu-v6e-8", "tpu-v6e-16")
+    }
+    assert hosts == {"cpu:4": 1, "gpu:8": 1, "tpu-v6e-8": 1, "tpu-v6e-16": 4}
+    assert ResourcesSpec(accelerator="tpu-v6e-256").slice_hosts == 64
+    assert ResourcesSpec(accelerator="tpu-v6e-8", hosts=2).slice_hosts == 2  # 2x4 on two 4-chip hosts
+
+    study_file = tmp_path / "big.yaml"
+    study_file.write_text(
+        f"extends: {EXPERIMENTS / 'baseline.yaml'}\nrun:\n  resources:\n    accelerator: tpu-v6e-16\n"
+        "axes:\n  train.lr: [0.0002]\n"
+    )
+    study = load_study(study_file)
+    plan = make_plan(study, expand(study), {}, None)
+    assert plan.totals()["accelerator_hours"] > 0  # still planned and costed
+    with pytest.raises(SpecError) as err:
+        plan.check_single_host(lambda path: study.locate(("run", *path)))
+    text = str(err.value)
+    assert (
+        text.startswith(f"{study_file}:4:")
+        and "resources.accelerator: run baseline asks for tpu-v6e-16" in text
+    )
+    assert "on 4 hosts" in text and "\n" not in text
+    # runs already trained need no slice: a plan with nothing new passes
+    reused = {r.hash: ExistingRun(id=i + 1, hash=r.hash, status="finished") for i, r in enumerate(plan.runs)}
+    make_plan(study, expand(study), reused, None).check_single_host()
