@@ -507,7 +507,7 @@ class _Driver:
     def ended(self, attempt: _Attempt, outcome: Outcome) -> None:
         """An attempt returned (its run's own exception included, from a batch: ``raised``)."""
         run_id = attempt.task.run_id
-        if outcome.status == "raised":
+        if outcome.status == "raised":  # recorded failed by the worker already
             self.failed_own(attempt, outcome.reason or "its run raised an exception")
             return
         if outcome.trained:
@@ -525,20 +525,13 @@ class _Driver:
         else:  # lost: someone took the run over; see how it ends
             self.state[run_id], self.watching[run_id] = "watching", run_id
 
-    def failed_own(self, attempt: _Attempt, reason: str, batch: bool = False) -> None:
-        """The run's own code raised (``batch``: or the task of the batch it was in did): failed, not
-        retried."""
+    def failed_own(self, attempt: _Attempt, reason: str) -> None:
+        """The run's own code raised: failed, not retried."""
         run_id = attempt.task.run_id
-        if (
-            not self.registry.interrupt_lease(
-                run_id, attempt.owner, reason, status="failed", reason=reason, interrupted=False
-            )
-            # it failed before taking the lease (or, in a batch, it had ended before: as recorded)
-            and not self.registry.settle_run(run_id, "failed", reason)
-            and batch
-            and self.settled_as_recorded(run_id)
+        if not self.registry.interrupt_lease(
+            run_id, attempt.owner, reason, status="failed", reason=reason, interrupted=False
         ):
-            return
+            self.registry.settle_run(run_id, "failed", reason)  # it failed before taking the lease
         self.finish(Outcome(run_id=run_id, status="failed", reason=reason, seconds=0.0))
 
     def failed_task(self, attempts: list[_Attempt], exc: BaseException) -> None:
@@ -548,9 +541,22 @@ class _Driver:
         if kind == "interrupted":
             self.interrupted(attempts, reason)
             return
+        if kind == "own" and len(attempts) > 1:
+            # the batch's task itself raised (its runs' own errors come back as outcomes): the run that
+            # held its lease, else the first still to run, is failed; the others are left as they ended
+            # or queued again
+            held = [
+                a
+                for a in attempts
+                if self.registry.interrupt_lease(
+                    a.task.run_id, a.owner, reason, status="failed", reason=reason, interrupted=False
+                )
+            ]
+            self.split_batch(attempts, held, lambda a: self.failed_own(a, reason))
+            return
         for attempt in attempts:
             if kind == "own":
-                self.failed_own(attempt, reason, batch=len(attempts) > 1)
+                self.failed_own(attempt, reason)
             else:
                 self.cancelled(attempt, reason, batch=len(attempts) > 1)
 
@@ -569,26 +575,41 @@ class _Driver:
         self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
 
     def settled_as_recorded(self, run_id: int) -> bool:
-        """Finish a run of a failed batch as the registry has it, if it ended (before the batch failed)."""
+        """Finish a run of a cancelled batch as the registry has it, if it ended before."""
         st = self.registry.lease_states([run_id]).get(run_id)
         return st is not None and self.settled(run_id, st)
 
     def interrupted(self, attempts: list[_Attempt], reason: str) -> None:
         """A task's worker or node died (or hung): release the lease its run held and retry that run,
-        counting one retry. The other runs of a batch (finished before, or not started yet) are queued
-        again without a retry, unless none held its lease: then the first counts one (the worker died
-        before any run started), so that a batch whose worker always dies does not go round forever."""
-        held = {
-            a.task.run_id for a in attempts if self.registry.interrupt_lease(a.task.run_id, a.owner, reason)
-        }
-        rest = []
-        for i, a in enumerate(attempts):
-            if a.task.run_id in held or (i == 0 and not held):
-                self.retry(a.task, reason)
-            else:
-                rest.append(a.task.run_id)
-        if rest:
-            self.queue(rest)
+        counting one retry (see :meth:`split_batch` for the other runs of a batch)."""
+        held = [a for a in attempts if self.registry.interrupt_lease(a.task.run_id, a.owner, reason)]
+        self.split_batch(attempts, held, lambda a: self.retry(a.task, reason))
+
+    def split_batch(
+        self, attempts: list[_Attempt], held: list[_Attempt], blame: Callable[[_Attempt], None]
+    ) -> None:
+        """The runs of a task that returned no result: ``blame`` those that held their lease; each of
+        the others ends as the registry has it if it ended (finished, failed or cancelled before the
+        task died), or is queued again without blame — except that when none held its lease, the first
+        still to run is blamed (the task died before any run started: a task that always dies must not
+        go round forever)."""
+        for a in held:
+            blame(a)
+        taken = {a.task.run_id for a in held}
+        rest = [a for a in attempts if a.task.run_id not in taken]
+        if not rest:
+            return
+        states = self.registry.lease_states([a.task.run_id for a in rest])
+        open_ = []
+        for a in rest:
+            st = states.get(a.task.run_id)
+            if st is None or not self.settled(a.task.run_id, st):
+                open_.append(a)
+        if not held and open_:
+            blame(open_[0])
+            open_ = open_[1:]
+        if open_:
+            self.queue([a.task.run_id for a in open_])
 
     def retry(self, t: Task, reason: str) -> None:
         n = self.retries.get(t.run_id, 0) + 1

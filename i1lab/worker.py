@@ -413,25 +413,36 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
     """Several short runs in one Ray task, one after the other (the scheduler batches runs that all
     took under a second): each is one :func:`execute_run` call (``fn``: a replacement with the same
     arguments) with its own lease, log and outcome. A run whose own code raises does not stop the
-    others: its outcome is ``raised``, with the exception's first line (the run is recorded failed)."""
+    others: it is recorded failed at once, and its outcome is ``raised`` with the exception's first
+    line. A run interrupted (its evaluations kept dying) has its lease released at once, for the
+    driver to retry it: a lease kept until the batch ends would expire meanwhile."""
     run = fn or execute_run
     outcomes = []
     for call in calls:
         t0 = time.perf_counter()
+        run_id, owner = call["run_id"], call.get("owner")
         try:
-            outcomes.append(run(**call))
-        except Exception as exc:
+            outcome = run(**call)
+        except (Exception, SystemExit) as exc:
             text = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-            outcomes.append(
-                Outcome(
-                    run_id=call["run_id"],
-                    status="raised",
-                    reason=reason,
-                    seconds=time.perf_counter() - t0,
-                    node=node_name(),
+            if owner:  # failed now, not when the batch ends: its lease would expire meanwhile
+                _registry(call.get("database_url")).interrupt_lease(
+                    run_id, owner, reason, status="failed", reason=reason, interrupted=False
                 )
+            outcome = Outcome(
+                run_id=run_id,
+                status="raised",
+                reason=reason,
+                seconds=time.perf_counter() - t0,
+                node=node_name(),
             )
+        else:
+            if outcome.status == "interrupted" and owner:  # released now, for the driver to retry it
+                _registry(call.get("database_url")).interrupt_lease(
+                    run_id, owner, outcome.reason or "interrupted"
+                )
+        outcomes.append(outcome)
     return outcomes
 
 

@@ -19,7 +19,9 @@ from i1lab.scheduler import Policy, batches, run_tasks
 from i1lab.worker import Outcome
 from tests.core.test_policy import record
 
-BAD = "r13"  # raises (its own error) / kills its worker: well after the first runs, inside a batch
+BAD = "r13"  # kills its worker: well after the first runs, inside a batch
+RAISES = "r8"  # raises, in the middle of the first batch (batches start at r4 to r6, with 9 or 10 runs)
+FAILS = "r11"  # fails for its own reason (recorded failed, like a NaN loss) in the same batch, before BAD
 
 
 def quick(
@@ -34,7 +36,8 @@ def quick(
     """A run that takes its lease like a worker, notes the Ray task it runs in, and finishes at once.
 
     The run named by ``$BATCH_TEST_RAISE`` raises after taking its lease; the one named by
-    ``$BATCH_TEST_DIE`` kills its worker process the first time (a marker file says it did)."""
+    ``$BATCH_TEST_DIE`` kills its worker process the first time (a marker file says it did); the one
+    named by ``$BATCH_TEST_FAIL`` records itself failed, as a run whose loss went NaN does."""
     import ray
 
     from i1lab.registry import Registry
@@ -49,6 +52,9 @@ def quick(
         f.write(f"{name} {ray.get_runtime_context().get_task_id()}\n")
     if name == os.environ.get("BATCH_TEST_RAISE"):
         raise ValueError("bad data in this run")
+    if name == os.environ.get("BATCH_TEST_FAIL"):
+        registry.finish_lease(run_id, grant.token, "failed", "loss is NaN")
+        return Outcome(run_id=run_id, status="failed", reason="loss is NaN", seconds=0.001, trained=True)
     marker = Path(os.environ["BATCH_TEST_DIR"]) / "died"
     if name == os.environ.get("BATCH_TEST_DIE") and not marker.exists():
         marker.touch()
@@ -99,25 +105,32 @@ def test_a_run_that_raises_in_a_batch_fails_alone(ray_batches: Path, home: Path)
     tasks = record(registry, "raising", 24)
     (ray_batches / "tasks.txt").unlink(missing_ok=True)
     outcomes = run_tasks(
-        tasks, policy=Policy(study="raising"), fn=_with_env(quick, BATCH_TEST_RAISE=BAD), poll_seconds=0.2
+        tasks, policy=Policy(study="raising"), fn=_with_env(quick, BATCH_TEST_RAISE=RAISES), poll_seconds=0.2
     )
     by_id = {o.run_id: o for o in outcomes}
     by_name = {t.name: by_id[t.run_id] for t in tasks}
-    assert by_name[BAD].status == "failed" and by_name[BAD].reason == "ValueError: bad data in this run"
-    assert all(o.status == "finished" for name, o in by_name.items() if name != BAD)
+    assert by_name[RAISES].status == "failed" and by_name[RAISES].reason == "ValueError: bad data in this run"
+    assert all(o.status == "finished" for name, o in by_name.items() if name != RAISES)
     runs = {r.id: r for r in registry.runs()}
     for t in tasks:
         run = runs[t.run_id]
-        assert run.status == ("failed" if t.name == BAD else "finished"), t.name
+        assert run.status == ("failed" if t.name == RAISES else "finished"), t.name
         leased = [e for e in registry.events([t.run_id]) if e.kind == "leased"]
         assert len(leased) == 1 and run.interruptions == 0, t.name
-    assert "bad data" in (runs[by_name[BAD].run_id].reason or "")
+    assert "bad data" in (runs[by_name[RAISES].run_id].reason or "")
     # batched: fewer Ray tasks than runs, and the failed run shared its task with runs that finished
     seen = task_ids(ray_batches)
     assert all(len(v) == 1 for v in seen.values()) and len(seen) == 24
     tasks_used = {v[0] for v in seen.values()}
     assert len(tasks_used) < 24
-    assert sum(v[0] == seen[BAD][0] for v in seen.values()) > 1
+    mates = [name for name, v in seen.items() if v[0] == seen[RAISES][0]]
+    later = [name for name in mates if int(name[1:]) > int(RAISES[1:])]
+    assert later  # it shared its task with runs that came after it, and finished
+    # recorded failed (its lease released) at once, not when the batch ended
+    ids = {t.name: t.run_id for t in tasks}
+    failed_at = next(e.at for e in registry.events([ids[RAISES]]) if e.kind == "failed")
+    last_at = max(e.at for name in later for e in registry.events([ids[name]]) if e.kind == "finished")
+    assert failed_at < last_at
 
 
 def test_a_worker_that_dies_in_a_batch_interrupts_only_the_run_it_was_running(
@@ -128,23 +141,28 @@ def test_a_worker_that_dies_in_a_batch_interrupts_only_the_run_it_was_running(
     (ray_batches / "tasks.txt").unlink(missing_ok=True)
     (ray_batches / "died").unlink(missing_ok=True)
     policy = Policy(study="dying", backoff_seconds=0.1)
-    outcomes = run_tasks(tasks, policy=policy, fn=_with_env(quick, BATCH_TEST_DIE=BAD), poll_seconds=0.2)
+    fn = _with_env(quick, BATCH_TEST_DIE=BAD, BATCH_TEST_FAIL=FAILS)
+    outcomes = run_tasks(tasks, policy=policy, fn=fn, poll_seconds=0.2)
     assert (ray_batches / "died").exists()
-    assert len(outcomes) == 24 and all(o.status == "finished" for o in outcomes)
+    by_id = {o.run_id: o for o in outcomes}
+    assert len(outcomes) == 24
     runs = {r.id: r for r in registry.runs()}
     seen = task_ids(ray_batches)
     assert len(seen[BAD]) == 2  # the attempt that died and the retry, in another task
     died_with = [name for name, v in seen.items() if v[0] == seen[BAD][0] and name != BAD]
-    assert died_with  # it was in a batch with runs that had finished before it
+    assert FAILS in died_with  # its batch held runs that had ended before it, one of them failed
     for t in tasks:
         run = runs[t.run_id]
         leased = [e for e in registry.events([t.run_id]) if e.kind == "leased"]
         retried = [e for e in registry.events([t.run_id]) if e.kind == "retried"]
         if t.name == BAD:
             assert (run.interruptions, len(leased), len(retried)) == (1, 2, 1)
-        else:  # finished before the worker died, or never started in it: neither counts
+        else:  # ended before the worker died, or never started in it: neither counts
             assert (run.interruptions, len(leased), len(retried)) == (0, 1, 0), t.name
-        assert run.status == "finished"
+        # the failed run stays failed: not trained again when its batch's worker died after it
+        expected = "failed" if t.name == FAILS else "finished"
+        assert run.status == by_id[t.run_id].status == expected, t.name
+    assert runs[next(t.run_id for t in tasks if t.name == FAILS)].reason == "loss is NaN"
 
 
 def _with_env(fn: Any, **env: str) -> Any:
