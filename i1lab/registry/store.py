@@ -650,14 +650,22 @@ class Registry:
         return row.id
 
     def _insert_runs(self, s: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert runs missing by hash (with their flattened fields); returns hash -> id of all of them."""
+        """Insert runs missing by hash (with their flattened fields); returns hash -> id of all of them.
+
+        Only the runs missing get fields: a run's fields are written with it, once (a study submitted
+        again rewrites none)."""
         t = now()
+        hashes = [r["hash"] for r in rows]
+        before: set[str] = set()
+        for i in range(0, len(hashes), CHUNK):
+            before.update(s.scalars(select(RunRow.hash).where(RunRow.hash.in_(hashes[i : i + CHUNK]))))
         for row in rows:
             row.setdefault("created_at", t)
             row.setdefault("updated_at", t)
             row.update({k: v for k, v in run_facts(row["spec"]).items() if k not in row})
+        staged = [r["hash"] for r in rows if r.get("resumed_from")]
+        rows = [r for r in rows if r["hash"] not in before]
         self._insert(s, RunRow, sorted(rows, key=lambda r: r["hash"]), ["hash"])
-        hashes = [r["hash"] for r in rows]
         ids: dict[str, int] = {}
         for i in range(0, len(hashes), CHUNK):
             found = s.execute(select(RunRow.hash, RunRow.id).where(RunRow.hash.in_(hashes[i : i + CHUNK])))
@@ -676,7 +684,7 @@ class Registry:
         )
         for i in range(0, len(fields), BATCH):
             execute_many(s.connection(), stmt, FIELD_COLUMNS, fields[i : i + BATCH])
-        self._set_stages(s, [r["hash"] for r in rows if r.get("resumed_from")])
+        self._set_stages(s, staged)  # also of runs recorded before their parent was
         return ids
 
     def _set_stages(self, s: Session, hashes: list[str]) -> None:

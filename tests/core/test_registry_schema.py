@@ -192,3 +192,34 @@ def test_artifacts_are_recorded_once_per_run_step_and_kind(home: Path) -> None:
     )
     reg.add_artifacts([ArtifactRecord(run_id=rid, step=10, kind="grid/shapes", uri="/new.png")])
     assert [(a.step, a.uri) for a in reg.artifacts([rid])] == [(10, "/new.png"), (20, "/a/grid.png")]
+
+
+def test_a_runs_fields_are_written_once_and_stages_follow_a_parent_recorded_later(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import i1lab.registry.store as store
+
+    written: list[int] = []
+    real = store.execute_many
+
+    def counting(conn: object, stmt: object, columns: object, rows: list[object]) -> None:
+        written.append(len(rows))
+        real(conn, stmt, columns, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "execute_many", counting)
+    reg = Registry()
+    child = {"data": {"resolution": 512, "resume_from": "4" * 64}, "train": {"lr": 2e-4}}
+    members = [member("s1", "5" * 64, {"train": {"lr": 3e-4}}, True), member("s2", "6" * 64, child)]
+    ids = reg.record_plan("s", members)
+    assert sum(written) == 1 + 3  # one leaf and three: the runs' fields, written with them
+    with reg.engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM run_fields")).scalar_one()
+    assert count == 4 and reg.run(ids["s2"]).stage == 0  # its parent is not in the registry yet
+    written.clear()
+    reg.record_plan("p", [member("s1", "4" * 64, {"data": {"resolution": 256}}, True)])
+    assert sum(written) == 1  # the parent's own
+    written.clear()
+    reg.record_plan("s", members)  # the same study again: no field rewritten, the child's stage updated
+    assert written == [] and reg.run(ids["s2"]).stage == 1
+    rows = reg.runs()
+    assert len(rows) == 3
