@@ -16,14 +16,24 @@ from pydantic import BaseModel
 HASH_VERSION = "1"
 
 
+_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}  # model class -> its semantic field names
+
+
+def _semantic_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if not (
+                isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("semantic") is False
+            )
+        )
+    return names
+
+
 def _semantic(model: BaseModel) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, info in type(model).model_fields.items():
-        extra = info.json_schema_extra
-        if isinstance(extra, dict) and extra.get("semantic") is False:
-            continue
-        out[name] = _value(getattr(model, name))
-    return out
+    return {name: _value(getattr(model, name)) for name in _semantic_fields(type(model))}
 
 
 def _value(value: Any) -> Any:
@@ -47,10 +57,19 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def _content(view: dict[str, Any]) -> str:
+    payload = HASH_VERSION + ":" + canonical_json(view)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _training(view: dict[str, Any]) -> str:
+    payload = HASH_VERSION + ":train:" + canonical_json({k: view[k] for k in TRAINING_SECTIONS if k in view})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
 def content_hash(model: BaseModel) -> str:
     """SHA-256 (hex) of the canonical JSON of the semantic view, prefixed by the hash scheme version."""
-    payload = HASH_VERSION + ":" + canonical_json(semantic_view(model))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return _content(semantic_view(model))
 
 
 TRAINING_SECTIONS = ("model", "diffusion", "data", "train")
@@ -59,6 +78,10 @@ TRAINING_SECTIONS = ("model", "diffusion", "data", "train")
 def training_hash(model: BaseModel) -> str:
     """Hash of the sections that decide the trained weights (not sampling): runs that differ only in
     how they sample share one training, i.e. one work directory and one set of checkpoints."""
+    return _training(semantic_view(model))
+
+
+def run_hashes(model: BaseModel) -> tuple[str, str]:
+    """``(content_hash, training_hash)`` of a spec, from one semantic view."""
     view = semantic_view(model)
-    payload = HASH_VERSION + ":train:" + canonical_json({k: view[k] for k in TRAINING_SECTIONS if k in view})
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return _content(view), _training(view)

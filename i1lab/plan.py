@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from i1lab.cost import RunCost, run_cost
 from i1lab.errors import Location, SpecError
-from i1lab.hashing import content_hash
+from i1lab.hashing import content_hash, run_hashes
 from i1lab.spec.fields import located_error
 from i1lab.spec.layers import Layer, merge, set_path, split_dotted, sub_where
 from i1lab.spec.run import RunSpec
@@ -36,6 +36,7 @@ class Variant(BaseModel):
     is_baseline: bool
     varied: dict[str, Any]
     aliases: tuple[str, ...] = ()
+    training_hash: str = Field("", exclude=True)  # of its work directory (computed with ``hash``)
 
 
 class ExistingRun(BaseModel):
@@ -61,6 +62,7 @@ class PlannedRun(BaseModel):
     reused_from: list[str] = []
     cost: RunCost | None = None
     spec: RunSpec
+    training_hash: str = Field("", exclude=True)  # "" when not computed yet
 
 
 class Plan(BaseModel):
@@ -280,12 +282,13 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
     order: list[str] = []
     for name, label, _layer, varied, is_base, baseline in raw:
         spec = specs[name]
-        digest = content_hash(spec)
+        digest, training = run_hashes(spec)
         if digest in by_hash:
             prev = by_hash[digest]
             by_hash[digest] = prev.model_copy(update={"aliases": (*prev.aliases, name)})
             continue
         by_hash[digest] = Variant(
+            training_hash=training,
             name=name,
             label=label or _label(varied),
             hash=digest,
@@ -383,6 +386,7 @@ def make_plan(
                 varied=v.varied,
                 aliases=list(v.aliases),
                 spec=v.spec,
+                training_hash=v.training_hash,
             )
         )
     return Plan(

@@ -37,7 +37,7 @@ def planned_members(plan: Plan, total_steps: int | None = None) -> list[PlannedM
                     varied=r.varied,
                     spec=spec,
                     total_steps=total_steps if total_steps is not None else r.spec.train.steps,
-                    workdir=str(paths.run_dir(training_hash(r.spec))),
+                    workdir=str(paths.run_dir(r.training_hash or training_hash(r.spec))),
                     params=r.cost.params if r.cost else None,
                     accelerator_hours_est=r.cost.accelerator_hours if r.cost else None,
                 )

@@ -133,3 +133,17 @@ def test_slice_hosts_and_multi_host_runs_are_refused_before_scheduling(tmp_path:
     # runs already trained need no slice: a plan with nothing new passes
     reused = {r.hash: ExistingRun(id=i + 1, hash=r.hash, status="finished") for i, r in enumerate(plan.runs)}
     make_plan(study, expand(study), reused, None).check_single_host()
+
+
+def test_run_hashes_are_the_content_and_training_hashes_and_plans_carry_the_training_one() -> None:
+    from i1lab.hashing import run_hashes, training_hash
+
+    for spec in (RunSpec(), RunSpec.model_validate({"sampling": {"cfg_scale": 2.0}, "train": {"lr": 3e-4}})):
+        assert run_hashes(spec) == (content_hash(spec), training_hash(spec))
+    # sampling-only variants: different runs, one training
+    a, b = RunSpec(), RunSpec.model_validate({"sampling": {"cfg_scale": 2.0}})
+    assert run_hashes(a)[0] != run_hashes(b)[0] and run_hashes(a)[1] == run_hashes(b)[1]
+    study = load_study(EXPERIMENTS / "adapter_size.yaml")
+    plan = make_plan(study, expand(study, "tiny"), {}, "tiny")
+    assert all(r.training_hash == training_hash(r.spec) for r in plan.runs)
+    assert "training_hash" not in plan.runs[0].model_dump()  # not part of the plan's JSON
