@@ -118,11 +118,13 @@ def submit(
 
     if eval_on not in ("auto", "inline"):
         try:
-            ResourcesSpec(accelerator=eval_on)
+            hosts = ResourcesSpec(accelerator=eval_on).slice_hosts
         except ValueError:
             raise I1labError(
                 f"--eval-on: {eval_on!r} is not auto, inline, cpu[:N], gpu:N or tpu-v6e-N"
             ) from None
+        if hosts > 1:
+            raise I1labError(f"--eval-on: {eval_on} is a slice of {hosts} hosts; evaluation runs on one host")
     if max_retries < 0:
         raise I1labError(f"--max-retries must be 0 or more (got {max_retries})")
     if max_concurrent is not None and max_concurrent < 1:

@@ -37,6 +37,7 @@ class Variant(BaseModel):
     varied: dict[str, Any]
     aliases: tuple[str, ...] = ()
     training_hash: str = Field("", exclude=True)  # of its work directory (computed with ``hash``)
+    slice_at: Location | None = Field(None, exclude=True)  # where a multi-host slice is asked for
 
 
 class ExistingRun(BaseModel):
@@ -63,6 +64,7 @@ class PlannedRun(BaseModel):
     cost: RunCost | None = None
     spec: RunSpec
     training_hash: str = Field("", exclude=True)  # "" when not computed yet
+    slice_at: Location | None = Field(None, exclude=True)  # where a multi-host slice is asked for
 
 
 class Plan(BaseModel):
@@ -107,7 +109,7 @@ class Plan(BaseModel):
                     "run on one host, so multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one "
                     "host; `i1lab plan` still costs larger slices)",
                     key=key,
-                    where=locate(tuple(key.split("."))) if locate else None,
+                    where=r.slice_at or (locate(tuple(key.split("."))) if locate else None),
                 )
 
     @property
@@ -280,15 +282,20 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
     specs = _resolve_resume(specs, {name: layer for name, _, layer, *_ in raw})
     by_hash: dict[str, Variant] = {}
     order: list[str] = []
-    for name, label, _layer, varied, is_base, baseline in raw:
+    for name, label, layer, varied, is_base, baseline in raw:
         spec = specs[name]
         digest, training = run_hashes(spec)
+        slice_at = None
+        if spec.resources.slice_hosts > 1:  # located for check_single_host
+            key = "hosts" if spec.resources.hosts is not None else "accelerator"
+            slice_at = layer.locate(("resources", key))
         if digest in by_hash:
             prev = by_hash[digest]
             by_hash[digest] = prev.model_copy(update={"aliases": (*prev.aliases, name)})
             continue
         by_hash[digest] = Variant(
             training_hash=training,
+            slice_at=slice_at,
             name=name,
             label=label or _label(varied),
             hash=digest,
@@ -387,6 +394,7 @@ def make_plan(
                 aliases=list(v.aliases),
                 spec=v.spec,
                 training_hash=v.training_hash,
+                slice_at=v.slice_at,
             )
         )
     return Plan(

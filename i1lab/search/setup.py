@@ -171,7 +171,8 @@ def prepare(
     search = search.model_copy(update=updates)
     name = search.name or study.name
     where = {p: study.locate(("search", "space", p)) for p in search.space}
-    base = _study_base(merge(study.base, scale(study, profile).overlay), name)
+    layer = merge(study.base, scale(study, profile).overlay)
+    base = _study_base(layer, name)
     ckpt: Checkpoint | None = None
     if checkpoint is not None:
         training = [p for p in search.space if not p.startswith("sampling.")]
@@ -215,7 +216,7 @@ def prepare(
             f"the trials ask for {res.accelerator} on {res.slice_hosts} hosts; i1lab trains a run on one "
             "host, so multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one host)",
             key=key,
-            where=study.locate(("run", *key.split("."))),
+            where=layer.locate(tuple(key.split("."))),
         )
     return setup
 

@@ -419,6 +419,26 @@ class ResourcesSpec(Strict):
             raise ValueError(f"{value!r} is not cpu[:N], gpu:N or tpu-v6e-{{8,16,32,64,128,256}}")
         return value
 
+    @model_validator(mode="after")
+    def _hosts(self) -> ResourcesSpec:
+        """``hosts`` must be a layout the slice comes in (a v6e host has 8 or 4 chips)."""
+        if self.hosts is None:
+            return self
+        if not self.accelerator.startswith("tpu-"):
+            if self.hosts != 1:
+                raise ValueError(f"hosts: {self.accelerator} runs on one host, not {self.hosts}")
+            return self
+        chips = int(self.accelerator.rsplit("-", 1)[1])
+        if chips == 8 and self.hosts not in (1, 2):
+            raise ValueError(
+                f"hosts: a {self.accelerator} slice is 1 host of 8 chips or 2 of 4, not {self.hosts}"
+            )
+        if chips > 8 and self.hosts != chips // 4:
+            raise ValueError(
+                f"hosts: a {self.accelerator} slice is {chips // 4} hosts of 4 chips, not {self.hosts}"
+            )
+        return self
+
 
 class RunSpec(Strict):
     """The fully resolved description of one training run and how it is evaluated."""

@@ -80,8 +80,15 @@ def test_a_run_on_a_multi_host_slice_is_refused_by_submit_and_detach_before_anyt
         res = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", *extra, home=home)
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-        assert "resources.hosts: run baseline asks for tpu-v6e-8 on 2 hosts" in lines[0], lines[0]
+        assert (
+            lines[0].startswith(f"error: {study}:6:5:")
+            and "resources.hosts: run baseline asks for tpu-v6e-8 on 2" in lines[0]
+        ), lines[0]
         assert "multi-host TPU slices cannot be scheduled yet" in lines[0]
+    res = i1lab("submit", str(study), "--profile", "tiny", "--eval-on", "tpu-v6e-16", home=home)
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "error: --eval-on: tpu-v6e-16 is a slice of 4 hosts; evaluation runs on one host"
+    )
     assert not (home / "jobs").exists() and not (home / "ray").exists()  # no job, no Ray head
     from i1lab.registry import Registry
 

@@ -113,6 +113,14 @@ def test_slice_hosts_and_multi_host_runs_are_refused_before_scheduling(tmp_path:
     assert hosts == {"cpu:4": 1, "gpu:8": 1, "tpu-v6e-8": 1, "tpu-v6e-16": 4}
     assert ResourcesSpec(accelerator="tpu-v6e-256").slice_hosts == 64
     assert ResourcesSpec(accelerator="tpu-v6e-8", hosts=2).slice_hosts == 2  # 2x4 on two 4-chip hosts
+    assert ResourcesSpec(accelerator="tpu-v6e-16", hosts=4).slice_hosts == 4
+    for bad, why in (
+        ({"accelerator": "tpu-v6e-16", "hosts": 1}, "a tpu-v6e-16 slice is 4 hosts of 4 chips, not 1"),
+        ({"accelerator": "tpu-v6e-8", "hosts": 3}, "1 host of 8 chips or 2 of 4, not 3"),
+        ({"accelerator": "cpu", "hosts": 4}, "cpu runs on one host, not 4"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            ResourcesSpec.model_validate(bad)
 
     study_file = tmp_path / "big.yaml"
     study_file.write_text(
@@ -130,6 +138,15 @@ def test_slice_hosts_and_multi_host_runs_are_refused_before_scheduling(tmp_path:
         and "resources.accelerator: run baseline asks for tpu-v6e-16" in text
     )
     assert "on 4 hosts" in text and "\n" not in text
+    # set by a profile: located there, not at the value it overrides in the file it extends
+    study_file.write_text(
+        f"extends: {EXPERIMENTS / 'baseline.yaml'}\n"
+        "profiles:\n  big:\n    resources.accelerator: tpu-v6e-32\n"
+    )
+    big = load_study(study_file)
+    with pytest.raises(SpecError) as err:
+        make_plan(big, expand(big, "big"), {}, "big").check_single_host()
+    assert str(err.value).startswith(f"{study_file}:4:") and "tpu-v6e-32 on 8 hosts" in str(err.value)
     # runs already trained need no slice: a plan with nothing new passes
     reused = {r.hash: ExistingRun(id=i + 1, hash=r.hash, status="finished") for i, r in enumerate(plan.runs)}
     make_plan(study, expand(study), reused, None).check_single_host()

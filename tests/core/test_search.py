@@ -395,6 +395,7 @@ def test_a_bad_search_is_refused_before_anything_is_written(tmp_path: Path, home
     )
     with pytest.raises(SpecError) as info:
         prepare(big, "tiny")
+    assert f"{big}:5:" in str(info.value)  # where the profile sets it
     assert "resources.accelerator: the trials ask for tpu-v6e-16 on 4 hosts" in str(info.value)
     assert not home.exists()  # nothing written, not even a registry
 
