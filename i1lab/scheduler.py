@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from i1lab import paths
 from i1lab.spec.run import ResourcesSpec
-from i1lab.worker import Outcome, freeze_heap
+from i1lab.worker import Outcome, first_line, freeze_heap
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry
@@ -197,13 +197,6 @@ def failure_kind(exc: BaseException) -> Literal["own", "cancelled", "interrupted
     if isinstance(exc, RayTaskError):
         return "own"
     return "interrupted"
-
-
-def first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None)
-    err = cause if isinstance(cause, BaseException) else exc
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
 class LaunchPlan(BaseModel):
@@ -419,11 +412,9 @@ class _Driver:
         if not ready:
             return
         cluster = self.cluster()
-        kinds = {t.resources.accelerator: t.resources for t in ready}  # the ready runs' kinds, once each
-        room = {
-            kind: pipeline_room(max(1, capacity(ray_options(res), cluster)), self.recent)
-            for kind, res in kinds.items()
-        }
+        # the ready runs' kinds, once each: how many tasks of each the cluster holds, and the room
+        caps = {t.resources.accelerator: max(1, capacity(ray_options(t.resources), cluster)) for t in ready}
+        room = {kind: pipeline_room(cap, self.recent) for kind, cap in caps.items()}
         p = self.policy
         study_room = None
         if p.max_concurrent is not None:
@@ -457,8 +448,7 @@ class _Driver:
         for run_id in plan.launch:
             by_kind.setdefault(self.tasks[run_id].resources.accelerator, []).append(run_id)
         for kind, ids in by_kind.items():
-            cap = max(1, capacity(ray_options(kinds[kind]), cluster))
-            for batch in batches(ids, cap, room[kind]):
+            for batch in batches(ids, caps[kind], room[kind]):
                 self.launch([self.tasks[r] for r in batch])
 
     def _mine_leased(self) -> int:
@@ -544,7 +534,10 @@ class _Driver:
         if kind == "interrupted":
             self.interrupted(attempts, reason)
             return
-        if kind == "own" and len(attempts) > 1:
+        if kind == "own" and len(attempts) == 1:
+            self.failed_own(attempts[0], reason)
+            return
+        if kind == "own":
             # the batch's task itself raised (its runs' own errors come back as outcomes): the run that
             # held its lease, else the first still to run, is failed; the others are left as they ended
             # or queued again
@@ -557,30 +550,29 @@ class _Driver:
             ]
             self.split_batch(attempts, held, lambda a: self.failed_own(a, reason))
             return
-        for attempt in attempts:
-            if kind == "own":
-                self.failed_own(attempt, reason)
-            else:
-                self.cancelled(attempt, reason, batch=len(attempts) > 1)
+        # cancelled: the runs of a batch that had ended before end as recorded
+        for attempt in self.unsettled(attempts) if len(attempts) > 1 else attempts:
+            self.cancelled(attempt, reason)
 
-    def cancelled(self, attempt: _Attempt, reason: str, batch: bool = False) -> None:
+    def cancelled(self, attempt: _Attempt, reason: str) -> None:
         run_id = attempt.task.run_id
         why = "its task was cancelled"
-        if (
-            not self.registry.interrupt_lease(
-                run_id, attempt.owner, reason, status="cancelled", reason=why, interrupted=False
-            )
-            and not self.registry.settle_run(run_id, "cancelled", why)
-            and batch
-            and self.settled_as_recorded(run_id)
+        if not self.registry.interrupt_lease(
+            run_id, attempt.owner, reason, status="cancelled", reason=why, interrupted=False
         ):
-            return
+            self.registry.settle_run(run_id, "cancelled", why)
         self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
 
-    def settled_as_recorded(self, run_id: int) -> bool:
-        """Finish a run of a cancelled batch as the registry has it, if it ended before."""
-        st = self.registry.lease_states([run_id]).get(run_id)
-        return st is not None and self.settled(run_id, st)
+    def unsettled(self, attempts: list[_Attempt]) -> list[_Attempt]:
+        """Those of these attempts whose runs have not ended in the registry (one read); the others
+        are finished as the registry has them."""
+        states = self.registry.lease_states([a.task.run_id for a in attempts])
+        out = []
+        for a in attempts:
+            st = states.get(a.task.run_id)
+            if st is None or not self.settled(a.task.run_id, st):
+                out.append(a)
+        return out
 
     def interrupted(self, attempts: list[_Attempt], reason: str) -> None:
         """A task's worker or node died (or hung): release the lease its run held and retry that run,
@@ -602,12 +594,7 @@ class _Driver:
         rest = [a for a in attempts if a.task.run_id not in taken]
         if not rest:
             return
-        states = self.registry.lease_states([a.task.run_id for a in rest])
-        open_ = []
-        for a in rest:
-            st = states.get(a.task.run_id)
-            if st is None or not self.settled(a.task.run_id, st):
-                open_.append(a)
+        open_ = self.unsettled(rest)
         if not held and open_:
             blame(open_[0])
             open_ = open_[1:]
@@ -707,11 +694,12 @@ class _Driver:
     def abandon(self) -> None:
         """The driver stops with attempts in flight (an error, Ctrl-C): stop them and release their
         leases so that the runs can be resumed at once, by this study's next submit or anyone else's."""
-        for ref, attempt in list(self.flying()):
+        for ref, attempts in list(self.launched.items()):
             with contextlib.suppress(Exception):
                 self.ray.cancel(ref, force=True)
-            with contextlib.suppress(Exception):
-                self.registry.interrupt_lease(attempt.task.run_id, attempt.owner, "its submitter stopped")
+            for attempt in attempts:
+                with contextlib.suppress(Exception):
+                    self.registry.interrupt_lease(attempt.task.run_id, attempt.owner, "its submitter stopped")
         self.launched.clear()
 
 

@@ -409,6 +409,14 @@ def execute_run(
         lease.stop()
 
 
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception (of its cause, for a Ray task's error)."""
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
 def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None = None) -> list[Outcome]:
     """Several short runs in one Ray task, one after the other (the scheduler batches runs that all
     took under a second): each is one :func:`execute_run` call (``fn``: a replacement with the same
@@ -424,8 +432,7 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
         try:
             outcome = run(**call)
         except (Exception, SystemExit) as exc:
-            text = str(exc).strip().splitlines()
-            reason = f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+            reason = first_line(exc)
             if owner:  # failed now, not when the batch ends: its lease would expire meanwhile
                 _registry(call.get("database_url")).interrupt_lease(
                     run_id, owner, reason, status="failed", reason=reason, interrupted=False
