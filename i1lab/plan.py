@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from i1lab.errors import Location, SpecError
 from i1lab.hashing import content_hash, run_hashes
 from i1lab.spec.fields import located_error
 from i1lab.spec.layers import Layer, merge, set_path, split_dotted, sub_where
-from i1lab.spec.run import RunSpec
+from i1lab.spec.run import ResourcesSpec, RunSpec
 from i1lab.spec.study import Study
 
 
@@ -96,21 +96,11 @@ class Plan(BaseModel):
                 key="budget_hours",
             )
 
-    def check_single_host(self, locate: Callable[[tuple[str, ...]], Location | None] | None = None) -> None:
-        """Refuse to schedule a plan whose runs to train need a TPU slice of several hosts: i1lab trains a
-        run in one process on one host, so such a run cannot be placed yet (``i1lab plan`` still costs
-        it). ``locate``: where a spec key is set in the study file."""
+    def check_single_host(self) -> None:
+        """Refuse to schedule a plan whose runs to train need a TPU slice of several hosts (see
+        :func:`refuse_multi_host`); ``i1lab plan`` still costs them."""
         for r in self.new:
-            res = r.spec.resources
-            if res.slice_hosts > 1:
-                key = "resources.hosts" if res.hosts is not None else "resources.accelerator"
-                raise SpecError(
-                    f"run {r.name} asks for {res.accelerator} on {res.slice_hosts} hosts; i1lab trains a "
-                    "run on one host, so multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one "
-                    "host; `i1lab plan` still costs larger slices)",
-                    key=key,
-                    where=r.slice_at or (locate(tuple(key.split("."))) if locate else None),
-                )
+            refuse_multi_host(f"run {r.name} asks", r.spec.resources, r.slice_at)
 
     @property
     def new(self) -> list[PlannedRun]:
@@ -121,6 +111,20 @@ class Plan(BaseModel):
         for run in self.runs:
             out[run.status] += 1
         return out
+
+
+def refuse_multi_host(asker: str, resources: ResourcesSpec, where: Location | None) -> None:
+    """A located error if ``resources`` need a TPU slice of several hosts: i1lab trains a run in one
+    process on one host, so such a run cannot be placed yet. ``asker``: who asks, with its verb."""
+    hosts = resources.slice_hosts
+    if hosts > 1:
+        raise SpecError(
+            f"{asker} for {resources.accelerator} on {hosts} hosts; i1lab trains a run on one host, so "
+            "multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one host; `i1lab plan` still "
+            "costs larger slices)",
+            key=f"resources.{resources.layout_key}",
+            where=where,
+        )
 
 
 def _value_name(value: Any) -> str:
@@ -287,8 +291,7 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
         digest, training = run_hashes(spec)
         slice_at = None
         if spec.resources.slice_hosts > 1:  # located for check_single_host
-            key = "hosts" if spec.resources.hosts is not None else "accelerator"
-            slice_at = layer.locate(("resources", key))
+            slice_at = layer.locate(("resources", spec.resources.layout_key))
         if digest in by_hash:
             prev = by_hash[digest]
             by_hash[digest] = prev.model_copy(update={"aliases": (*prev.aliases, name)})

@@ -155,7 +155,7 @@ def prepare(
     registry: Registry | None = None,
 ) -> Setup:
     """Load and check a search (see the module doc). Reads the registry only to resolve ``checkpoint``."""
-    from i1lab.plan import scale
+    from i1lab.plan import refuse_multi_host, scale
     from i1lab.spec import load_study
 
     study = load_study(study_file)
@@ -210,14 +210,7 @@ def prepare(
     _check_objective(setup, study.locate(("search", "objective")))
     _check_space(setup)
     res = base.resources
-    if res.slice_hosts > 1:
-        key = "resources.hosts" if res.hosts is not None else "resources.accelerator"
-        raise SpecError(
-            f"the trials ask for {res.accelerator} on {res.slice_hosts} hosts; i1lab trains a run on one "
-            "host, so multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one host)",
-            key=key,
-            where=layer.locate(tuple(key.split("."))),
-        )
+    refuse_multi_host("the trials ask", res, layer.locate(("resources", res.layout_key)))
     return setup
 
 

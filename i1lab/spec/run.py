@@ -412,6 +412,11 @@ class ResourcesSpec(Strict):
         chips = int(self.accelerator.rsplit("-", 1)[1])
         return 1 if chips <= 8 else chips // 4
 
+    @property
+    def layout_key(self) -> str:
+        """The key that decides ``slice_hosts``: ``hosts`` if given, else ``accelerator``."""
+        return "hosts" if self.hosts is not None else "accelerator"
+
     @field_validator("accelerator")
     @classmethod
     def _pattern(cls, value: str) -> str:
