@@ -475,7 +475,6 @@ def submit_detached(
         existing = Registry().existing_runs(v.hash for v in variants)
     plan = make_plan(study, variants, existing, profile)
     plan.check_budget(budget_hours)
-    plan.check_single_host()
     prior = job_record(plan.study)
     if prior is not None:
         state = job_state(prior)

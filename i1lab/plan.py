@@ -20,7 +20,7 @@ from i1lab.errors import Location, SpecError
 from i1lab.hashing import content_hash, run_hashes
 from i1lab.spec.fields import located_error
 from i1lab.spec.layers import Layer, merge, set_path, split_dotted, sub_where
-from i1lab.spec.run import ResourcesSpec, RunSpec
+from i1lab.spec.run import RunSpec
 from i1lab.spec.study import Study
 
 
@@ -37,7 +37,6 @@ class Variant(BaseModel):
     varied: dict[str, Any]
     aliases: tuple[str, ...] = ()
     training_hash: str = Field("", exclude=True)  # of its work directory (computed with ``hash``)
-    slice_at: Location | None = Field(None, exclude=True)  # where a multi-host slice is asked for
 
 
 class ExistingRun(BaseModel):
@@ -64,7 +63,6 @@ class PlannedRun(BaseModel):
     cost: RunCost | None = None
     spec: RunSpec
     training_hash: str = Field("", exclude=True)  # "" when not computed yet
-    slice_at: Location | None = Field(None, exclude=True)  # where a multi-host slice is asked for
 
 
 class Plan(BaseModel):
@@ -96,12 +94,6 @@ class Plan(BaseModel):
                 key="budget_hours",
             )
 
-    def check_single_host(self) -> None:
-        """Refuse to schedule a plan whose runs to train need a TPU slice of several hosts (see
-        :func:`refuse_multi_host`); ``i1lab plan`` still costs them."""
-        for r in self.new:
-            refuse_multi_host(f"run {r.name} asks", r.spec.resources, r.slice_at)
-
     @property
     def new(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.status != "reused"]
@@ -111,20 +103,6 @@ class Plan(BaseModel):
         for run in self.runs:
             out[run.status] += 1
         return out
-
-
-def refuse_multi_host(asker: str, resources: ResourcesSpec, where: Location | None) -> None:
-    """A located error if ``resources`` need a TPU slice of several hosts: i1lab trains a run in one
-    process on one host, so such a run cannot be placed yet. ``asker``: who asks, with its verb."""
-    hosts = resources.slice_hosts
-    if hosts > 1:
-        raise SpecError(
-            f"{asker} for {resources.accelerator} on {hosts} hosts; i1lab trains a run on one host, so "
-            "multi-host TPU slices cannot be scheduled yet (tpu-v6e-8 is one host; `i1lab plan` still "
-            "costs larger slices)",
-            key=f"resources.{resources.layout_key}",
-            where=where,
-        )
 
 
 def _value_name(value: Any) -> str:
@@ -286,19 +264,15 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
     specs = _resolve_resume(specs, {name: layer for name, _, layer, *_ in raw})
     by_hash: dict[str, Variant] = {}
     order: list[str] = []
-    for name, label, layer, varied, is_base, baseline in raw:
+    for name, label, _, varied, is_base, baseline in raw:
         spec = specs[name]
         digest, training = run_hashes(spec)
-        slice_at = None
-        if spec.resources.slice_hosts > 1:  # located for check_single_host
-            slice_at = layer.locate(("resources", spec.resources.layout_key))
         if digest in by_hash:
             prev = by_hash[digest]
             by_hash[digest] = prev.model_copy(update={"aliases": (*prev.aliases, name)})
             continue
         by_hash[digest] = Variant(
             training_hash=training,
-            slice_at=slice_at,
             name=name,
             label=label or _label(varied),
             hash=digest,
@@ -397,7 +371,6 @@ def make_plan(
                 aliases=list(v.aliases),
                 spec=v.spec,
                 training_hash=v.training_hash,
-                slice_at=v.slice_at,
             )
         )
     return Plan(

@@ -316,8 +316,10 @@ class _Driver:
         self.on_poll, self.on_done, self.on_note = on_poll, on_done, on_note
         self.poll_seconds = poll_seconds
         self.fn: Callable[..., Outcome] = fn or execute_run
+        self.default_fn: Callable[..., Outcome] = execute_run
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
+        self.slice_remote: Any = None  # i1lab.gang.execute_slice, made remote on first use
         self.url = registry.url
         self.driver = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.state: dict[int, str] = {}  # blocked | ready | launched | watching | backoff | done
@@ -415,6 +417,9 @@ class _Driver:
         # the ready runs' kinds, once each: how many tasks of each the cluster holds, and the room
         caps = {t.resources.accelerator: max(1, capacity(ray_options(t.resources), cluster)) for t in ready}
         room = {kind: pipeline_room(cap, self.recent) for kind, cap in caps.items()}
+        for t in ready:  # a multi-host run holds its slice alone: never pipelined, never batched
+            if t.resources.slice_hosts > 1:
+                room[t.resources.accelerator] = caps[t.resources.accelerator]
         p = self.policy
         study_room = None
         if p.max_concurrent is not None:
@@ -476,12 +481,30 @@ class _Driver:
             self.state[t.run_id] = "launched"
         first = batch[0]
         options = {**ray_options(first.resources), "max_retries": 0}
-        if len(batch) == 1:
+        if first.resources.slice_hosts > 1:
+            ref = self.launch_on_slice(first, calls[0])
+        elif len(batch) == 1:
             ref = self.remote.options(**options, name=f"i1lab:{first.name}").remote(**calls[0])
         else:
             name = f"i1lab:{first.name} (+{len(batch) - 1})"
             ref = self.batch_remote.options(**options, name=name).remote(calls, self.fn)
         self.launched[ref] = attempts
+
+    def launch_on_slice(self, t: Task, call: dict[str, Any]) -> Any:
+        """A run on a multi-host TPU slice: :func:`i1lab.gang.execute_slice` reserves the slice and runs
+        one process per host. The task itself asks for nothing (the slice's placement group holds the
+        hosts) and stays beside this driver where it can."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from i1lab.gang import execute_slice, slice_shape
+
+        if self.slice_remote is None:
+            self.slice_remote = self.ray.remote(execute_slice)
+        here = NodeAffinitySchedulingStrategy(node_id=self.ray.get_runtime_context().get_node_id(), soft=True)
+        fn = None if self.fn is self.default_fn else self.fn
+        return self.slice_remote.options(
+            num_cpus=0, max_retries=0, scheduling_strategy=here, name=f"i1lab:{t.name} (slice)"
+        ).remote(call, slice_shape(t.resources), fn)
 
     # --- results ---------------------------------------------------------------------------------
     def collect(self, ref: Any) -> None:

@@ -70,7 +70,6 @@ def submit_study(
     registry = Registry()
     plan = make_plan(study, variants, registry.existing_runs(v.hash for v in variants), profile)
     plan.check_budget(budget_hours)
-    plan.check_single_host()
     if max_concurrent is not None and max_concurrent < 1:
         raise I1labError(f"--max-concurrent must be at least 1 (got {max_concurrent})")
     if global_budget_hours is not None:

@@ -29,9 +29,11 @@ EXPERIMENTS = REPO / "experiments"
 # from a neighbouring test cannot push them past their limits.
 SERIAL_MODULES = frozenset(
     {
+        "tests/core/test_data_parallel.py",
         "tests/core/test_end_to_end.py",
         "tests/core/test_jobs.py",
         "tests/core/test_leases.py",
+        "tests/core/test_multi_host.py",
         "tests/core/test_policy.py",
         "tests/core/test_preemption.py",
         "tests/core/test_ray_cluster.py",

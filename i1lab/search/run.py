@@ -133,6 +133,7 @@ class _Job:
     ref: Any = None
     owner: str = ""
     retry_at: float = 0.0
+    slice: Any = None  # i1lab.gang.SliceShape of a training run on a multi-host TPU slice
     reported: set[int] = field(default_factory=set)
 
 
@@ -463,9 +464,11 @@ class Driver:
             _init_ray(self.address)
             self.started_ray = self.address is None
         if kind not in self.remote:
+            from i1lab.gang import execute_slice
             from i1lab.worker import execute_run
 
-            self.remote[kind] = ray.remote(score_checkpoint if kind == "inference" else execute_run)
+            fn: Any = {"inference": score_checkpoint, "slice": execute_slice}.get(kind, execute_run)
+            self.remote[kind] = ray.remote(fn)
         return self.remote[kind]
 
     def _submit(self, trial: Any, run_id: int, digest: str, spec: RunSpec, workdir: str) -> None:
@@ -474,6 +477,10 @@ class Driver:
         self.registry.set_status(run_id, "queued")
         options = {**ray_options(spec.resources), "max_retries": 0, "name": f"i1lab:{self.setup.name}"}
         job = _Job(run_id, digest, workdir, self.setup.kind == "training", options, [trial])
+        if job.training and spec.resources.slice_hosts > 1:
+            from i1lab.gang import slice_shape
+
+            job.slice = slice_shape(spec.resources)
         self.jobs[digest] = job
         self._dispatch()
 
@@ -487,7 +494,12 @@ class Driver:
                 continue  # one training per work directory: after the run in flight there
             remote = self._remote(self.setup.kind).options(**job.options)
             url = self.registry.url
-            if self.setup.checkpoint is not None:
+            if job.slice is not None:  # the slice reserved whole, one process per host (i1lab.gang)
+                job.owner = f"{self.driver}/{job.run_id}/{uuid.uuid4().hex[:6]}"
+                call = {"run_id": job.run_id, "database_url": url, "workdir": job.workdir, "owner": job.owner}
+                job.ref = self._remote("slice").options(num_cpus=0, max_retries=0).remote(call, job.slice)
+                busy.add(job.workdir)
+            elif self.setup.checkpoint is not None:
                 job.ref = remote.remote(job.run_id, url, job.workdir, self.setup.checkpoint.step)
             else:
                 job.owner = f"{self.driver}/{job.run_id}/{uuid.uuid4().hex[:6]}"
@@ -537,6 +549,8 @@ class Driver:
                 self.registry.set_status(job.run_id, status, reason)
 
     def _finish(self, job: _Job, outcome: Outcome) -> None:
+        if outcome.status in ("interrupted", "raised"):  # a slice's host died or raised
+            self._settle(job, "failed", outcome.reason or outcome.status)
         if outcome.status != "finished":
             for trial in job.trials:
                 self._fail(self.study, trial, outcome.reason or outcome.status)

@@ -155,7 +155,7 @@ def prepare(
     registry: Registry | None = None,
 ) -> Setup:
     """Load and check a search (see the module doc). Reads the registry only to resolve ``checkpoint``."""
-    from i1lab.plan import refuse_multi_host, scale
+    from i1lab.plan import scale
     from i1lab.spec import load_study
 
     study = load_study(study_file)
@@ -209,8 +209,6 @@ def prepare(
     )
     _check_objective(setup, study.locate(("search", "objective")))
     _check_space(setup)
-    res = base.resources
-    refuse_multi_host("the trials ask", res, layer.locate(("resources", res.layout_key)))
     return setup
 
 

@@ -39,6 +39,21 @@ class Restored:
     meta: dict[str, Any]
 
 
+def _placed(abstract_state: Any) -> Any:
+    """The restore target: leaves without a placement go to this process's first device. Orbax needs
+    one to read a checkpoint saved by several processes (a multi-host run's) into one process."""
+    import jax
+
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def place(leaf: Any) -> Any:
+        if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device)
+        return leaf
+
+    return jax.tree_util.tree_map(place, abstract_state)
+
+
 class Checkpoints:
     def __init__(
         self,
@@ -105,7 +120,8 @@ class Checkpoints:
         from i1lab.train.digest import state_digests
         from i1lab.train.step import TrainState
 
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+        target = _placed(abstract_state)
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
         try:
             restored = self.manager.restore(step, args=args)
             state = TrainState(*restored["state"])

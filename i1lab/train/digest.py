@@ -13,14 +13,17 @@ import numpy as np
 
 
 def tree_digest(tree: Any) -> str | None:
-    """The digest of a pytree of arrays; None when some array is not fully addressable from this
-    process (a multi-host sharded array cannot be read whole here)."""
+    """The digest of a pytree of arrays; None when some array is split over several processes (it
+    cannot be read whole here). An array replicated over several processes is read from this
+    process's copy."""
     import jax
 
     h = hashlib.sha256()
     for leaf in jax.tree_util.tree_leaves(tree):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            return None
+            if not leaf.is_fully_replicated:
+                return None
+            leaf = leaf.addressable_data(0)
         a = np.ascontiguousarray(np.asarray(leaf))
         h.update(f"{a.dtype.str}|{a.dtype.name}|{a.shape};".encode())
         h.update(a.tobytes())

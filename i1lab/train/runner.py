@@ -44,6 +44,7 @@ import numpy as np
 
 from i1lab.errors import I1labError
 from i1lab.spec.run import RunSpec
+from i1lab.train.distributed import DataParallel, data_parallel, host_copy
 
 
 class RunFailed(I1labError):
@@ -96,17 +97,21 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _batch(
-    spec: RunSpec, stream: Any, encoder: Any, step: int
+    spec: RunSpec, stream: Any, encoder: Any, step: int, dp: DataParallel | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The device batch of ``step`` and which examples it holds."""
+    """The device batch of ``step`` and which examples it holds (with ``dp``: this process's rows of
+    it, placed as the global batch's share)."""
     import jax
 
     from i1lab.train.build import encode_images
 
     raw = stream[step]
-    text, mask = encoder([str(c) for c in raw["caption"]])
-    host = {"latents": encode_images(spec, raw["image"]), "text": text, "mask": mask}
-    ids = {"source": np.asarray(raw["source"]), "index": np.asarray(raw["index"])}
+    rows = dp.local_rows(spec.train.batch_size) if dp is not None else slice(None)
+    text, mask = encoder([str(c) for c in raw["caption"][rows]])
+    host = {"latents": encode_images(spec, raw["image"][rows]), "text": text, "mask": mask}
+    ids = {"source": np.asarray(raw["source"])[rows], "index": np.asarray(raw["index"])[rows]}
+    if dp is not None:
+        return dp.batch(host), ids
     return jax.device_put(host), ids
 
 
@@ -173,8 +178,11 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
-def initial_state(spec: RunSpec, abstract: bool = False) -> tuple[Any, Any, Any]:
-    """``(TrainState, optimizer, frozen mask)`` at step 0; with ``abstract`` only shapes (no memory).
+def initial_state(
+    spec: RunSpec, abstract: bool = False, dp: DataParallel | None = None
+) -> tuple[Any, Any, Any]:
+    """``(TrainState, optimizer, frozen mask)`` at step 0; with ``abstract`` only shapes (no memory);
+    with ``dp`` placed replicated on every process's devices.
 
     The state is built by one jitted program (one compilation, cached on disk, instead of hundreds of
     op-by-op ones)."""
@@ -195,7 +203,12 @@ def initial_state(spec: RunSpec, abstract: bool = False) -> tuple[Any, Any, Any]
         ema = jax.tree_util.tree_map(jnp.copy, params)
         return TrainState(jnp.zeros((), jnp.int32), params, ema, tx.init(params))
 
-    state = jax.eval_shape(build) if abstract else jax.jit(build)()
+    if abstract:
+        state = jax.eval_shape(build)
+        if dp is not None:
+            state = dp.abstract(state)
+    else:
+        state = jax.jit(build, out_shardings=dp.replicated if dp is not None else None)()
     tx = make_optimizer(spec.train, state.params)
     return state, tx, frozen_mask(state.params)
 
@@ -229,7 +242,7 @@ def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
         ckpts.close()
 
 
-def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
+def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None = None) -> Any:
     """The train state to start a resolution stage from: the parent run's latest checkpoint, with the
     frozen sinusoidal table recomputed for this run's resolution (DESIGN_SPACE.md §3 "Frozen")."""
     import jax.numpy as jnp
@@ -244,7 +257,7 @@ def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
         raise I1labError(f"resume_from: cannot read the parent run in {parent_dir}: {exc.strerror}") from None
     ckpts = _checkpoints(parent, parent_dir)
     try:
-        abstract, _, _ = initial_state(parent, abstract=True)
+        abstract, _, _ = initial_state(parent, abstract=True, dp=dp)
         found, skipped = ckpts.restore_latest(abstract, quarantine=None)
         if found is None:
             detail = f" ({'; '.join(skipped)})" if skipped else ""
@@ -257,9 +270,10 @@ def state_from_parent(spec: RunSpec, parent_dir: Path) -> Any:
         )
     table = pos_embed_table(model_config(spec))
     restored = found.state
+    new_table = dp.place(np.asarray(table)) if dp is not None else jnp.asarray(table)
 
     def fresh(tree: Any) -> Any:
-        return {**tree, "pos_embed": jnp.asarray(table)} if "pos_embed" in tree else tree
+        return {**tree, "pos_embed": new_table} if "pos_embed" in tree else tree
 
     return TrainState(restored.step, fresh(restored.params), fresh(restored.ema), restored.opt_state)
 
@@ -312,7 +326,8 @@ def train(
     workdir = Path(workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(workdir / "spec.json", spec.model_dump_json(indent=2))
+        if _primary():  # the other processes of a gang read and write no run files
+            _write_atomic(workdir / "spec.json", spec.model_dump_json(indent=2))
     except OSError as exc:
         raise storage_error(exc, "spec.json", workdir) or I1labError(str(exc)) from None
     try:
@@ -324,6 +339,12 @@ def train(
         if err is None:
             raise
         raise err from None
+
+
+def _primary() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -> dict[str, Any]:
@@ -339,11 +360,20 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
     model = DiT(config)
     step_root = jax.random.split(jax.random.PRNGKey(t.seed))[1]
     fingerprint = data_fingerprint(spec.data, t.batch_size, t.seed)
+    dp = data_parallel()
+    if dp is not None and t.batch_size % dp.devices:
+        raise I1labError(
+            f"train.batch_size={t.batch_size} does not split over the {dp.devices} devices of "
+            f"{dp.count} hosts; use a multiple of {dp.devices}"
+        )
+    primary = dp is None or dp.primary
     ckpts = _checkpoints(spec, workdir)
     notes: list[str] = []
     try:
-        abstract, tx, frozen = initial_state(spec, abstract=True)
-        found, skipped = ckpts.restore_latest(abstract, quarantine=workdir / "corrupt")
+        abstract, tx, frozen = initial_state(spec, abstract=True, dp=dp)
+        # only process 0 moves a corrupt checkpoint aside; the others skip it alike
+        quarantine = workdir / "corrupt" if primary else None
+        found, skipped = ckpts.restore_latest(abstract, quarantine=quarantine)
         notes += [f"skipped corrupt checkpoint {s}" for s in skipped]
         if found is not None:
             recorded = found.meta.get("data", {}).get("fingerprint")
@@ -359,19 +389,24 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
                 raise I1labError(
                     f"data.resume_from={spec.data.resume_from[:12]}: the parent run's folder is not known"
                 )
-            state = state_from_parent(spec, init_from)
+            state = state_from_parent(spec, init_from, dp)
             notes.append(f"started from the parent's step {int(state.step)}")
         else:
-            state, _, _ = initial_state(spec)
+            state, _, _ = initial_state(spec, dp=dp)
         del abstract
-        start = int(state.step)
+        start = int(host_copy(state.step))
         metrics_path = workdir / "metrics.jsonl"
         events_dir = workdir / "events"
-        _truncate_metrics(metrics_path, start)
-        _prune_events(events_dir, set(ckpts.steps()))
+        if primary:
+            _truncate_metrics(metrics_path, start)
+            _prune_events(events_dir, set(ckpts.steps()))
+        if dp is not None:
+            notes.append(f"data parallel over {dp.devices} devices of {dp.count} hosts")
         hooks.on_start(start, notes)
         hooks.on_step(start)
-        summary = _loop(spec, workdir, hooks, state, start, ckpts, tx, frozen, model, step_root, fingerprint)
+        summary = _loop(
+            spec, workdir, hooks, state, start, ckpts, tx, frozen, model, step_root, fingerprint, dp
+        )
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
             ckpts.close()
@@ -392,6 +427,7 @@ def _loop(
     model: Any,
     step_root: Any,
     fingerprint: str,
+    dp: DataParallel | None = None,
 ) -> dict[str, Any]:
     import jax
 
@@ -419,7 +455,8 @@ def _loop(
     metrics_path = workdir / "metrics.jsonl"
     events_dir = workdir / "events"
     precision = spec.model.precision
-    prefetch = _Prefetcher(lambda s: _batch(spec, stream, encoder, s), start, t.steps)
+    prefetch = _Prefetcher(lambda s: _batch(spec, stream, encoder, s, dp), start, t.steps)
+    primary = dp is None or dp.primary
     evaluator = _Evaluator()
     pending_saves: list[tuple[int, bool, dict[str, Any]]] = []
 
@@ -430,6 +467,8 @@ def _loop(
         ckpts.check_for_errors()
         for step, permanent, meta in pending_saves:
             path = str(workdir / "checkpoints" / str(step))
+            if not primary:
+                continue
             if permanent:
                 events_dir.mkdir(exist_ok=True)
                 event = {"step": step, "path": path, "permanent": True, "time": time.time(), **meta}
@@ -450,7 +489,8 @@ def _loop(
             window_wait += time.perf_counter() - wait0
             if hooks.on_batch is not None:
                 hooks.on_batch(step, ids)
-            state, metrics = step_fn(state, batch, jax.random.fold_in(step_root, step))
+            rng = jax.random.fold_in(step_root, step)
+            state, metrics = step_fn(state, batch, rng if dp is None else dp.place(rng))
             if unchecked is not None:
                 _check(*unchecked)  # the previous step: done or nearly, the device stays busy
             done = step + 1
@@ -470,8 +510,9 @@ def _loop(
                     "images_per_s": window_steps * t.batch_size / elapsed,
                     "data_wait": window_wait / window_steps,
                 }
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+                if primary:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
                 hooks.on_log(record)
                 window_start, window_wait, window_steps = time.perf_counter(), 0.0, 0
             if (ckpts.due(done) or done in evals) and unchecked is not None:
@@ -495,7 +536,7 @@ def _loop(
             flush_events(block=False)
             hooks.on_step(done)
             if done in evals and hooks.on_eval is not None:
-                evaluator.submit(hooks.on_eval, done, jax.device_get(state.ema))
+                evaluator.submit(hooks.on_eval, done, host_copy(state.ema))
         if unchecked is not None:
             _check(*unchecked)
         flush_events(block=True)
@@ -507,4 +548,9 @@ def _loop(
             evaluator.abandon()
             with contextlib.suppress(Exception):  # checkpoints saved before the failure are good
                 flush_events(block=True)
-    return {"step": int(state.step), "loss": last_loss, "params": model.config, "precision": precision}
+    return {
+        "step": int(host_copy(state.step)),
+        "loss": last_loss,
+        "params": model.config,
+        "precision": precision,
+    }

@@ -101,10 +101,11 @@ def test_resume_from_names_resolve_to_hashes_and_errors_are_located(tmp_path: Pa
         expand(load_study(bad))
 
 
-def test_slice_hosts_and_multi_host_runs_are_refused_before_scheduling(tmp_path: Path) -> None:
+def test_slice_hosts_and_the_slice_ray_reserves_for_a_multi_host_run() -> None:
     import pytest
+    from ray._private.accelerators.tpu import get_chips_per_host, get_num_chips_from_topology
 
-    from i1lab.errors import SpecError
+    from i1lab.gang import slice_shape
     from i1lab.spec.run import ResourcesSpec
 
     hosts = {
@@ -121,35 +122,20 @@ def test_slice_hosts_and_multi_host_runs_are_refused_before_scheduling(tmp_path:
     ):
         with pytest.raises(ValueError, match=why):
             ResourcesSpec.model_validate(bad)
-
-    study_file = tmp_path / "big.yaml"
-    study_file.write_text(
-        f"extends: {EXPERIMENTS / 'baseline.yaml'}\nrun:\n  resources:\n    accelerator: tpu-v6e-16\n"
-        "axes:\n  train.lr: [0.0002]\n"
-    )
-    study = load_study(study_file)
-    plan = make_plan(study, expand(study), {}, None)
-    assert plan.totals()["accelerator_hours"] > 0  # still planned and costed
-    with pytest.raises(SpecError) as err:
-        plan.check_single_host()
-    text = str(err.value)
-    assert (
-        text.startswith(f"{study_file}:4:")
-        and "resources.accelerator: run baseline asks for tpu-v6e-16" in text
-    )
-    assert "on 4 hosts" in text and "\n" not in text
-    # set by a profile: located there, not at the value it overrides in the file it extends
-    study_file.write_text(
-        f"extends: {EXPERIMENTS / 'baseline.yaml'}\n"
-        "profiles:\n  big:\n    resources.accelerator: tpu-v6e-32\n"
-    )
-    big = load_study(study_file)
-    with pytest.raises(SpecError) as err:
-        make_plan(big, expand(big, "big"), {}, "big").check_single_host()
-    assert str(err.value).startswith(f"{study_file}:4:") and "tpu-v6e-32 on 8 hosts" in str(err.value)
-    # runs already trained need no slice: a plan with nothing new passes
-    reused = {r.hash: ExistingRun(id=i + 1, hash=r.hash, status="finished") for i, r in enumerate(plan.runs)}
-    make_plan(study, expand(study), reused, None).check_single_host()
+    # the slice asked of Ray's SlicePlacementGroup: a topology Ray knows, of the slice's chips, on the
+    # hosts the run asks for (Ray's own default layout for every size but the two-host v6e-8)
+    for acc, hosts_, topology in (
+        ("tpu-v6e-8", 2, "2x4"),
+        ("tpu-v6e-16", 4, "4x4"),
+        ("tpu-v6e-32", 8, "4x8"),
+        ("tpu-v6e-256", 64, "16x16"),
+    ):
+        shape = slice_shape(ResourcesSpec(accelerator=acc, hosts=hosts_))
+        chips = int(acc.rsplit("-", 1)[1])
+        assert (shape.topology, shape.hosts, shape.chips_per_host) == (topology, hosts_, chips // hosts_)
+        assert get_num_chips_from_topology(shape.topology) == chips
+        if chips > 8:
+            assert get_chips_per_host(shape.topology, shape.version) == shape.chips_per_host
 
 
 def test_run_hashes_are_the_content_and_training_hashes_and_plans_carry_the_training_one() -> None:

@@ -100,10 +100,18 @@ def node_of(cluster: Cluster, pid: int) -> subprocess.Popen[bytes] | None:
 
 @contextmanager
 def ray_cluster(
-    tmp_path: Path, workers: int, *, head_cpus: int = 1, head_resources: str | None = SLICE
+    tmp_path: Path,
+    workers: int,
+    *,
+    head_cpus: int = 1,
+    head_resources: str | None = SLICE,
+    worker_args: list[list[str]] | None = None,
+    worker_env: list[dict[str, str]] | None = None,
 ) -> Iterator[Cluster]:
-    """A head node and ``workers`` worker nodes, each worker declaring one v6e-8 slice; token auth on
-    every process; node failures detected within about two seconds."""
+    """A head node and ``workers`` worker nodes, each worker declaring one v6e-8 slice (or, with
+    ``worker_args``, what those arguments of ``ray start`` declare, with ``worker_env`` added to its
+    environment); token auth on every process;
+    node failures detected within about two seconds."""
     port = free_port()
     env = {
         **os.environ,
@@ -118,11 +126,11 @@ def ray_cluster(
     address = f"127.0.0.1:{port}"
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def start(args: list[str], log: Path, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [str(RAY), "start", *args, *common],
-                env=env,
+                env={**env, **(extra or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own session: a node can be killed whole
@@ -144,8 +152,9 @@ def ray_cluster(
         # after it: raylets registering together time out on a busy machine.
         for i in range(workers):
             log = tmp_path / f"worker{i}.log"
-            args = [f"--address={address}", "--num-cpus=1", f"--resources={SLICE}"]
-            cluster.workers.append(start(args, log))
+            declared = worker_args[i] if worker_args is not None else [f"--resources={SLICE}"]
+            args = [f"--address={address}", "--num-cpus=1", *declared]
+            cluster.workers.append(start(args, log, worker_env[i] if worker_env is not None else None))
             if i == 0:
                 wait_for(lambda: up(head_log), 90, "the Ray head node", head_log)
             wait_for(functools.partial(up, log), 90, f"Ray worker node {log.stem}", log)

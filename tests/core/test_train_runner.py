@@ -199,8 +199,8 @@ def test_a_nan_loss_stops_the_run_at_once_and_the_registry_records_why(
 
     real_batch = runner._batch
 
-    def poisoned(spec: RunSpec, stream: Any, encoder: Any, step: int) -> Any:
-        batch, ids = real_batch(spec, stream, encoder, step)
+    def poisoned(spec: RunSpec, stream: Any, encoder: Any, step: int, dp: Any = None) -> Any:
+        batch, ids = real_batch(spec, stream, encoder, step, dp)
         if step == 5:  # the sixth step sees a NaN pixel
             batch = {**batch, "latents": batch["latents"].at[0, 0, 0, 0].set(float("nan"))}
         return batch, ids
