@@ -13,10 +13,13 @@ no single-host run lands on a slice whose chips a gang uses).
 How the gang ends decides the outcome the scheduler sees:
 
 - member 0 returns: its outcome; members still running are stopped;
-- member 0's worker or node dies: ``interrupted`` (the scheduler releases the lease and retries);
-- another member dies or raises: member 0 is given ``GANG_GRACE_SECONDS`` to end by itself (a run's
-  own error, a NaN loss, reaches every host at the same step), then the gang is stopped and the run
-  is ``interrupted`` (a host died) or failed (``raised``: that host's code raised).
+- a member's worker or node dies, or a member cannot join: the gang is stopped and the run is
+  ``interrupted`` (the scheduler releases the lease and retries it; it resumes from its checkpoint).
+  Member 0 itself reports ``interrupted`` when its training raises an unexpected error in a gang (a
+  collective whose peer died fails that way, often before Ray reports the death);
+- another member raises: member 0 is given ``GANG_GRACE_SECONDS`` to end by itself (a run's own
+  error, a NaN loss, reaches every host at the same step), then the gang is stopped and the run is
+  failed (``raised``).
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Ou
 
 def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
     import ray
+    from ray.exceptions import RayTaskError
 
     leader, pending = refs[0], list(refs)
     failure: BaseException | str | None = None  # the first failure of a host other than the first
@@ -165,18 +169,16 @@ def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
             ref = done[0]
             try:
                 value = ray.get(ref)
-            except Exception as exc:
+            except RayTaskError as exc:
                 if ref == leader:
                     return _failed(exc, call, t0)
-                if failure is None:
+                if failure is None:  # host 0 meets the same error at the same step, or soon fails
                     failure, deadline = exc, time.monotonic() + GANG_GRACE_SECONDS
                 continue
+            except Exception as exc:  # a host died: the slice is broken, stop the gang now
+                return _failed(exc, call, t0)
             if isinstance(value, str):  # a host could not join
-                if ref == leader:
-                    return _failed(value, call, t0)
-                if failure is None:
-                    failure, deadline = value, time.monotonic() + GANG_GRACE_SECONDS
-                continue
+                return _failed(value, call, t0)
             if ref == leader:
                 assert isinstance(value, Outcome)
                 return value

@@ -149,6 +149,13 @@ def _ray_running() -> bool:
     return bool(ray.is_initialized())
 
 
+def _in_gang() -> bool:
+    """Whether this process trains a run together with others (the hosts of a multi-host slice)."""
+    import jax
+
+    return bool(jax.process_count() > 1)
+
+
 def _is_permanent(spec: RunSpec, step: int) -> bool:
     return step % spec.train.keep_every == 0 or step == spec.train.steps
 
@@ -609,6 +616,9 @@ def _train_and_evaluate(
         lease.finish("failed", f"{type(exc).__name__}: {exc}")
         return outcome("failed", str(exc))
     except Exception as exc:  # logged with its traceback by the caller
+        if _in_gang():  # likely a collective whose peer host died: retried (bounded), not failed
+            log.write(traceback.format_exc())
+            return outcome("interrupted", f"{first_line(exc)} (in a gang of hosts; one may have died)")
         (wd / "error.log").write_text(traceback.format_exc())
         lease.finish("failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
         raise

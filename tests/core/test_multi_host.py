@@ -7,9 +7,10 @@ per host joins one JAX runtime (on CPU here), and the run trains data-parallel o
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from tests.core.test_ray_cluster import EXPERIMENTS, ray_cluster, submit
+from tests.core.test_ray_cluster import EXPERIMENTS, node_of, ray_cluster, submit
 
 STUDY = """\
 study: gang_micro
@@ -75,3 +76,85 @@ def test_a_run_on_a_two_host_slice_trains_on_both_hosts_one_run_per_slice(home: 
         assert [c[0] for c in registry.checkpoints(run.id)] == [6, 12]
     (_, first_end), (second_start, _) = sorted(spans)
     assert first_end <= second_start, "two runs held the one slice at once"
+
+
+PREEMPT = """\
+study: gang_preempt
+extends: {baseline}
+profiles:
+  tiny:
+    resources.accelerator: tpu-v6e-8
+    resources.hosts: 2
+    train.steps: 60
+    train.batch_size: 4
+    train.checkpoint_every: 10
+    train.keep_every: 60
+    train.log_every: 10
+    eval.benchmarks: []
+"""
+
+
+def test_a_slice_host_that_dies_interrupts_the_run_which_resumes_on_the_slice_once_it_is_back(
+    home: Path, tmp_path: Path
+) -> None:
+    """Host 1 of the slice is killed mid-run (its node vanishes, as a preempted VM does): the gang is
+    stopped, the run counts one interruption and waits; once the host is back (a new node with the
+    slice's labels, as GKE recreates a preempted TPU pod) the run resumes on the slice from its latest
+    checkpoint and finishes, one record of it in the registry."""
+    from i1lab.errors import I1labError
+    from i1lab.registry import Registry
+
+    study = tmp_path / "preempt.yaml"
+    study.write_text(PREEMPT.format(baseline=EXPERIMENTS / "baseline.yaml"))
+    args, env = [slice_host(0), slice_host(1)], [slice_env(0), slice_env(1)]
+    with ray_cluster(tmp_path, 2, head_resources=None, worker_args=args, worker_env=env) as cluster:
+        proc = submit(study, cluster.address, {**cluster.env, "I1LAB_LEASE_SECONDS": "10"}, home)
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "no checkpoint of the running run within 240 s"
+            time.sleep(0.2)
+            if not (home / "registry.db").is_file():
+                continue
+            try:
+                registry = Registry()
+                runs = registry.runs()
+                if runs and runs[0].status == "running" and registry.checkpoints(runs[0].id):
+                    break
+            except I1labError:  # the submitter is creating the registry this very moment
+                continue
+        run = runs[0]
+        started = next(e for e in registry.events([run.id]) if e.kind == "started")
+        leader_pid = int((started.detail or "").split()[1].rstrip(","))
+        leader_node = node_of(cluster, leader_pid)
+        assert leader_node is not None, f"host 0's pid {leader_pid} is on no worker node"
+        victim = next(w for w in cluster.workers if w is not leader_node)  # the other host
+        cluster.kill_node(victim)
+        step_at_kill = registry.checkpoints(run.id)[-1][0]
+        assert 10 <= step_at_kill < 60
+        # the run is interrupted and waits for a whole slice
+        wait = time.monotonic() + 120
+        while "interrupted" not in [e.kind for e in registry.events([run.id])]:
+            assert time.monotonic() < wait, "the run was not interrupted within 120 s of its host's death"
+            time.sleep(0.5)
+        assert cluster.add_worker is not None
+        worker_id = 1 if args.index(slice_host(0)) == cluster.workers.index(leader_node) else 0
+        cluster.add_worker(slice_host(worker_id), slice_env(worker_id))
+        out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+    assert "interrupted" in out and "retry 1/3" in out, out
+
+    registry = Registry()
+    assert len(registry.runs()) == 1  # one record
+    run = registry.runs()[0]
+    assert (run.status, run.step, run.interruptions, run.attempts) == ("finished", 60, 1, 2)
+    kinds = [e.kind for e in registry.events([run.id])]
+    assert kinds.count("started") == 2 and kinds.count("interrupted") == 1 and kinds[-1] == "finished", kinds
+    second = [e for e in registry.events([run.id]) if e.kind == "started"][1]
+    resumed = int((second.detail or "").split("resumed from checkpoint ")[1].split(";")[0].split()[0])
+    assert step_at_kill <= resumed < 60, second.detail
+    assert "data parallel over 2 devices of 2 hosts" in (second.detail or "")
+    steps = [
+        json.loads(x)["step"] for x in (Path(run.workdir or "") / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3, 10, 20, 30, 40, 50, 60]  # one training: the killed attempt's tail was cut

@@ -65,6 +65,8 @@ class Cluster:
     env: dict[str, str]
     head: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: start one more worker node (``ray start`` arguments, extra environment); returns once it is up
+    add_worker: Callable[[list[str], dict[str, str]], subprocess.Popen[bytes]] | None = None
 
     def kill_node(self, proc: subprocess.Popen[bytes]) -> list[int]:
         """SIGKILL every process of a node, as a preempted machine would vanish."""
@@ -159,6 +161,15 @@ def ray_cluster(
                 wait_for(lambda: up(head_log), 90, "the Ray head node", head_log)
             wait_for(functools.partial(up, log), 90, f"Ray worker node {log.stem}", log)
         wait_for(lambda: up(head_log), 90, "the Ray head node", head_log)
+
+        def add_worker(declared: list[str], extra: dict[str, str]) -> subprocess.Popen[bytes]:
+            log = tmp_path / f"worker{len(cluster.workers)}.log"
+            proc = start([f"--address={address}", "--num-cpus=1", *declared], log, extra)
+            cluster.workers.append(proc)
+            wait_for(functools.partial(up, log), 90, f"Ray worker node {log.stem}", log)
+            return proc
+
+        cluster.add_worker = add_worker
         yield cluster
     finally:
         # SIGKILL every node's whole session: a SIGTERM'd node drains for up to 30 s
