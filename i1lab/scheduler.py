@@ -100,12 +100,23 @@ def eval_options(eval_accelerator: str, resources: ResourcesSpec) -> dict[str, A
     return ray_options(ResourcesSpec(accelerator=eval_accelerator))
 
 
-def capacity(options: dict[str, Any], cluster: dict[str, float]) -> int:
-    """How many tasks with these options the cluster's total resources hold at once (0: none). Pure."""
+def _needs(options: dict[str, Any]) -> list[tuple[str, float]]:
+    """The Ray resources a task with these options asks for (those above zero). Pure."""
     need: dict[str, float] = {"CPU": float(options.get("num_cpus", 1) or 0)}
     need["GPU"] = float(options.get("num_gpus", 0) or 0)
     need.update({k: float(v) for k, v in (options.get("resources") or {}).items()})
-    counts = [int(cluster.get(k, 0.0) // v) for k, v in need.items() if v > 0]
+    return [(k, v) for k, v in need.items() if v > 0]
+
+
+def missing_resources(options: dict[str, Any], cluster: dict[str, float]) -> list[str]:
+    """The resources a task with these options asks for that the whole cluster has too little of, as
+    ``name: amount`` (empty: it fits somewhere, at least when the cluster is idle). Pure."""
+    return [f"{k}: {v:g}" for k, v in _needs(options) if cluster.get(k, 0.0) < v]
+
+
+def capacity(options: dict[str, Any], cluster: dict[str, float]) -> int:
+    """How many tasks with these options the cluster's total resources hold at once (0: none). Pure."""
+    counts = [int(cluster.get(k, 0.0) // v) for k, v in _needs(options)]
     return min(counts) if counts else 1_000_000
 
 
@@ -338,6 +349,7 @@ class _Driver:
         self._demand: tuple[float, dict[str, int]] | None = None  # (when read, waiting demand)
         self.recent: list[float] = []  # seconds of this driver's latest attempts that ran their run
         self.blocked: list[int] = []  # runs waiting for others (same work directory, resume_from)
+        self.missing: set[str] = set()  # kinds no node of the cluster could run when last looked
 
     # --- states ----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> None:
@@ -415,7 +427,16 @@ class _Driver:
             return
         cluster = self.cluster()
         # the ready runs' kinds, once each: how many tasks of each the cluster holds, and the room
-        caps = {t.resources.accelerator: max(1, capacity(ray_options(t.resources), cluster)) for t in ready}
+        options = {t.resources.accelerator: ray_options(t.resources) for t in ready}
+        for kind, opts in options.items():
+            lacking = missing_resources(opts, cluster)
+            if lacking and kind not in self.missing:  # said once per kind: Ray keeps its tasks waiting
+                self.missing.add(kind)
+                self.on_note(
+                    f"{kind}: no node of the cluster has {', '.join(lacking)} now; its runs wait for one "
+                    "(a node that provides it, or an autoscaler)"
+                )
+        caps = {kind: max(1, capacity(opts, cluster)) for kind, opts in options.items()}
         room = {kind: pipeline_room(cap, self.recent) for kind, cap in caps.items()}
         for t in ready:  # a multi-host run holds its slice alone: never pipelined, never batched
             if t.resources.slice_hosts > 1:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from i1lab.registry import PlannedMember, Registry
-from i1lab.scheduler import Policy, Task, capacity, plan_launches, retry_delay, run_tasks
+from i1lab.scheduler import Policy, Task, capacity, missing_resources, plan_launches, retry_delay, run_tasks
 from i1lab.spec.run import ResourcesSpec
 from i1lab.worker import Outcome
 
@@ -245,6 +245,12 @@ def test_pure_planning() -> None:
         capacity({"num_cpus": 2}, {"CPU": 5}) == 2
         and capacity({"num_gpus": 1, "num_cpus": 1}, {"CPU": 4}) == 0
     )
+    # what the scheduler names when no node can run a kind (the runs wait in Ray meanwhile)
+    tpu = {"num_cpus": 1, "resources": {"TPU-v6e-8-head": 1}}
+    assert missing_resources(tpu, {"CPU": 2}) == ["TPU-v6e-8-head: 1"]
+    assert missing_resources(tpu, {"CPU": 0.5}) == ["CPU: 1", "TPU-v6e-8-head: 1"]
+    assert missing_resources(tpu, {"CPU": 2, "TPU-v6e-8-head": 1}) == []
+    assert missing_resources({"num_cpus": 1, "num_gpus": 2}, {"CPU": 8, "GPU": 1}) == ["GPU: 2"]
     assert [retry_delay(n, 2.0, 10.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
 
 
