@@ -2,24 +2,30 @@
 host, all joined in one JAX runtime.
 
 :func:`execute_slice` is the Ray task the scheduler launches for such a run (it asks for no resources
-itself). It reserves a slice of the run's type with :class:`ray.util.tpu.SlicePlacementGroup` (Ray
-claims the slice's head resource, then gang-schedules one bundle per host on the hosts labelled with
-that slice's name), asks host 0 for a free port for JAX's coordination service, and starts one
-:func:`member` task per bundle. Member 0 is the run's worker proper (:func:`i1lab.worker.execute_run`:
-the lease, the fencing token, the log, the registry records, the evaluations); the others only train
-(:func:`follow`). The slice is held until the run ends and then released (the head resource too, so
-no single-host run lands on a slice whose chips a gang uses).
+itself). It claims a slice of the run's type the way Ray's ``ray.util.tpu`` does (a placement group on
+the head resource of a slice's host 0, which names the slice through its ``ray.io/tpu-slice-name``
+label), then reserves every host of that slice with :class:`ray.util.tpu.SlicePlacementGroup`, asks
+host 0 for a free port for JAX's coordination service, and starts one :func:`member` task per host,
+host ``i`` on the slice's TPU worker ``i``. Member 0 is the run's worker proper
+(:func:`i1lab.worker.execute_run`: the lease, the fencing token, the log, the registry records, the
+evaluations); the others only train (:func:`follow`). Both placement groups are named after the
+attempt (:func:`slice_group_names`) and held until the run ends (the head too, so no single-host run
+lands on a slice whose chips a gang uses); the driver removes them when it stops an attempt, since a
+placement group made by a task outlives it.
 
 How the gang ends decides the outcome the scheduler sees:
 
-- member 0 returns: its outcome; members still running are stopped;
-- a member's worker or node dies, or a member cannot join: the gang is stopped and the run is
-  ``interrupted`` (the scheduler releases the lease and retries it; it resumes from its checkpoint).
-  Member 0 itself reports ``interrupted`` when its training raises an unexpected error in a gang (a
-  collective whose peer died fails that way, often before Ray reports the death);
+- member 0 returns: its outcome; the other members are stopped;
+- a member's worker or node dies, a member cannot join, or the slice gives out before the gang
+  starts: the gang is stopped and the run is ``interrupted`` (the scheduler releases the lease and
+  retries it; it resumes from its checkpoint). Member 0 itself reports ``interrupted`` when its
+  training raises an unexpected error in a gang (a collective whose peer died fails that way, often
+  before Ray reports the death);
+- member 0's own code raises: the run is failed (``raised``);
 - another member raises: member 0 is given ``GANG_GRACE_SECONDS`` to end by itself (a run's own
-  error, a NaN loss, reaches every host at the same step), then the gang is stopped and the run is
-  failed (``raised``).
+  error, a NaN loss, reaches every host at the same step and member 0 records it); if it does not,
+  the gang is stopped and the run is ``interrupted`` (that error may come from a third host's death),
+  which the scheduler's bounded retries turn into a failure if it keeps happening.
 """
 
 from __future__ import annotations
@@ -78,10 +84,11 @@ def coordinator_address() -> str:
     return f"{ray.util.get_node_ip_address()}:{port}"
 
 
-def member(call: dict[str, Any], gang: Gang, fn: Any = None) -> Outcome | str | None:
+def member(call: dict[str, Any], gang: Gang, fn: Any = None) -> Outcome | str:
     """One host's process of a multi-host run: join the gang, then host 0 runs the run (lease and
-    all: ``fn``, :func:`i1lab.worker.execute_run` by default) and the others train beside it.
-    A host that cannot join returns why (the slice's fault, not the run's: it is retried)."""
+    all: ``fn``, :func:`i1lab.worker.execute_run` by default) and returns its outcome; the others
+    train beside it and then wait, alive, to be stopped once host 0 is done (its evaluations may take
+    a while). A host that cannot join returns why (the slice's fault, not the run's: it is retried)."""
     from i1lab.train.distributed import join
     from i1lab.worker import execute_run
 
@@ -89,10 +96,15 @@ def member(call: dict[str, Any], gang: Gang, fn: Any = None) -> Outcome | str | 
         join(gang)
     except Exception as exc:
         return f"host {gang.index} could not join the gang at {gang.coordinator}: {first_line(exc)}"
+    import jax
+
+    if jax.process_index() != gang.index:  # process 0 writes the files: it must be the lease holder
+        return f"host {gang.index} joined as JAX process {jax.process_index()}"
     if gang.index == 0:
         return (fn or execute_run)(**call)
     follow(call["run_id"], call.get("database_url"), call.get("workdir"))
-    return None
+    while True:  # alive (JAX's coordination service expects every process) until host 0 is done
+        time.sleep(60)
 
 
 def follow(run_id: int, database_url: str | None, workdir: str | None) -> None:
@@ -111,27 +123,70 @@ def follow(run_id: int, database_url: str | None, workdir: str | None) -> None:
     train(spec, Path(workdir or record.workdir or "."), Hooks(), init_from=_parent_dir(registry, spec))
 
 
-def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Outcome:
-    """Run ``call`` (:func:`i1lab.worker.execute_run`'s arguments) on a whole slice of ``shape``."""
+def slice_group_names(owner: str) -> tuple[str, str]:
+    """The names of the two placement groups an attempt holds (the slice's head, then its hosts): named,
+    so that the driver can remove them when it stops the attempt (a placement group made by a task
+    outlives the task; Ray frees it only with the job). Pure."""
+    return f"i1lab-slice-head:{owner}", f"i1lab-slice:{owner}"
+
+
+def remove_slice_groups(owner: str) -> None:
+    """Remove the placement groups of attempt ``owner`` if they exist (idempotent)."""
+    import contextlib
+
     import ray
+    from ray.util.placement_group import get_placement_group, remove_placement_group
+
+    for name in slice_group_names(owner):
+        with contextlib.suppress(ValueError, ray.exceptions.RayError):
+            remove_placement_group(get_placement_group(name))
+
+
+def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Outcome:
+    """Run ``call`` (:func:`i1lab.worker.execute_run`'s arguments) on a whole slice of ``shape``.
+
+    The slice is claimed as Ray claims one (a placement group on the head resource of a slice's host 0,
+    whose ``ray.io/tpu-slice-name`` label then names the slice), but with a named group the driver can
+    remove; :class:`ray.util.tpu.SlicePlacementGroup` then places one bundle on each host of that slice.
+    Host ``i`` of the gang is the slice's TPU worker ``i`` (JAX numbers the processes of a TPU slice so)."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-    from ray.util.tpu import SlicePlacementGroup
 
     t0 = time.perf_counter()
-    handle = SlicePlacementGroup(
-        topology=shape.topology,
-        accelerator_version=shape.version,
-        chips_per_vm=shape.chips_per_host,
-        head_reservation_timeout_s=None,  # wait for a slice, as a single-host run waits for a host
-        name=f"i1lab-run-{call['run_id']}",
+    owner = str(call.get("owner") or f"run-{call['run_id']}")
+    head_name, hosts_name = slice_group_names(owner)
+    pod = shape.accelerator.removeprefix("tpu-")
+    handle: Any = None
+    head = placement_group(
+        [{f"TPU-{pod}-head": 1}],
+        name=head_name,
+        bundle_label_selector=[{"ray.io/tpu-worker-id": "0", "ray.io/tpu-pod-type": pod}],
     )
     try:
+        ray.get(head.ready())  # waits for a free slice, as a single-host run waits for a host
+        labels = _bundle_labels(head)
+        slice_name = labels[0].get("ray.io/tpu-slice-name")
+        if not slice_name:
+            return _failed(
+                f"the {shape.accelerator} slice's host 0 has no ray.io/tpu-slice-name label", call, t0
+            )
+        from ray.util.tpu import SlicePlacementGroup
+
+        handle = SlicePlacementGroup(
+            topology=shape.topology,
+            accelerator_version=shape.version,
+            chips_per_vm=shape.chips_per_host,
+            name=hosts_name,
+            bundle_label_selector=[{"ray.io/tpu-slice-name": slice_name}] * shape.hosts,
+        )
         pg = handle.placement_group
         assert pg is not None
         ray.get(pg.ready())
+        order = _by_worker_id(_bundle_labels(pg))  # order[i]: the bundle on the slice's TPU worker i
 
-        def on(bundle: int) -> PlacementGroupSchedulingStrategy:
-            return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=bundle)
+        def on(i: int) -> PlacementGroupSchedulingStrategy:
+            return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=order[i])
 
         probe = ray.remote(coordinator_address).options(num_cpus=0, scheduling_strategy=on(0))
         address = ray.get(probe.remote())
@@ -144,13 +199,48 @@ def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Ou
                 resources=bundle,
                 max_retries=0,
                 scheduling_strategy=on(i),
-                name=f"i1lab:run {call['run_id']} host {i}/{shape.hosts}",
-            ).remote(call, Gang(coordinator=address, processes=handle.num_hosts, index=i), fn)
-            for i in range(handle.num_hosts)
+                name=f"i1lab:run {call['run_id']} host {i}/{shape.hosts} of {slice_name}",
+            ).remote(call, Gang(coordinator=address, processes=shape.hosts, index=i), fn)
+            for i in range(shape.hosts)
         ]
         return _await_gang(refs, call, t0)
+    except ray.exceptions.RayError as exc:  # the slice gave out before the gang ran: not the run's fault
+        if isinstance(exc, ray.exceptions.RayTaskError) and not _infrastructure(exc):
+            raise
+        return _failed(f"reserving the slice failed: {first_line(exc)}", call, t0)
     finally:
-        handle.shutdown()
+        if handle is not None:
+            handle.shutdown()
+        remove_placement_group(head)
+
+
+def _infrastructure(exc: BaseException) -> bool:
+    """Whether a Ray task error is a Ray failure (a node or worker gone) rather than code raising."""
+    import ray
+
+    cause = getattr(exc, "cause", None)
+    return isinstance(cause, ray.exceptions.RayError) and not isinstance(cause, ray.exceptions.RayTaskError)
+
+
+def _bundle_labels(pg: Any) -> list[dict[str, str]]:
+    """The labels of the node each bundle of a ready placement group is on, by bundle index."""
+    import ray
+    from ray.util.placement_group import placement_group_table
+
+    where = placement_group_table(pg)["bundles_to_node_id"]
+    labels = {n["NodeID"]: dict(n.get("Labels") or {}) for n in ray.nodes()}
+    return [labels.get(where[i], {}) for i in range(len(where))]
+
+
+def _by_worker_id(labels: list[dict[str, str]]) -> list[int]:
+    """Bundle indices ordered by their host's ``ray.io/tpu-worker-id`` (bundle order when a host has
+    none). Pure."""
+
+    def key(i: int) -> tuple[int, int]:
+        wid = labels[i].get("ray.io/tpu-worker-id", "")
+        return (int(wid) if wid.isdigit() else len(labels) + i, i)
+
+    return sorted(range(len(labels)), key=key)
 
 
 def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
@@ -182,8 +272,9 @@ def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
             if ref == leader:
                 assert isinstance(value, Outcome)
                 return value
-        assert failure is not None
-        return _failed(failure, call, t0)
+        assert failure is not None  # host 0 did not end: the error may come from a peer's death
+        why = failure if isinstance(failure, str) else first_line(failure)
+        return _failed(f"{why} (on a host other than 0)", call, t0)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

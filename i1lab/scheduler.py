@@ -331,6 +331,7 @@ class _Driver:
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
         self.slice_remote: Any = None  # i1lab.gang.execute_slice, made remote on first use
+        self.slices: set[Any] = set()  # the tasks of runs on multi-host slices in flight
         self.url = registry.url
         self.driver = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.state: dict[int, str] = {}  # blocked | ready | launched | watching | backoff | done
@@ -523,14 +524,28 @@ class _Driver:
             self.slice_remote = self.ray.remote(execute_slice)
         here = NodeAffinitySchedulingStrategy(node_id=self.ray.get_runtime_context().get_node_id(), soft=True)
         fn = None if self.fn is self.default_fn else self.fn
-        return self.slice_remote.options(
+        ref = self.slice_remote.options(
             num_cpus=0, max_retries=0, scheduling_strategy=here, name=f"i1lab:{t.name} (slice)"
         ).remote(call, slice_shape(t.resources), fn)
+        self.slices.add(ref)
+        return ref
+
+    def release_slice(self, ref: Any, attempts: list[_Attempt]) -> None:
+        """Remove the placement groups of a slice attempt that ended or was stopped (its task removes
+        them when it ends normally; not when it was killed)."""
+        if ref in self.slices:
+            from i1lab.gang import remove_slice_groups
+
+            self.slices.discard(ref)
+            for a in attempts:
+                with contextlib.suppress(Exception):
+                    remove_slice_groups(a.owner)
 
     # --- results ---------------------------------------------------------------------------------
     def collect(self, ref: Any) -> None:
         attempts = self.launched.pop(ref)
         self.dirty = True  # a slot freed
+        self.release_slice(ref, attempts)
         try:
             result = self.ray.get(ref)
         except Exception as exc:
@@ -685,6 +700,7 @@ class _Driver:
                 batch = self.launched.pop(ref)
                 with contextlib.suppress(Exception):
                     self.ray.cancel(ref, force=True)
+                self.release_slice(ref, batch)
                 self.interrupted(batch, "lease expired: no heartbeat from the worker")
         requeue = []
         for run_id, target in watched.items():
@@ -741,6 +757,7 @@ class _Driver:
         for ref, attempts in list(self.launched.items()):
             with contextlib.suppress(Exception):
                 self.ray.cancel(ref, force=True)
+            self.release_slice(ref, attempts)
             for attempt in attempts:
                 with contextlib.suppress(Exception):
                     self.registry.interrupt_lease(attempt.task.run_id, attempt.owner, "its submitter stopped")

@@ -588,6 +588,10 @@ def _train_and_evaluate(
         # Checkpoints trained earlier (by a run sharing this training, or by an attempt that lost its
         # lease before its evaluations were recorded) that lack scores.
         scored = {s.step for s in registry.scores([run_id])} if evals else set()
+        if remote is None and evals - scored and _in_gang() and _ray_running():
+            # an Orbax restore in this process would wait for the other hosts, which restore nothing:
+            # checkpoints trained earlier are scored by evaluation tasks on a CPU
+            remote = _RemoteEvals(run_id, registry.url, wd, lease.token, {"num_cpus": 1}, log)
         for step in sorted(evals - scored):
             if not (wd / "checkpoints" / str(step)).is_dir():
                 continue
@@ -616,10 +620,10 @@ def _train_and_evaluate(
         lease.finish("failed", f"{type(exc).__name__}: {exc}")
         return outcome("failed", str(exc))
     except Exception as exc:  # logged with its traceback by the caller
+        (wd / "error.log").write_text(traceback.format_exc())
         if _in_gang():  # likely a collective whose peer host died: retried (bounded), not failed
             log.write(traceback.format_exc())
             return outcome("interrupted", f"{first_line(exc)} (in a gang of hosts; one may have died)")
-        (wd / "error.log").write_text(traceback.format_exc())
         lease.finish("failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
         raise
     extra: dict[str, Any] = {"step": spec.train.steps, "train_seconds": clock.train_seconds}

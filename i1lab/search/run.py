@@ -518,6 +518,7 @@ class Driver:
             time.sleep(self.poll_seconds)  # only jobs waiting to retry
         for ref in ready:
             job = self.launched.pop(ref)
+            self._release_slice(job)
             try:
                 outcome = ray.get(ref)
             except Exception as exc:
@@ -547,6 +548,14 @@ class Driver:
                 self.registry.settle_run(job.run_id, status, reason)
             else:
                 self.registry.set_status(job.run_id, status, reason)
+
+    def _release_slice(self, job: _Job) -> None:
+        """Remove the placement groups of a slice job's attempt (left behind when its task is killed)."""
+        if job.slice is not None and job.owner:
+            from i1lab.gang import remove_slice_groups
+
+            with contextlib.suppress(Exception):
+                remove_slice_groups(job.owner)
 
     def _finish(self, job: _Job, outcome: Outcome) -> None:
         if outcome.status in ("interrupted", "raised"):  # a slice's host died or raised
@@ -590,6 +599,7 @@ class Driver:
                 trial.report(value, step)
             if job.trials[0].should_prune():
                 ray.cancel(ref, force=True)
+                self._release_slice(job)
                 self.launched.pop(ref, None)
                 self.jobs.pop(job.hash, None)
                 self._settle(job, "cancelled", f"pruned by search {self.setup.name} at step {step}")
@@ -615,6 +625,7 @@ class Driver:
                     ray.cancel(job.ref, force=True)
                 except Exception:  # the task may be finishing; the run's status says what happened
                     pass
+                self._release_slice(job)
             with contextlib.suppress(Exception):
                 self._settle(
                     job, "queued" if job.training else "cancelled", f"search {self.setup.name} stopped"

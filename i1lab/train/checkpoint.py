@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,18 +140,31 @@ class Checkpoints:
         return state, meta
 
     def restore_latest(
-        self, abstract_state: Any, quarantine: Path | None
+        self, abstract_state: Any, quarantine: Path | None, agree: Callable[[bool], bool] | None = None
     ) -> tuple[Restored | None, list[str]]:
         """The newest checkpoint that restores and verifies (None if none does), and one line per newer
-        checkpoint found corrupt. Corrupt ones are moved to ``quarantine`` (only skipped when None)."""
+        checkpoint found corrupt. Corrupt ones are moved to ``quarantine`` (only skipped when None).
+
+        ``agree``: for the processes of one run (every one restores each checkpoint it tries, together),
+        takes this process's verdict on a checkpoint and returns the one all go by (process 0's), so that
+        all resume from the same step; a process that cannot read the checkpoint the others use stops."""
         skipped: list[str] = []
         for step in reversed(self.steps()):
+            error: CheckpointCorrupt | None = None
             try:
                 state, meta = self.restore(step, abstract_state)
             except CheckpointCorrupt as exc:
-                skipped.append(str(exc))
+                error = exc
+            ok = error is None if agree is None else agree(error is None)
+            if ok and error is not None:
+                raise I1labError(f"{self.directory}: this host cannot read checkpoint {error}") from None
+            if not ok:
+                skipped.append(str(error or f"step {step}: corrupt on another host"))
                 if quarantine is not None:
                     self._quarantine(step, quarantine)
+                if agree is not None:  # once it is moved aside, every process forgets it
+                    agree(True)
+                    self.manager.reload()
                 continue
             return Restored(step, state, meta), skipped
         return None, skipped

@@ -87,6 +87,12 @@ class DataParallel:
 
         return jax.tree_util.tree_map(put, tree)
 
+    def agree(self, verdict: bool) -> bool:
+        """Process 0's verdict, in every process (a collective: every process calls it)."""
+        from jax.experimental import multihost_utils
+
+        return bool(multihost_utils.broadcast_one_to_all(np.asarray(verdict)))
+
     def abstract(self, tree: Any) -> Any:
         """Shapes and dtypes of a state -> the same, placed replicated (what a restore fills in)."""
         import jax

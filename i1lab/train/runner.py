@@ -258,7 +258,7 @@ def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None =
     ckpts = _checkpoints(parent, parent_dir)
     try:
         abstract, _, _ = initial_state(parent, abstract=True, dp=dp)
-        found, skipped = ckpts.restore_latest(abstract, quarantine=None)
+        found, skipped = ckpts.restore_latest(abstract, None, dp.agree if dp is not None else None)
         if found is None:
             detail = f" ({'; '.join(skipped)})" if skipped else ""
             raise I1labError(f"resume_from: the parent run in {parent_dir} has no usable checkpoint{detail}")
@@ -270,10 +270,13 @@ def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None =
         )
     table = pos_embed_table(model_config(spec))
     restored = found.state
-    new_table = dp.place(np.asarray(table)) if dp is not None else jnp.asarray(table)
 
     def fresh(tree: Any) -> Any:
-        return {**tree, "pos_embed": new_table} if "pos_embed" in tree else tree
+        if "pos_embed" not in tree:
+            return tree
+        # a new array for each tree: the train step donates the state, and one buffer cannot be donated twice
+        table_array = dp.place(np.asarray(table)) if dp is not None else jnp.array(table)
+        return {**tree, "pos_embed": table_array}
 
     return TrainState(restored.step, fresh(restored.params), fresh(restored.ema), restored.opt_state)
 
@@ -373,7 +376,7 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
         abstract, tx, frozen = initial_state(spec, abstract=True, dp=dp)
         # only process 0 moves a corrupt checkpoint aside; the others skip it alike
         quarantine = workdir / "corrupt" if primary else None
-        found, skipped = ckpts.restore_latest(abstract, quarantine=quarantine)
+        found, skipped = ckpts.restore_latest(abstract, quarantine, dp.agree if dp is not None else None)
         notes += [f"skipped corrupt checkpoint {s}" for s in skipped]
         if found is not None:
             recorded = found.meta.get("data", {}).get("fingerprint")

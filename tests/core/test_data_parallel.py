@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tests.core.test_ray_cluster import free_port
+from tests.core.test_train_runner import _corrupt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,10 +116,15 @@ def test_two_processes_train_the_run_one_process_trains(tmp_path: Path) -> None:
         assert float(np.abs(x - y).max()) < 1e-4
     assert sorted(p.name for p in (gang / "events").iterdir()) == ["00000008.json"]
 
-    # a gang resumes from its checkpoints as a lone process resumes from its own
+    # a gang resumes from its checkpoints as a lone process resumes from its own; the newest one is
+    # corrupt here: every process skips it (process 0's verdict), process 0 alone moves it aside, and
+    # both resume from the one before
+    _corrupt(gang / "checkpoints" / "8", "digest")
     [one] = train_in(alone, 1, 12, cache)
-    first, _ = train_in(gang, 2, 12, cache)
-    assert "resumed from checkpoint 8" in first["notes"]
+    first, second = train_in(gang, 2, 12, cache)
+    for notes in (first["notes"], second["notes"]):
+        assert "resumed from checkpoint 4" in notes and any("step 8: params do not match" in n for n in notes)
+    assert len(list((gang / "corrupt").iterdir())) == 1
     a, g = losses(alone), losses(gang)
     assert [s for s, _ in g] == list(range(1, 13))
     assert np.allclose([x for _, x in g], [x for _, x in a], rtol=1e-4), (a, g)
