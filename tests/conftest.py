@@ -29,6 +29,7 @@ EXPERIMENTS = REPO / "experiments"
 # from a neighbouring test cannot push them past their limits.
 SERIAL_MODULES = frozenset(
     {
+        "tests/core/test_data_parallel.py",
         "tests/core/test_end_to_end.py",
         "tests/core/test_jobs.py",
         "tests/core/test_leases.py",
