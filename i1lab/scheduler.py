@@ -327,7 +327,6 @@ class _Driver:
         self.on_poll, self.on_done, self.on_note = on_poll, on_done, on_note
         self.poll_seconds = poll_seconds
         self.fn: Callable[..., Outcome] = fn or execute_run
-        self.default_fn: Callable[..., Outcome] = execute_run
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
         self.slice_remote: Any = None  # i1lab.gang.execute_slice, made remote on first use
@@ -523,7 +522,9 @@ class _Driver:
         if self.slice_remote is None:
             self.slice_remote = self.ray.remote(execute_slice)
         here = NodeAffinitySchedulingStrategy(node_id=self.ray.get_runtime_context().get_node_id(), soft=True)
-        fn = None if self.fn is self.default_fn else self.fn
+        from i1lab.worker import execute_run
+
+        fn = None if self.fn is execute_run else self.fn
         ref = self.slice_remote.options(
             num_cpus=0, max_retries=0, scheduling_strategy=here, name=f"i1lab:{t.name} (slice)"
         ).remote(call, slice_shape(t.resources), fn)

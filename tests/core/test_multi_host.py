@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.core.test_ray_cluster import EXPERIMENTS, node_of, ray_cluster, submit
+from tests.core.test_ray_cluster import EXPERIMENTS, checkpointed_run, node_of, ray_cluster, submit
 
 STUDY = """\
 study: gang_micro
@@ -101,7 +101,6 @@ def test_a_slice_host_that_dies_interrupts_the_run_which_resumes_on_the_slice_on
     stopped, the run counts one interruption and waits; once the host is back (a new node with the
     slice's labels, as GKE recreates a preempted TPU pod) the run resumes on the slice from its latest
     checkpoint and finishes, one record of it in the registry."""
-    from i1lab.errors import I1labError
     from i1lab.registry import Registry
 
     study = tmp_path / "preempt.yaml"
@@ -109,23 +108,7 @@ def test_a_slice_host_that_dies_interrupts_the_run_which_resumes_on_the_slice_on
     args, env = [slice_host(0), slice_host(1)], [slice_env(0), slice_env(1)]
     with ray_cluster(tmp_path, 2, head_resources=None, worker_args=args, worker_env=env) as cluster:
         proc = submit(study, cluster.address, {**cluster.env, "I1LAB_LEASE_SECONDS": "10"}, home)
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "no checkpoint of the running run within 240 s"
-            time.sleep(0.2)
-            if not (home / "registry.db").is_file():
-                continue
-            try:
-                registry = Registry()
-                runs = registry.runs()
-                if runs and runs[0].status == "running" and registry.checkpoints(runs[0].id):
-                    break
-            except I1labError:  # the submitter is creating the registry this very moment
-                continue
-        run = runs[0]
-        started = next(e for e in registry.events([run.id]) if e.kind == "started")
-        leader_pid = int((started.detail or "").split()[1].rstrip(","))
+        registry, run, leader_pid = checkpointed_run(proc, home)
         leader_node = node_of(cluster, leader_pid)
         assert leader_node is not None, f"host 0's pid {leader_pid} is on no worker node"
         victim = next(w for w in cluster.workers if w is not leader_node)  # the other host

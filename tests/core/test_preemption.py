@@ -6,10 +6,9 @@ one record of it with one interruption."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
-from tests.core.test_ray_cluster import EXPERIMENTS, node_of, ray_cluster, submit
+from tests.core.test_ray_cluster import EXPERIMENTS, checkpointed_run, node_of, ray_cluster, submit
 
 STUDY = """\
 study: preempt_micro
@@ -28,7 +27,6 @@ profiles:
 def test_a_killed_worker_node_is_an_interruption_and_the_run_resumes_on_the_other(
     home: Path, tmp_path: Path
 ) -> None:
-    from i1lab.errors import I1labError
     from i1lab.registry import Registry
 
     study = tmp_path / "preempt.yaml"
@@ -36,26 +34,9 @@ def test_a_killed_worker_node_is_an_interruption_and_the_run_resumes_on_the_othe
     with ray_cluster(tmp_path, 2, head_resources=None) as cluster:
         env = {**cluster.env, "I1LAB_LEASE_SECONDS": "10"}
         proc = submit(study, cluster.address, env, home)
-        deadline = time.monotonic() + 240
-        victim = None
-        while victim is None:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "no checkpoint of a running run within 240 s"
-            time.sleep(0.1)
-            if not (home / "registry.db").is_file():
-                continue
-            try:
-                registry = Registry()
-                runs = registry.runs()
-            except I1labError:  # the submitter is creating the registry this very moment
-                continue
-            if not runs or runs[0].status != "running" or not registry.checkpoints(runs[0].id):
-                continue
-            run = runs[0]
-            started = [e for e in registry.events([run.id]) if e.kind == "started"]
-            pid = int((started[0].detail or "").split()[1].rstrip(","))
-            victim = node_of(cluster, pid)
-            assert victim is not None, f"worker pid {pid} is on no worker node"
+        registry, run, pid = checkpointed_run(proc, home)
+        victim = node_of(cluster, pid)
+        assert victim is not None, f"worker pid {pid} is on no worker node"
         first_node = run.node
         killed = cluster.kill_node(victim)
         # the run's step is written every few seconds, its checkpoints as they land: the latest checkpoint

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 RAY = Path(sys.executable).parent / "ray"
@@ -199,6 +200,29 @@ def submit(study: Path, address: str, env: dict[str, str], home: Path, *extra: s
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def checkpointed_run(proc: subprocess.Popen[str], home: Path, timeout: float = 240) -> tuple[Any, Any, int]:
+    """Wait until the submitted study's first run is running with a checkpoint recorded: ``(registry,
+    run, pid of the process holding its lease)``."""
+    from i1lab.errors import I1labError
+    from i1lab.registry import Registry
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"no checkpoint of a running run within {timeout:.0f} s"
+        time.sleep(0.1)
+        if not (home / "registry.db").is_file():
+            continue
+        try:
+            registry = Registry()
+            runs = registry.runs()
+        except I1labError:  # the submitter is creating the registry this very moment
+            continue
+        if runs and runs[0].status == "running" and registry.checkpoints(runs[0].id):
+            started = next(e for e in registry.events([runs[0].id]) if e.kind == "started")
+            return registry, runs[0], int((started.detail or "").split()[1].rstrip(","))
 
 
 def test_tpu_study_uses_at_most_one_run_per_slice_and_evaluates_beside_training(
