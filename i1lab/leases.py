@@ -23,7 +23,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from i1lab.errors import I1labError
-from i1lab.registry.store import LeaseEvent, now
+from i1lab.registry.store import LeaseEvent, LeaseGrant, LeaseRequest, now
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry, ScoreRecord
@@ -82,15 +82,19 @@ class _Heartbeats:
         self._due: dict[Lease, float] = {}  # lease -> when its next heartbeat is due (monotonic)
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._wake = 0.0  # when the thread wakes up next by itself (monotonic)
 
     def add(self, lease: Lease) -> None:
         with self._cond:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()  # a forked child starts its own thread
+                self._wake = 0.0
                 self._thread = threading.Thread(target=self._run, name="i1lab-leases", daemon=True)
                 self._thread.start()
-            self._due[lease] = time.monotonic() + lease.interval
-            self._cond.notify()
+            due = time.monotonic() + lease.interval
+            self._due[lease] = due
+            if due < self._wake:  # else the thread wakes up in time anyway (a batch of short runs
+                self._cond.notify()  # adds a lease per run: no thread switch for each)
 
     def remove(self, lease: Lease) -> None:
         with self._cond:
@@ -106,8 +110,10 @@ class _Heartbeats:
                 t = time.monotonic()
                 due = [lease for lease, at in self._due.items() if at <= t]
                 if not due:
-                    self._cond.wait(min(self._due.values(), default=t + 60.0) - t)
+                    self._wake = min(self._due.values(), default=t + 60.0)
+                    self._cond.wait(self._wake - t)
                     continue
+                self._wake = 0.0  # renewing now: a lease added meanwhile notifies
                 for lease in due:
                     self._due[lease] = t + lease.interval
             for lease in due:
@@ -135,6 +141,7 @@ class Lease:
         self._confirmed = time.monotonic()  # when the registry last confirmed the lease
         self._lock = threading.Lock()
         self._pending: list[LeaseEvent] = []  # deferred events (see :meth:`event`)
+        self.handed: LeaseGrant | None = None  # the lease :meth:`finish` took for ``then``
 
     # --- heartbeat -------------------------------------------------------------------------------
     @property
@@ -235,12 +242,33 @@ class Lease:
         return self._fenced(self.registry.fenced_event(self.run_id, self.token, kind, self.node, detail))
 
     def finish(
-        self, status: Literal["finished", "failed", "cancelled"], reason: str | None = None, **values: Any
+        self,
+        status: Literal["finished", "failed", "cancelled"],
+        reason: str | None = None,
+        *,
+        then: LeaseRequest | None = None,
+        **values: Any,
     ) -> bool:
-        """Record the terminal status (after the deferred events) and release the lease (fenced)."""
-        ok = self.registry.finish_lease(
-            self.run_id, self.token, status, reason, events=self._take_events(), **values
-        )
+        """Record the terminal status (after the deferred events) and release the lease (fenced).
+
+        ``then``: in the same transaction, take that run's lease for this worker (the next run of a
+        batch); the answer is left in :attr:`handed`."""
+        if then is None:
+            ok = self.registry.finish_lease(
+                self.run_id, self.token, status, reason, events=self._take_events(), **values
+            )
+        else:
+            ok, self.handed = self.registry.finish_lease_and_acquire(
+                self.run_id,
+                self.token,
+                status,
+                reason,
+                events=self._take_events(),
+                then=then,
+                ttl=self.ttl,
+                node=self.node,
+                **values,
+            )
         self._stop.set()
         return self._fenced(ok)
 

@@ -24,13 +24,14 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
 from i1lab.errors import I1labError
 from i1lab.leases import Lease, LeaseLost, lease_seconds, new_owner, node_name
 from i1lab.registry import Registry, ScoreRecord
+from i1lab.registry.store import LeaseGrant, LeaseRequest
 from i1lab.spec.run import RunSpec
 
 if TYPE_CHECKING:
@@ -70,6 +71,31 @@ class EvalOutcome(BaseModel):
     node: str
     pid: int
     scores: str = ""  # the scores recorded, as a log line
+
+
+class _Handover(threading.local):
+    """The lease hand-over between the runs of one batch (:func:`execute_batch`): the transaction that
+    records a run's end also takes the lease of the batch's next run (``next``), and :func:`execute_run`
+    of that run uses the grant (``grants``) instead of a transaction of its own. A worker holds one
+    run's lease at a time either way: the next run's is taken as the previous one's is released."""
+
+    def __init__(self) -> None:
+        self.next: LeaseRequest | None = None
+        self.grants: dict[tuple[int, str], LeaseGrant] = {}
+
+
+_HANDOVER = _Handover()
+
+
+def _finish(
+    lease: Lease, status: Literal["finished", "failed"], reason: str | None = None, **values: Any
+) -> bool:
+    """``lease.finish``, handing over to the next run of the batch if there is one."""
+    then = _HANDOVER.next
+    ok = lease.finish(status, reason, then=then, **values)
+    if then is not None and lease.handed is not None:
+        _HANDOVER.grants[(then.run_id, then.owner)] = lease.handed
+    return ok
 
 
 def freeze_heap() -> None:
@@ -385,7 +411,8 @@ def execute_run(
     registry = _registry(database_url)
     node = node_name()
     ttl = lease_seconds()
-    grant = registry.acquire_lease(
+    handed = _HANDOVER.grants.pop((run_id, owner), None) if owner else None
+    grant = handed or registry.acquire_lease(
         run_id, owner or new_owner(), ttl=ttl, node=node, expect_token=expect_token
     )
     if grant.state != "acquired" or grant.token is None:
@@ -427,15 +454,28 @@ def first_line(exc: BaseException) -> str:
 def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None = None) -> list[Outcome]:
     """Several short runs in one Ray task, one after the other (the scheduler batches runs that all
     took under a second): each is one :func:`execute_run` call (``fn``: a replacement with the same
-    arguments) with its own lease, log and outcome. A run whose own code raises does not stop the
+    arguments) with its own lease, log and outcome. The transaction that records a run's end also
+    takes the next run's lease (:class:`_Handover`): one registry transaction per run, not two, and
+    no moment where the worker holds two leases. A run whose own code raises does not stop the
     others: it is recorded failed at once, and its outcome is ``raised`` with the exception's first
     line. A run interrupted (its evaluations kept dying) has its lease released at once, for the
     driver to retry it: a lease kept until the batch ends would expire meanwhile."""
     run = fn or execute_run
     outcomes = []
-    for call in calls:
+    _HANDOVER.grants.clear()
+    for i, call in enumerate(calls):
         t0 = time.perf_counter()
         run_id, owner = call["run_id"], call.get("owner")
+        following = calls[i + 1] if i + 1 < len(calls) else None
+        _HANDOVER.next = (
+            LeaseRequest(
+                run_id=following["run_id"],
+                owner=following["owner"],
+                expect_token=following.get("expect_token"),
+            )
+            if following is not None and following.get("owner")
+            else None
+        )
         try:
             outcome = run(**call)
         except (Exception, SystemExit) as exc:
@@ -456,7 +496,15 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
                 _registry(call.get("database_url")).interrupt_lease(
                     run_id, owner, outcome.reason or "interrupted"
                 )
+            unused = _HANDOVER.grants.pop((run_id, owner), None) if owner else None
+            if unused is not None and unused.state == "acquired" and owner:  # ``fn`` took it another way
+                _registry(call.get("database_url")).interrupt_lease(
+                    run_id, owner, "the lease handed to it was not used", interrupted=False
+                )
+        finally:
+            _HANDOVER.next = None
         outcomes.append(outcome)
+    _HANDOVER.grants.clear()
     return outcomes
 
 
@@ -613,22 +661,22 @@ def _train_and_evaluate(
         return outcome("interrupted", str(exc))
     except RunFailed as exc:
         log.write(traceback.format_exc())
-        lease.finish("failed", str(exc))
+        _finish(lease, "failed", str(exc))
         return outcome("failed", str(exc))
     except (I1labError, NotImplementedError, OSError) as exc:
         log.write(traceback.format_exc())
-        lease.finish("failed", f"{type(exc).__name__}: {exc}")
+        _finish(lease, "failed", f"{type(exc).__name__}: {exc}")
         return outcome("failed", str(exc))
     except Exception as exc:  # logged with its traceback by the caller
         (wd / "error.log").write_text(traceback.format_exc())
         if _in_gang():  # likely a collective whose peer host died: retried (bounded), not failed
             log.write(traceback.format_exc())
             return outcome("interrupted", f"{first_line(exc)} (in a gang of hosts; one may have died)")
-        lease.finish("failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
+        _finish(lease, "failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
         raise
     extra: dict[str, Any] = {"step": spec.train.steps, "train_seconds": clock.train_seconds}
     if clock.rate is not None:
         extra["steps_per_second"] = clock.rate
-    if not lease.finish("finished", **extra):
+    if not _finish(lease, "finished", **extra):
         return outcome("lost", f"run {run_id}: lease lost before its result was recorded")
     return outcome("finished")

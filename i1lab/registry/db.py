@@ -194,7 +194,13 @@ class RawTransaction:
     def __init__(self, cursor: Any, dialect: Any) -> None:
         self.cursor, self.dialect = cursor, dialect
 
-    def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> RawResult:
+    def execute(
+        self, stmt: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> RawResult:
+        """Run ``stmt`` with ``params``; a list of parameter sets runs it once per set (``executemany``,
+        for an INSERT of rows with the same keys)."""
+        if isinstance(params, Sequence):
+            return self._execute_many(stmt, params)
         params = params or {}
         is_insert = getattr(stmt, "is_insert", False)
         columns = tuple(params) if is_insert else ()
@@ -220,14 +226,34 @@ class RawTransaction:
             ]
         return RawResult(rows, cur.rowcount)
 
+    def _execute_many(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> RawResult:
+        if not rows:
+            return RawResult([], 0)
+        columns = tuple(rows[0])
+        key = (self.dialect.name, id(stmt), columns)
+        prep = _PREPARED.get(key)
+        if prep is None or prep.stmt is not stmt:
+            prep = _Prepared(stmt, self.dialect, columns)
+            if len(_PREPARED) > 256:
+                _PREPARED.clear()
+            _PREPARED[key] = prep
+        binds, names, compiled = prep.binds, prep.names, prep.compiled
+        args = []
+        for params in rows:
+            values = compiled.construct_params(params)
+            args.append(tuple(binds[n](values[n]) if n in binds else values[n] for n in names))
+        self.cursor.executemany(prep.sql, args)
+        return RawResult([], self.cursor.rowcount)
+
 
 @contextmanager
 def raw_write(engine: Engine, gate: WriteGate | None) -> Iterator[RawTransaction]:
-    """One ``BEGIN IMMEDIATE`` transaction on a pooled SQLite connection (through ``gate``)."""
-    with gate.hold() if gate is not None else nullcontext():
-        fairy = engine.raw_connection()
-        try:
-            cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+    """One ``BEGIN IMMEDIATE`` transaction on a pooled SQLite connection (through ``gate``, which is
+    held only from ``BEGIN`` to ``COMMIT``: the pool's checkout and checkin happen outside it)."""
+    fairy = engine.raw_connection()
+    try:
+        cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+        with gate.hold() if gate is not None else nullcontext():
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 yield RawTransaction(cursor, engine.dialect)
@@ -235,9 +261,21 @@ def raw_write(engine: Engine, gate: WriteGate | None) -> Iterator[RawTransaction
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
-            cursor.close()
-        finally:
-            fairy.close()
+        cursor.close()
+    finally:
+        fairy.close()
+
+
+@contextmanager
+def raw_read(engine: Engine) -> Iterator[RawTransaction]:
+    """Statements that only read, on a pooled SQLite connection's cursor (no transaction, no gate)."""
+    fairy = engine.raw_connection()
+    try:
+        cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+        yield RawTransaction(cursor, engine.dialect)
+        cursor.close()
+    finally:
+        fairy.close()
 
 
 def write_gate(engine: Engine) -> WriteGate | None:

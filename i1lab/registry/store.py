@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.registry import vectors
-from i1lab.registry.db import execute_many, make_engine, migrate, raw_write, write_gate, writer
+from i1lab.registry.db import execute_many, make_engine, migrate, raw_read, raw_write, write_gate, writer
 from i1lab.registry.schema import (
     ArtifactRow,
     CheckpointRow,
@@ -77,6 +77,18 @@ def _sharing_statement(columns: tuple[Any, ...]) -> Any:
     return (
         select(*columns)
         .where(or_(RunRow.id == bindparam("run_id"), RunRow.workdir == own_dir))
+        .order_by(RunRow.id)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _pair_lock_statement(columns: tuple[Any, ...]) -> Any:
+    """Runs ``:a`` and ``:b`` and every run sharing ``:b``'s work directory, locked in id order."""
+    b_dir = select(RunRow.workdir).where(RunRow.id == bindparam("b")).scalar_subquery()
+    return (
+        select(*columns)
+        .where(or_(RunRow.id.in_([bindparam("a"), bindparam("b")]), RunRow.workdir == b_dir))
         .order_by(RunRow.id)
         .with_for_update()
     )
@@ -286,7 +298,16 @@ class LeaseGrant(BaseModel):
     node: str | None = None
     blocker: int | None = None
     attempt: int | None = None  # acquired: the run's attempt number this lease starts (1 = first)
-    run: RunRecord | None = None  # acquired: the run as the lease left it (read in the same transaction)
+    run: RunRecord | None = None  # acquired: the run as the lease left it (read just after)
+
+
+class LeaseRequest(BaseModel):
+    """A lease a worker asks for: run ``run_id`` for ``owner``, if its token is still ``expect_token``
+    (see :meth:`Registry.acquire_lease`)."""
+
+    run_id: int
+    owner: str
+    expect_token: int | None = None
 
 
 class LeaseEvent(BaseModel):
@@ -1130,59 +1151,79 @@ class Registry:
         ``done`` if anyone leased the run since. A run is refused while another run sharing its work
         directory holds a live lease (one training per folder). On success the run is ``running``, its
         attempt counted, and the new token returned."""
+        with self._connect() as conn:
+            grant = self._acquire(
+                conn, LeaseRequest(run_id=run_id, owner=owner, expect_token=expect_token), ttl, node
+            )
+        return self._with_run(grant, run_id)
+
+    def _with_run(self, grant: LeaseGrant, run_id: int) -> LeaseGrant:
+        """An acquired grant with the run's record, read once the lease's transaction has ended (the
+        lease holder is the only writer of the run from then on: no need to hold the write lock)."""
+        if grant.state != "acquired":
+            return grant
+        if not self._raw:
+            grant.run = self.run(run_id)
+            return grant
+        with raw_read(self.engine) as conn:
+            row = conn.execute(_run_statement(), {"run_id": run_id}).first()
+        if row is None:
+            raise I1labError(f"no run with id {run_id}")
+        grant.run = RunRecord.model_validate(row)
+        return grant
+
+    def _acquire(
+        self, conn: Connection, req: LeaseRequest, ttl: float, node: str | None, t: datetime | None = None
+    ) -> LeaseGrant:
+        """:meth:`acquire_lease` inside the caller's write transaction (at time ``t``: now)."""
         from i1lab.registry.provenance import capture
 
-        t = now()
+        t = t or now()
         prov = capture()
-        with self._connect() as conn:
-            # the run and every run sharing its work directory, locked in id order, in one statement
-            sharing = conn.execute(
-                _sharing_statement(self._LOCKED), {"run_id": run_id, "dir_of": run_id}
-            ).all()
-            row = next((r for r in sharing if r.id == run_id), None)
-            if row is None:
-                raise I1labError(f"no run with id {run_id}")
-            live = _live(row, t)
-            if row.status in ("finished", "imported", "cancelled"):
-                return LeaseGrant(state="done", status=row.status, reason=row.reason)
-            if live:
-                return LeaseGrant(state="leased", owner=row.lease_owner, node=row.node, status=row.status)
-            if expect_token is not None and row.lease_token != expect_token:
-                if row.status == "failed":
-                    return LeaseGrant(state="done", status="failed", reason=row.reason)
-                return LeaseGrant(state="moved", status=row.status)
-            # the rows sharing the work directory are locked: their leases read above are current
-            blocker = next((r.id for r in sharing if r.id != run_id and _live(r, t)), None)
-            if blocker is not None:
-                return LeaseGrant(state="busy", blocker=blocker, status=row.status)
-            if row.lease_owner is not None:  # expired and never released: its holder is gone
-                self._take_over(conn, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
-                row = self._lock_run(conn, run_id)
-            token = row.lease_token + 1
-            done = conn.execute(
-                _grant_statement(),
-                {
-                    "g_id": run_id,
-                    "g_old": row.lease_token,
-                    "g_owner": owner,
-                    "g_token": token,
-                    "g_expires": t + timedelta(seconds=ttl),
-                    "g_beat": t,
-                    "g_node": node,
-                    "g_started": t,
-                    "g_commit": prov.git_commit,
-                    "g_dirty": prov.git_dirty,
-                    "g_versions": prov.versions,
-                    "g_updated": t,
-                },
-            )
-            if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
-                return LeaseGrant(state="moved", status=row.status)
-            self._event(conn, run_id, "leased", node, f"token {token}, owner {owner}", t)
-            record = RunRecord.model_validate(conn.execute(_run_statement(), {"run_id": run_id}).first())
-            return LeaseGrant(
-                state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1, run=record
-            )
+        run_id, owner, expect_token = req.run_id, req.owner, req.expect_token
+        # the run and every run sharing its work directory, locked in id order, in one statement
+        sharing = conn.execute(_sharing_statement(self._LOCKED), {"run_id": run_id, "dir_of": run_id}).all()
+        row = next((r for r in sharing if r.id == run_id), None)
+        if row is None:
+            raise I1labError(f"no run with id {run_id}")
+        live = _live(row, t)
+        if row.status in ("finished", "imported", "cancelled"):
+            return LeaseGrant(state="done", status=row.status, reason=row.reason)
+        if live:
+            return LeaseGrant(state="leased", owner=row.lease_owner, node=row.node, status=row.status)
+        if expect_token is not None and row.lease_token != expect_token:
+            if row.status == "failed":
+                return LeaseGrant(state="done", status="failed", reason=row.reason)
+            return LeaseGrant(state="moved", status=row.status)
+        # the rows sharing the work directory are locked: their leases read above are current
+        blocker = next((r.id for r in sharing if r.id != run_id and _live(r, t)), None)
+        if blocker is not None:
+            return LeaseGrant(state="busy", blocker=blocker, status=row.status)
+        if row.lease_owner is not None:  # expired and never released: its holder is gone
+            self._take_over(conn, run_id, row, t, f"lease expired (last heartbeat {row.heartbeat_at})")
+            row = self._lock_run(conn, run_id)
+        token = row.lease_token + 1
+        done = conn.execute(
+            _grant_statement(),
+            {
+                "g_id": run_id,
+                "g_old": row.lease_token,
+                "g_owner": owner,
+                "g_token": token,
+                "g_expires": t + timedelta(seconds=ttl),
+                "g_beat": t,
+                "g_node": node,
+                "g_started": t,
+                "g_commit": prov.git_commit,
+                "g_dirty": prov.git_dirty,
+                "g_versions": prov.versions,
+                "g_updated": t,
+            },
+        )
+        if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
+            return LeaseGrant(state="moved", status=row.status)
+        self._event(conn, run_id, "leased", node, f"token {token}, owner {owner}", t)
+        return LeaseGrant(state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1)
 
     def renew_lease(
         self,
@@ -1290,30 +1331,74 @@ class Registry:
         """End the attempt holding ``token``: set the terminal status, stop the clock, release the lease
         (the token moves on) and record the event (after ``events``, the attempt's own, not written
         yet), in one transaction. False (nothing written) if the token is stale."""
-        t = now()
-        with self._connect() as s:
-            row = self._lock_run(s, run_id)
-            if row.lease_token != token or row.lease_owner is None:
-                return False
-            for e in events:
-                self._event(s, run_id, e.kind, row.node, e.detail, e.at)
-            _set_run(
-                s,
-                run_id,
-                {
-                    "status": status,
-                    "reason": reason,
-                    "finished_at": t,
-                    "updated_at": t,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "lease_token": token + 1,
-                    **self._stop_clock(row, t),
-                    **values,
-                },
-            )
-            self._event(s, run_id, status, row.node, reason, t)
-            return True
+        with self._connect() as conn:
+            return self._finish(conn, run_id, token, status, reason, events, values)
+
+    def finish_lease_and_acquire(
+        self,
+        run_id: int,
+        token: int,
+        status: Literal["finished", "failed", "cancelled"],
+        reason: str | None = None,
+        *,
+        events: Sequence[LeaseEvent] = (),
+        then: LeaseRequest,
+        ttl: float,
+        node: str | None = None,
+        **values: Any,
+    ) -> tuple[bool, LeaseGrant]:
+        """:meth:`finish_lease`, then :meth:`acquire_lease` of the run ``then`` names for the same
+        worker, in one transaction: a worker running a batch of short runs hands itself the next run's
+        lease as it records a run's end (one transaction per run instead of two). The two are
+        independent: a stale ``token`` writes nothing of the first run and the next lease is still
+        tried. The rows are locked in id order first (PostgreSQL: no deadlock with another
+        transaction locking both)."""
+        with self._connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(_pair_lock_statement(self._LOCKED), {"a": run_id, "b": then.run_id})
+            t = now()  # the next lease starts as the run ends
+            ok = self._finish(conn, run_id, token, status, reason, events, values, t)
+            grant = self._acquire(conn, then, ttl, node, t)
+        return ok, self._with_run(grant, then.run_id)
+
+    def _finish(
+        self,
+        conn: Connection,
+        run_id: int,
+        token: int,
+        status: Literal["finished", "failed", "cancelled"],
+        reason: str | None,
+        events: Sequence[LeaseEvent],
+        values: Mapping[str, Any],
+        t: datetime | None = None,
+    ) -> bool:
+        """:meth:`finish_lease` inside the caller's write transaction (at time ``t``: now)."""
+        t = t or now()
+        row = self._lock_run(conn, run_id)
+        if row.lease_token != token or row.lease_owner is None:
+            return False
+        _set_run(
+            conn,
+            run_id,
+            {
+                "status": status,
+                "reason": reason,
+                "finished_at": t,
+                "updated_at": t,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "lease_token": token + 1,
+                **self._stop_clock(row, t),
+                **values,
+            },
+        )
+        # the attempt's own events, then its end, in one statement
+        ends = [*events, LeaseEvent(kind=status, detail=reason, at=t)]
+        rows = [
+            {"run_id": run_id, "at": e.at, "kind": e.kind, "node": row.node, "detail": e.detail} for e in ends
+        ]
+        conn.execute(_EVENT_INSERT, rows)
+        return True
 
     def interrupt_lease(
         self,

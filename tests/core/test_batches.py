@@ -182,3 +182,110 @@ def _with_env(fn: Any, **env: str) -> Any:
                     os.environ[k] = v
 
     return wrapped
+
+
+# --- the lease hand-over inside a batch, through the real worker (in this process) ---------------
+
+HANDOVER_STUDY = """\
+study: handover
+extends: {baseline}
+axes:
+  train.lr: [1.0e-4, 2.0e-4, 3.0e-4]
+"""
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's training returns at once (it reports its last step): what is under test is the
+    lease of each run around it."""
+    import i1lab.train.runner as runner
+
+    def train(spec: Any, workdir: Any, hooks: Any, init_from: Any = None) -> dict[str, Any]:
+        hooks.on_step(spec.train.steps)
+        return {"step": spec.train.steps}
+
+    monkeypatch.setattr(runner, "train", train)
+    monkeypatch.setattr(runner, "eval_steps", lambda spec: set())
+
+
+def planned_calls(registry: Registry, tmp_path: Path) -> list[dict[str, Any]]:
+    """A four-run study planned and recorded as ``i1lab submit`` does, queued, as a driver's calls."""
+    from i1lab.plan import expand, make_plan
+    from i1lab.spec import load_study
+    from i1lab.submit import planned_members
+    from tests.core.test_ray_cluster import EXPERIMENTS
+
+    path = tmp_path / "handover.yaml"
+    path.write_text(HANDOVER_STUDY.format(baseline=EXPERIMENTS / "baseline.yaml"))
+    study = load_study(path)
+    variants = expand(study, "tiny")
+    plan = make_plan(study, variants, registry.existing_runs(v.hash for v in variants), "tiny")
+    ids = registry.record_plan(plan.study, planned_members(plan), file=str(path), profile="tiny")
+    run_ids = [ids[r.name] for r in plan.runs]
+    tokens = registry.queue_runs(run_ids)
+    return [
+        {"run_id": r, "database_url": registry.url, "expect_token": tokens[r].token, "owner": f"driver/{r}/1"}
+        for r in run_ids
+    ]
+
+
+def test_each_run_of_a_batch_is_leased_in_the_transaction_that_ends_the_one_before(
+    home: Path, tmp_path: Path, no_training: None
+) -> None:
+    """One transaction per run instead of two: recording run k's end also takes run k+1's lease. A
+    run another submitter holds is refused in that hand-over (and left alone), and the run after it
+    takes its own lease."""
+    from i1lab.worker import execute_batch
+
+    registry = Registry()
+    calls = planned_calls(registry, tmp_path)
+    ids = [c["run_id"] for c in calls]
+    held = registry.acquire_lease(ids[2], "another-submitter", ttl=60, node="elsewhere")
+    assert held.state == "acquired"
+
+    outcomes = execute_batch(calls)
+
+    assert [o.status for o in outcomes] == ["finished", "finished", "elsewhere", "finished"]
+    events = registry.events(ids)
+    by_run = {r: [e for e in events if e.run_id == r] for r in ids}
+    for r in (ids[0], ids[1], ids[3]):
+        kinds = [e.kind for e in by_run[r]]
+        assert kinds.count("leased") == 1 and kinds[-1] == "finished", kinds
+        assert registry.run(r).attempts == 1
+    finished_0 = next(e for e in by_run[ids[0]] if e.kind == "finished")
+    leased_1 = next(e for e in by_run[ids[1]] if e.kind == "leased")
+    # written together, in one transaction: the next run's lease starts as the previous run ends
+    assert leased_1.id == finished_0.id + 1 and leased_1.at == finished_0.at
+    assert registry.run(ids[1]).started_at == registry.run(ids[0]).finished_at
+    assert "driver/" in (leased_1.detail or "")
+    # the run held elsewhere: untouched by this batch
+    run = registry.run(ids[2])
+    assert (run.status, run.lease_owner) == ("running", "another-submitter")
+    assert [e.kind for e in by_run[ids[2]]].count("leased") == 1
+    # the run after it took its own lease, after the refusal (not in the transaction of run 1's end)
+    finished_1 = next(e for e in by_run[ids[1]] if e.kind == "finished")
+    leased_3 = next(e for e in by_run[ids[3]] if e.kind == "leased")
+    assert leased_3.at > finished_1.at
+
+
+def test_a_lease_handed_to_a_run_the_batch_function_does_not_run_is_released(
+    home: Path, tmp_path: Path, no_training: None
+) -> None:
+    """A batch function that skips a run (it answers without calling the worker) leaves no lease
+    behind: the run is queued again, with no interruption counted, and the batch goes on."""
+    from i1lab.worker import execute_batch, execute_run
+
+    registry = Registry()
+    calls = planned_calls(registry, tmp_path)
+    ids = [c["run_id"] for c in calls]
+
+    def skipping(**call: Any) -> Outcome:
+        if call["run_id"] == ids[1]:
+            return Outcome(run_id=ids[1], status="elsewhere", seconds=0.0)
+        return execute_run(**call)
+
+    outcomes = execute_batch(calls, skipping)
+    assert [o.status for o in outcomes] == ["finished", "elsewhere", "finished", "finished"]
+    run = registry.run(ids[1])
+    assert (run.status, run.lease_owner, run.interruptions) == ("queued", None, 0)
+    assert [registry.run(r).status for r in (ids[0], ids[2], ids[3])] == ["finished"] * 3
