@@ -229,15 +229,16 @@ def planned_calls(registry: Registry, tmp_path: Path) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_each_run_of_a_batch_is_leased_in_the_transaction_that_ends_the_one_before(
-    home: Path, tmp_path: Path, no_training: None
+    home: Path, tmp_path: Path, no_training: None, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """One transaction per run instead of two: recording run k's end also takes run k+1's lease. A
     run another submitter holds is refused in that hand-over (and left alone), and the run after it
     takes its own lease."""
     from i1lab.worker import execute_batch
 
-    registry = Registry()
+    registry = Registry(None if backend == "sqlite" else request.getfixturevalue("postgres_url"))
     calls = planned_calls(registry, tmp_path)
     ids = [c["run_id"] for c in calls]
     held = registry.acquire_lease(ids[2], "another-submitter", ttl=60, node="elsewhere")
