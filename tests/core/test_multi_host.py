@@ -6,14 +6,16 @@ per host joins one JAX runtime (on CPU here), and the run trains data-parallel o
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.core.test_ray_cluster import EXPERIMENTS, checkpointed_run, node_of, ray_cluster, submit
 
 STUDY = """\
-study: gang_micro
+study: gang
 extends: {baseline}
 axes:
   train.seed: [1]  # the baseline's one program again: the second run compiles nothing
@@ -21,11 +23,11 @@ profiles:
   tiny:
     resources.accelerator: tpu-v6e-8
     resources.hosts: 2
-    train.steps: 6
+    train.steps: 20
     train.batch_size: 4
-    train.checkpoint_every: 3
-    train.keep_every: 6
-    train.log_every: 3
+    train.checkpoint_every: 4
+    train.keep_every: 20
+    train.log_every: 4
     eval.benchmarks: []
 """
 
@@ -46,65 +48,30 @@ def slice_env(worker_id: int) -> dict[str, str]:
     }
 
 
-def test_a_run_on_a_two_host_slice_trains_on_both_hosts_one_run_per_slice(home: Path, tmp_path: Path) -> None:
+def held(events: list[Any]) -> list[tuple[Any, Any]]:
+    """The spans an attempt of a run held its slice: from each ``started`` to the next end of it."""
+    spans, begun = [], None
+    for e in events:
+        if e.kind == "started":
+            begun = e.at
+        elif e.kind in ("interrupted", "finished") and begun is not None:
+            spans.append((begun, e.at))
+            begun = None
+    return spans
+
+
+def test_runs_on_a_two_host_slice_take_it_in_turn_and_one_whose_host_dies_resumes_on_it(
+    home: Path, tmp_path: Path
+) -> None:
+    """Two runs on one two-host slice: each trains data-parallel over both hosts, one at a time. Host 1
+    is killed during the first (its node vanishes, as a preempted VM does): the gang is stopped, the
+    run counts one interruption and waits; once the host is back (a new node with the slice's labels,
+    as GKE recreates a preempted TPU pod) the run resumes on the slice from its latest checkpoint and
+    finishes, one record of it in the registry; the other run trains once, untouched."""
     from i1lab.registry import Registry
 
     study = tmp_path / "gang.yaml"
     study.write_text(STUDY.format(baseline=EXPERIMENTS / "baseline.yaml"))
-    args, env = [slice_host(0), slice_host(1)], [slice_env(0), slice_env(1)]
-    with ray_cluster(tmp_path, 2, head_resources=None, worker_args=args, worker_env=env) as cluster:
-        proc = submit(study, cluster.address, cluster.env, home)
-        out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-
-    registry = Registry()
-    runs = registry.runs()
-    assert len(runs) == 2 and all((r.status, r.step) == ("finished", 6) for r in runs), out
-    spans = []
-    for run in runs:
-        log = registry.events([run.id])
-        started = [e for e in log if e.kind == "started"]
-        assert len(started) == 1 and "data parallel over 2 devices of 2 hosts" in (started[0].detail or "")
-        finished = next(e for e in log if e.kind == "finished")
-        spans.append((started[0].at, finished.at))
-        # one record of each logged step: host 0 alone writes the run's files
-        steps = [
-            json.loads(x)["step"]
-            for x in (Path(run.workdir or "") / "metrics.jsonl").read_text().splitlines()
-        ]
-        assert steps == [1, 2, 3, 6]
-        assert [c[0] for c in registry.checkpoints(run.id)] == [3, 6]
-    (_, first_end), (second_start, _) = sorted(spans)
-    assert first_end <= second_start, "two runs held the one slice at once"
-
-
-PREEMPT = """\
-study: gang_preempt
-extends: {baseline}
-profiles:
-  tiny:
-    resources.accelerator: tpu-v6e-8
-    resources.hosts: 2
-    train.steps: 20
-    train.batch_size: 4
-    train.checkpoint_every: 4
-    train.keep_every: 20
-    train.log_every: 4
-    eval.benchmarks: []
-"""
-
-
-def test_a_slice_host_that_dies_interrupts_the_run_which_resumes_on_the_slice_once_it_is_back(
-    home: Path, tmp_path: Path
-) -> None:
-    """Host 1 of the slice is killed mid-run (its node vanishes, as a preempted VM does): the gang is
-    stopped, the run counts one interruption and waits; once the host is back (a new node with the
-    slice's labels, as GKE recreates a preempted TPU pod) the run resumes on the slice from its latest
-    checkpoint and finishes, one record of it in the registry."""
-    from i1lab.registry import Registry
-
-    study = tmp_path / "preempt.yaml"
-    study.write_text(PREEMPT.format(baseline=EXPERIMENTS / "baseline.yaml"))
     args, env = [slice_host(0), slice_host(1)], [slice_env(0), slice_env(1)]
     with ray_cluster(tmp_path, 2, head_resources=None, worker_args=args, worker_env=env) as cluster:
         proc = submit(study, cluster.address, {**cluster.env, "I1LAB_LEASE_SECONDS": "10"}, home)
@@ -128,16 +95,29 @@ def test_a_slice_host_that_dies_interrupts_the_run_which_resumes_on_the_slice_on
     assert "interrupted" in out and "retry 1/3" in out, out
 
     registry = Registry()
-    assert len(registry.runs()) == 1  # one record
-    run = registry.runs()[0]
-    assert (run.status, run.step, run.interruptions, run.attempts) == ("finished", 20, 1, 2)
+    runs = {r.id: r for r in registry.runs()}
+    assert len(runs) == 2  # one record of each
+    killed = runs[run.id]
+    other = next(r for r in runs.values() if r.id != run.id)
+    assert (killed.status, killed.step, killed.interruptions, killed.attempts) == ("finished", 20, 1, 2)
+    assert (other.status, other.step, other.interruptions, other.attempts) == ("finished", 20, 0, 1)
     kinds = [e.kind for e in registry.events([run.id])]
     assert kinds.count("started") == 2 and kinds.count("interrupted") == 1 and kinds[-1] == "finished", kinds
     second = [e for e in registry.events([run.id]) if e.kind == "started"][1]
     resumed = int((second.detail or "").split("resumed from checkpoint ")[1].split(";")[0].split()[0])
     assert step_at_kill <= resumed < 20, second.detail
-    assert "data parallel over 2 devices of 2 hosts" in (second.detail or "")
-    steps = [
-        json.loads(x)["step"] for x in (Path(run.workdir or "") / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert steps == [1, 2, 3, 4, 8, 12, 16, 20]  # one training: the killed attempt's tail was cut
+    for r in runs.values():
+        started = [e for e in registry.events([r.id]) if e.kind == "started"]
+        assert all("data parallel over 2 devices of 2 hosts" in (e.detail or "") for e in started)
+        # one record of each logged step (host 0 alone writes the run's files); the killed attempt's
+        # tail was cut: one training
+        steps = [
+            json.loads(x)["step"] for x in (Path(r.workdir or "") / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert steps == [1, 2, 3, 4, 8, 12, 16, 20], (r.id, steps)
+        assert [c[0] for c in registry.checkpoints(r.id)][-1] == 20
+    # one slice: no two attempts of the runs held it at once
+    spans = sorted(span for r in runs for span in held(registry.events([r])))
+    assert len(spans) == 3
+    for (_, end), (begin, _) in itertools.pairwise(spans):
+        assert end <= begin, "two runs held the one slice at once"
