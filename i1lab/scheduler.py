@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 WAITING_FRESH_SECONDS = 10.0  # a run marked waiting longer ago than this no longer holds others back
 CLUSTER_SECONDS = 5.0  # the cluster's total resources are read again at most this often
 SHORT_SECONDS = 1.0  # attempts quicker than this are pipelined (see ``pipeline_room``)
-SHORT_SAMPLE = 4  # ... once this many of the driver's latest attempts all were
+SHORT_SAMPLE = 2  # ... once this many of the driver's latest attempts all were
 PIPELINE_MAX = 256  # at most this many tasks per slot in flight
 
 

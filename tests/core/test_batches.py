@@ -19,9 +19,11 @@ from i1lab.scheduler import Policy, batches, run_tasks
 from i1lab.worker import Outcome
 from tests.core.test_policy import record
 
-BAD = "r13"  # kills its worker: well after the first runs, inside a batch
-RAISES = "r8"  # raises, in the middle of the first batch (batches start at r4 to r6, with 9 or 10 runs)
-FAILS = "r11"  # fails for its own reason (recorded failed, like a NaN loss) in the same batch, before BAD
+# 24 runs on two slots: r0 and r1 (or r0 to r2) run alone, then the first batch is r2-r12, r3-r13 or
+# r4-r13 (the rest halved over the slots)
+BAD = "r12"  # kills its worker: well after the first runs, inside the first batch
+RAISES = "r8"  # raises, in the middle of the first batch
+FAILS = "r10"  # fails for its own reason (recorded failed, like a NaN loss) in the same batch, before BAD
 
 
 def quick(
