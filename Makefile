@@ -15,6 +15,9 @@ test:
 	.venv/bin/ruff check i1lab models evals dashboards tests benchmarks
 	.venv/bin/ruff format --check i1lab models evals dashboards tests benchmarks
 	.venv/bin/mypy
-	.venv/bin/pytest -q -n 2 --dist loadfile -m "not serial"; first=$$?; \
-	.venv/bin/pytest -q -m serial; second=$$?; \
+	@# one XLA compilation cache for both parts: the serial part's runs reuse what the first part compiled
+	cache=$$(mktemp -d "$${TMPDIR:-/tmp}/i1lab-test-xla-XXXXXX"); \
+	JAX_COMPILATION_CACHE_DIR=$$cache .venv/bin/pytest -q -n 2 --dist loadfile -m "not serial"; first=$$?; \
+	JAX_COMPILATION_CACHE_DIR=$$cache .venv/bin/pytest -q -m serial; second=$$?; \
+	rm -rf "$$cache"; \
 	exit $$(( first || second ))
