@@ -1158,12 +1158,11 @@ class Registry:
         return self._with_run(grant, run_id)
 
     def _with_run(self, grant: LeaseGrant, run_id: int) -> LeaseGrant:
-        """An acquired grant with the run's record, read once the lease's transaction has ended (the
-        lease holder is the only writer of the run from then on: no need to hold the write lock)."""
-        if grant.state != "acquired":
-            return grant
-        if not self._raw:
-            grant.run = self.run(run_id)
+        """An acquired grant with the run's record. On SQLite it is read once the lease's transaction
+        has ended (the lease holder is the only writer of the run from then on), outside the database's
+        one write lock; PostgreSQL locks rows, and the record was read in the transaction (``_acquire``),
+        a round trip fewer than a connection of its own."""
+        if grant.state != "acquired" or grant.run is not None:
             return grant
         with raw_read(self.engine) as conn:
             row = conn.execute(_run_statement(), {"run_id": run_id}).first()
@@ -1223,7 +1222,12 @@ class Registry:
         if _rowcount(done) != 1:  # cannot happen while the row is locked; refuse rather than guess
             return LeaseGrant(state="moved", status=row.status)
         self._event(conn, run_id, "leased", node, f"token {token}, owner {owner}", t)
-        return LeaseGrant(state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1)
+        record = None
+        if not self._raw:  # see _with_run
+            record = RunRecord.model_validate(conn.execute(_run_statement(), {"run_id": run_id}).first())
+        return LeaseGrant(
+            state="acquired", token=token, node=node, attempt=(row.attempts or 0) + 1, run=record
+        )
 
     def renew_lease(
         self,
