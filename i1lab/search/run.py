@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import optuna
 
 ATTRS = "i1lab"  # the Optuna study's user attribute holding the search definition
+RETRY_SECONDS = 2.0  # a trial's run another worker holds is looked at again this often
 
 
 class SearchResult(BaseModel):
@@ -485,10 +486,19 @@ class Driver:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Launch every waiting job whose turn it is."""
+        """Launch every waiting job whose turn it is. A job whose run another worker held is launched
+        again only once the registry shows that lease ended (one read for all of them): a launch of a
+        slice trial reserves the whole slice and starts a process per host just to be told so."""
         busy = {j.workdir for j in self.launched.values() if j.training}
+        now = time.monotonic()
+        held = [j for j in self.jobs.values() if j.ref is None and j.retry_at and j.retry_at <= now]
+        states = self.registry.lease_states(j.run_id for j in held) if held else {}
+        live = {r for r, st in states.items() if st.live}
         for job in self.jobs.values():
-            if job.ref is not None or job.retry_at > time.monotonic():
+            if job.ref is not None or job.retry_at > now:
+                continue
+            if job.run_id in live:  # still running elsewhere: look again later
+                job.retry_at = now + RETRY_SECONDS
                 continue
             if job.training and job.workdir in busy:
                 continue  # one training per work directory: after the run in flight there
@@ -527,7 +537,7 @@ class Driver:
                 outcome = Outcome(run_id=job.run_id, status="failed", reason=reason, seconds=0.0)
                 self._settle(job, "failed", reason)
             if outcome.status == "elsewhere":  # another worker holds its lease: ask again shortly
-                job.ref, job.retry_at = None, time.monotonic() + 2.0
+                job.ref, job.retry_at = None, time.monotonic() + RETRY_SECONDS
                 continue
             self.jobs.pop(job.hash, None)
             self._finish(job, outcome)

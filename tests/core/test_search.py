@@ -481,3 +481,53 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
     assert run.status == "cancelled" and run.reason == "pruned by search lr at step 2"
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
+
+
+def test_a_trial_whose_run_another_worker_holds_is_launched_again_only_once_that_lease_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training trial told "elsewhere" (another submitter's worker holds its run) waits: the driver
+    reads the run's lease in the registry and launches the trial again only once that lease ended,
+    instead of every two seconds (a slice trial's launch reserves the whole slice to learn it)."""
+    import ray
+
+    from i1lab.search.run import Driver, _Job
+
+    monkeypatch.setenv("I1LAB_HOME", str(tmp_path / "home"))
+    path = tmp_path / "lr.yaml"
+    path.write_text(
+        f"study: lr_held\nextends: {EXPERIMENTS / 'baseline.yaml'}\n"
+        "search:\n  space:\n    train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+        "  objective: {shapes/overall: 1.0}\n"
+    )
+    setup = prepare(path, "tiny")
+    registry = Registry()
+    driver = Driver(setup, registry)
+    spec = setup.trial_spec({"train.lr": 1.0e-3}, name="trial-0000")
+    member = PlannedMember(
+        name="trial-0000",
+        label="trial 0",
+        hash="e" * 64,
+        is_baseline=False,
+        baseline="",
+        varied={"train.lr": 1.0e-3},
+        spec=spec.model_dump(mode="json"),
+        total_steps=spec.train.steps,
+        workdir=str(tmp_path / "w"),
+    )
+    run_id = registry.add_members("lr_held", [member])["trial-0000"]
+    held = registry.acquire_lease(run_id, "another-submitter", ttl=60, node="elsewhere")
+    assert held.token is not None
+    job = _Job(run_id, "e" * 64, str(tmp_path / "w"), True, {}, [], retry_at=time.monotonic() - 1)
+    driver.jobs[job.hash] = job
+
+    driver._dispatch()
+    assert job.ref is None and driver.ran == 0 and job.retry_at > time.monotonic()
+
+    # the other worker finishes the run: the next look launches the trial, whose worker finds it done
+    assert registry.finish_lease(run_id, held.token, "finished")
+    job.retry_at = time.monotonic() - 1
+    driver._dispatch()
+    assert job.ref is not None and driver.ran == 1
+    outcome = ray.get(job.ref, timeout=120)
+    assert (outcome.status, outcome.trained) == ("finished", False)
