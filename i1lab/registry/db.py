@@ -166,6 +166,12 @@ class _Prepared:
         self.results = [c.type._cached_result_processor(dialect, None) for c in selected]
         self.row: Any = namedtuple("Row", [c.key for c in selected], rename=True) if selected else None
 
+    def args(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The DBAPI arguments of one execution, in the compiled statement's order, bind-processed."""
+        values = self.compiled.construct_params(params)
+        binds = self.binds
+        return tuple(binds[n](values[n]) if n in binds else values[n] for n in self.names)
+
 
 class RawResult:
     """What :meth:`RawTransaction.execute` returns: the rows (attribute access) and the row count."""
@@ -202,20 +208,9 @@ class RawTransaction:
         if isinstance(params, Sequence):
             return self._execute_many(stmt, params)
         params = params or {}
-        is_insert = getattr(stmt, "is_insert", False)
-        columns = tuple(params) if is_insert else ()
-        key = (self.dialect.name, id(stmt), columns)
-        prep = _PREPARED.get(key)
-        if prep is None or prep.stmt is not stmt:
-            prep = _Prepared(stmt, self.dialect, columns)
-            if len(_PREPARED) > 256:  # statements built per call (rare paths) do not pile up
-                _PREPARED.clear()
-            _PREPARED[key] = prep
-        values = prep.compiled.construct_params(params)
-        binds = prep.binds
-        args = tuple(binds[n](values[n]) if n in binds else values[n] for n in prep.names)
+        prep = self._prepared(stmt, tuple(params) if getattr(stmt, "is_insert", False) else ())
         cur = self.cursor
-        cur.execute(prep.sql, args)
+        cur.execute(prep.sql, prep.args(params))
         rows: list[Any] = []
         if prep.row is not None:
             results = prep.results
@@ -229,21 +224,20 @@ class RawTransaction:
     def _execute_many(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> RawResult:
         if not rows:
             return RawResult([], 0)
-        columns = tuple(rows[0])
+        prep = self._prepared(stmt, tuple(rows[0]))
+        self.cursor.executemany(prep.sql, [prep.args(params) for params in rows])
+        return RawResult([], self.cursor.rowcount)
+
+    def _prepared(self, stmt: Any, columns: tuple[str, ...]) -> _Prepared:
+        """``stmt`` compiled for these INSERT columns (none for other statements), once per process."""
         key = (self.dialect.name, id(stmt), columns)
         prep = _PREPARED.get(key)
         if prep is None or prep.stmt is not stmt:
             prep = _Prepared(stmt, self.dialect, columns)
-            if len(_PREPARED) > 256:
+            if len(_PREPARED) > 256:  # statements built per call (rare paths) do not pile up
                 _PREPARED.clear()
             _PREPARED[key] = prep
-        binds, names, compiled = prep.binds, prep.names, prep.compiled
-        args = []
-        for params in rows:
-            values = compiled.construct_params(params)
-            args.append(tuple(binds[n](values[n]) if n in binds else values[n] for n in names))
-        self.cursor.executemany(prep.sql, args)
-        return RawResult([], self.cursor.rowcount)
+        return prep
 
 
 @contextmanager

@@ -927,11 +927,16 @@ class Registry:
             position += 1
 
     def run(self, run_id: int) -> RunRecord:
-        with self.engine.connect() as conn:
-            row = conn.execute(_run_statement(), {"run_id": run_id}).first()
-            if row is None:
-                raise I1labError(f"no run with id {run_id}")
-            return RunRecord.model_validate(row)
+        """One run by id (on a SQLite file read on the DBAPI cursor: a worker reads one per run)."""
+        if self._raw:
+            with raw_read(self.engine) as raw:
+                row = raw.execute(_run_statement(), {"run_id": run_id}).first()
+        else:
+            with self.engine.connect() as conn:
+                row = conn.execute(_run_statement(), {"run_id": run_id}).first()
+        if row is None:
+            raise I1labError(f"no run with id {run_id}")
+        return RunRecord.model_validate(row)
 
     def find_run(self, ref: str) -> RunRecord:
         """A run by id, hash prefix (>= 6 characters) or ``study/name``."""
@@ -1162,13 +1167,8 @@ class Registry:
         has ended (the lease holder is the only writer of the run from then on), outside the database's
         one write lock; PostgreSQL locks rows, and the record was read in the transaction (``_acquire``),
         a round trip fewer than a connection of its own."""
-        if grant.state != "acquired" or grant.run is not None:
-            return grant
-        with raw_read(self.engine) as conn:
-            row = conn.execute(_run_statement(), {"run_id": run_id}).first()
-        if row is None:
-            raise I1labError(f"no run with id {run_id}")
-        grant.run = RunRecord.model_validate(row)
+        if grant.state == "acquired" and grant.run is None:
+            grant.run = self.run(run_id)
         return grant
 
     def _acquire(
