@@ -413,6 +413,33 @@ def test_a_bad_search_is_refused_before_anything_is_written(tmp_path: Path, home
     assert encode_choice(3) == 3 and encode_choice([1, 2]) == "[1,2]"
 
 
+def add_trial_run(
+    registry: Registry,
+    setup: Setup,
+    study: str,
+    number: int,
+    params: dict[str, Any],
+    hash: str,
+    workdir: Path,
+) -> int:
+    """Record trial ``number`` of a training search (``params``) as a run of ``study``, as the search
+    driver does before launching it; its run id."""
+    name = f"trial-{number:04d}"
+    spec = setup.trial_spec(params, name=name)
+    member = PlannedMember(
+        name=name,
+        label=f"trial {number}",
+        hash=hash,
+        is_baseline=False,
+        baseline="",
+        varied=params,
+        spec=spec.model_dump(mode="json"),
+        total_steps=spec.train.steps,
+        workdir=str(workdir),
+    )
+    return registry.add_members(study, [member])[name]
+
+
 @pytest.mark.slow
 def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
     trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -445,19 +472,7 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
         done.report(1.0, 2)
         study.tell(done, 1.0)
     trial = study.ask(driver.dists)
-    spec = setup.trial_spec({"train.lr": trial.params["train.lr"]}, name="trial-0003")
-    member = PlannedMember(
-        name="trial-0003",
-        label="trial 3",
-        hash="f" * 64,
-        is_baseline=False,
-        baseline="",
-        varied=trial.params,
-        spec=spec.model_dump(mode="json"),
-        total_steps=4,
-        workdir=str(tmp_path / "w"),
-    )
-    run_id = registry.add_members("lr", [member])["trial-0003"]
+    run_id = add_trial_run(registry, setup, "lr", 3, trial.params, "f" * 64, tmp_path / "w")
 
     def training(seconds: float) -> None:
         time.sleep(seconds)
@@ -503,19 +518,7 @@ def test_a_trial_whose_run_another_worker_holds_is_launched_again_only_once_that
     setup = prepare(path, "tiny")
     registry = Registry()
     driver = Driver(setup, registry)
-    spec = setup.trial_spec({"train.lr": 1.0e-3}, name="trial-0000")
-    member = PlannedMember(
-        name="trial-0000",
-        label="trial 0",
-        hash="e" * 64,
-        is_baseline=False,
-        baseline="",
-        varied={"train.lr": 1.0e-3},
-        spec=spec.model_dump(mode="json"),
-        total_steps=spec.train.steps,
-        workdir=str(tmp_path / "w"),
-    )
-    run_id = registry.add_members("lr_held", [member])["trial-0000"]
+    run_id = add_trial_run(registry, setup, "lr_held", 0, {"train.lr": 1.0e-3}, "e" * 64, tmp_path / "w")
     held = registry.acquire_lease(run_id, "another-submitter", ttl=60, node="elsewhere")
     assert held.token is not None
     job = _Job(run_id, "e" * 64, str(tmp_path / "w"), True, {}, [], retry_at=time.monotonic() - 1)
