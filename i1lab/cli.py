@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from i1lab import paths
 from i1lab.errors import I1labError
 
 app = typer.Typer(
@@ -29,15 +30,6 @@ StudyArg = Annotated[Path, typer.Argument(help="study file (YAML)", show_default
 ProfileOpt = Annotated[str | None, typer.Option("--profile", "-p", help="scale profile, e.g. tiny")]
 
 
-def _registry_exists() -> bool:
-    from i1lab import paths
-
-    url = paths.database_url()
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).is_file()
-    return True
-
-
 @app.command()
 def plan(
     studies: Annotated[list[Path], typer.Argument(help="study files (YAML); several are planned together")],
@@ -54,7 +46,7 @@ def plan(
     loaded = [load_study(path) for path in studies]
     expanded = [expand(study, profile) for study in loaded]
     existing = {}
-    if _registry_exists():
+    if paths.registry_exists():
         from i1lab.registry import Registry
 
         existing = Registry().existing_runs(v.hash for vs in expanded for v in vs)
@@ -63,9 +55,14 @@ def plan(
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    from i1lab.display import plan_table
+    from i1lab.display import plan_blockers, plan_table
 
     out.print(plan_table(payload))
+    blockers = plan_blockers(payload)
+    if blockers:
+        out.print("cannot run here:", style="bold")
+        for line in blockers:
+            out.print(f"  {line}", markup=False, highlight=False)
 
 
 @app.command()
@@ -178,11 +175,9 @@ def status(
     record = jobs.job_record(study) if study else None
     job = jobs.job_state(record) if record is not None else None
     runs: list[st.RunStatus] = []
-    if not _registry_exists() and study and record is None:
-        from i1lab import paths
-
+    if not paths.registry_exists() and study and record is None:
         raise I1labError(f"no study named {study!r}: there is no registry at {paths.database_url()} yet")
-    if _registry_exists():
+    if paths.registry_exists():
         registry = Registry()
         if study and record is not None and study not in {s.name for s in registry.studies()}:
             runs = []  # submitted detached; the job has not recorded its plan yet
@@ -758,7 +753,7 @@ def logs(
     if record is not None:
         jobs.job_logs(record, follow=follow, write=write)
         return
-    if not _registry_exists():
+    if not paths.registry_exists():
         raise I1labError(f"no run or detached study matches {target!r}")
     from i1lab.logs import stream_run
     from i1lab.registry import Registry

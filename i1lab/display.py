@@ -59,6 +59,11 @@ def progress_table(study: str, members: list[MemberRecord]) -> RichTable:
     return out
 
 
+def plan_blockers(payload: dict[str, Any]) -> list[str]:
+    """What stops the plan's runs running here, each distinct line once."""
+    return list(dict.fromkeys(line for r in payload["runs"] for line in r["missing"]))
+
+
 def plan_table(payload: dict[str, Any]) -> RichTable:
     studies = ", ".join(s["study"] for s in payload["studies"])
     profile = payload["studies"][0]["profile"] if payload["studies"] else None
@@ -68,6 +73,8 @@ def plan_table(payload: dict[str, Any]) -> RichTable:
         f"{s['runs']} runs: {s['new']} new, {s['reused']} reused, {s['resume']} to resume — "
         f"{t['accelerator_hours_to_run']:,.1f} of {t['accelerator_hours']:,.1f} accelerator-hours to run"
     )
+    if s.get("not_runnable"):
+        caption += f"; {s['not_runnable']} cannot run here (not counted to run)"
     out = RichTable(title=title, caption=caption)
     for col in ("run", "hash", "status", "params", "accel-hours", "varies"):
         out.add_column(col, justify="right" if col in ("params", "accel-hours") else "left")
@@ -80,7 +87,7 @@ def plan_table(payload: dict[str, Any]) -> RichTable:
         out.add_row(
             name,
             r["hash"][:12],
-            r["status"],
+            r["status"] if r["runnable"] else f"{r['status']}, cannot run here",
             fmt_params(cost["params"] if cost else None),
             f"{cost['accelerator_hours']:,.2f} {cost['accelerator']}" if cost else "—",
             varied,

@@ -67,11 +67,10 @@ def generate(
     import jax.numpy as jnp
 
     from i1lab.train.build import TextEncoder, decode_latents, model_config
-    from models.dit import DiT
     from models.sampler import euler_sample
 
     config = model_config(spec)
-    model = DiT(config)
+    apply, _ = _sampler(config, spec.diffusion.prediction)
     encoder = TextEncoder(spec)
     s = spec.sampling
     shape = (config.in_channels, config.latent_size, config.latent_size)
@@ -79,10 +78,10 @@ def generate(
     key = jax.random.PRNGKey(seed)
     for start in range(0, len(captions), batch_size):
         chunk = captions[start : start + batch_size]
-        text, mask = (jnp.asarray(a) for a in encoder(chunk))
+        text, mask = jax.tree_util.tree_map(jnp.asarray, encoder(chunk))
         rng = jax.random.fold_in(key, start)
         latents = euler_sample(
-            model.apply,
+            apply,
             {"params": params},
             text,
             mask,
@@ -150,13 +149,15 @@ def evaluate_shapes(spec: RunSpec, params: Any, step: int, out_dir: Path) -> Ben
 
 
 @functools.lru_cache(maxsize=8)
-def _sampler(config: Any) -> tuple[Any, Any]:
-    """``(apply, draw)``: the model's apply function, bound once so that the compiled sampler is reused,
-    and a jitted ``draw(root key, ids)`` of the initial noise of images ``ids = [(prompt, sample)]``."""
+def _sampler(config: Any, prediction: str = "velocity") -> tuple[Any, Any]:
+    """``(apply, draw)``: the model as a velocity model (x-prediction mapped, DESIGN_SPACE.md §7), bound
+    once so that the compiled sampler is reused, and a jitted ``draw(root key, ids)`` of the initial noise
+    of images ``ids = [(prompt, sample)]``."""
     import jax
     import jax.numpy as jnp
 
     from models.dit import DiT
+    from models.rectified_flow import velocity_model
 
     shape = (config.in_channels, config.latent_size, config.latent_size)
 
@@ -164,7 +165,7 @@ def _sampler(config: Any) -> tuple[Any, Any]:
         key = jax.random.fold_in(jax.random.fold_in(root, ids[0]), ids[1])
         return jax.random.normal(key, shape, jnp.float32)
 
-    return DiT(config).apply, jax.jit(jax.vmap(one, in_axes=(None, 0)))
+    return velocity_model(DiT(config).apply, prediction), jax.jit(jax.vmap(one, in_axes=(None, 0)))
 
 
 def sample(
@@ -193,7 +194,7 @@ def sample(
     if not captions:
         return np.zeros((0, spec.data.resolution, spec.data.resolution, 3), np.uint8)
     config = model_config(spec)
-    apply, draw = _sampler(config)
+    apply, draw = _sampler(config, spec.diffusion.prediction)
     root = jax.random.fold_in(jax.random.PRNGKey(seed), salt)
     encoder = TextEncoder(spec)
     s = spec.sampling
@@ -206,7 +207,7 @@ def sample(
         real = len(chunk)
         chunk += [chunk[-1]] * (bucket - real)
         ids += [ids[-1]] * (bucket - real)
-        text, mask = (jnp.asarray(a) for a in encoder(chunk))
+        text, mask = jax.tree_util.tree_map(jnp.asarray, encoder(chunk))
         latents = euler_sample(
             apply,
             {"params": params},

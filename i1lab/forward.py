@@ -6,7 +6,8 @@ checkpoint that restores and matches its digests is used for a run folder.
 
 ``i1lab forward`` applies the model once to given arrays, as the reference does (channels-first
 latents): ``x`` (B, C, h, w), ``t`` (B,), ``text`` (B, L, D) text-encoder features and optionally
-``mask`` (B, L) (default: all valid), and saves the predicted velocity ``v`` (B, C, h, w) float32 with
+``mask`` (B, L) (default: all valid) — with several text encoders also ``text_1``/``mask_1`` … for the
+second and later ones — and saves the predicted velocity ``v`` (B, C, h, w) float32 with
 the step it came from. It is the tool for checking a conversion numerically against the reference.
 """
 
@@ -100,31 +101,45 @@ def _abstract(spec: RunSpec, initial_state: Any) -> Any:
 class ForwardInputs:
     x: np.ndarray
     t: np.ndarray
-    text: np.ndarray
-    mask: np.ndarray
+    text: np.ndarray | tuple[np.ndarray, ...]  # a tuple, one per encoder, for several text encoders
+    mask: np.ndarray | tuple[np.ndarray, ...]
+
+
+def _names(n: int) -> list[tuple[str, str]]:
+    """The (text, mask) array names of each encoder: ``text``/``mask``, then ``text_1``/``mask_1`` …"""
+    return [("text", "mask")] + [(f"text_{i}", f"mask_{i}") for i in range(1, n)]
 
 
 def read_inputs(path: Path, config: Any) -> ForwardInputs:
     """The arrays of ``path`` (.npz), checked against the model's shapes (one-line errors)."""
+    encoders = config.encoder_specs
+    names = _names(len(encoders))
+    need = ["x", "t", *(t for t, _ in names)]
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise I1labError(f"{path}: not a readable .npz file ({exc})") from None
     if not hasattr(archive, "files"):
-        raise I1labError(f"{path}: expected an .npz archive with x, t, text (and mask)")
+        raise I1labError(f"{path}: expected an .npz archive with {', '.join(need)} (and masks)")
     with archive:
-        missing = [k for k in ("x", "t", "text") if k not in archive.files]
+        missing = [k for k in need if k not in archive.files]
         if missing:
             raise I1labError(
-                f"{path}: missing array(s) {', '.join(missing)} (need x, t, text; mask optional)"
+                f"{path}: missing array(s) {', '.join(missing)} (need {', '.join(need)}; masks optional)"
             )
-        unknown = sorted(set(archive.files) - {"x", "t", "text", "mask"})
+        allowed = {*need, *(m for _, m in names)}
+        unknown = sorted(set(archive.files) - allowed)
         if unknown:
-            raise I1labError(f"{path}: unknown array(s) {', '.join(unknown)} (expected x, t, text, mask)")
+            raise I1labError(
+                f"{path}: unknown array(s) {', '.join(unknown)} (expected {', '.join(sorted(allowed))})"
+            )
         x = np.asarray(archive["x"], np.float32)
         t = np.asarray(archive["t"], np.float32)
-        text = np.asarray(archive["text"], np.float32)
-        mask = np.asarray(archive["mask"]) if "mask" in archive.files else np.ones(text.shape[:2], bool)
+        texts = [np.asarray(archive[tn], np.float32) for tn, _ in names]
+        masks = [
+            np.asarray(archive[mn]) if mn in archive.files else np.ones(text.shape[:2], bool)
+            for (_, mn), text in zip(names, texts, strict=True)
+        ]
     c = config
     want_x = (c.in_channels, c.latent_size, c.latent_size)
     if x.ndim != 4 or tuple(x.shape[1:]) != want_x:
@@ -134,35 +149,35 @@ def read_inputs(path: Path, config: Any) -> ForwardInputs:
     b = x.shape[0]
     if t.shape != (b,):
         raise I1labError(f"{path}: t has shape {t.shape}, expected ({b},)")
-    if text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.text_dim or text.shape[1] > c.text_len:
-        raise I1labError(
-            f"{path}: text has shape {text.shape}, expected ({b}, L <= {c.text_len}, {c.text_dim})"
-        )
-    if mask.shape != text.shape[:2]:
-        raise I1labError(f"{path}: mask has shape {mask.shape}, expected {text.shape[:2]}")
-    if mask.dtype.kind not in "biuf" or not np.all((mask == 0) | (mask == 1)):
-        raise I1labError(f"{path}: mask must hold 0/1 or booleans")
-    for name, a in (("x", x), ("t", t), ("text", text)):
+    for (tn, mn), text, mask, (dim, length) in zip(names, texts, masks, encoders, strict=True):
+        if text.ndim != 3 or text.shape[0] != b or text.shape[2] != dim or text.shape[1] > length:
+            raise I1labError(f"{path}: {tn} has shape {text.shape}, expected ({b}, L <= {length}, {dim})")
+        if mask.shape != text.shape[:2]:
+            raise I1labError(f"{path}: {mn} has shape {mask.shape}, expected {text.shape[:2]}")
+        if mask.dtype.kind not in "biuf" or not np.all((mask == 0) | (mask == 1)):
+            raise I1labError(f"{path}: {mn} must hold 0/1 or booleans")
+    for name, a in (("x", x), ("t", t), *((tn, tx) for (tn, _), tx in zip(names, texts, strict=True))):
         if not np.all(np.isfinite(a)):
             raise I1labError(f"{path}: {name} holds NaN or Inf")
-    return ForwardInputs(x, t, text, mask.astype(bool))
+    bool_masks = [m.astype(bool) for m in masks]
+    if len(encoders) == 1:
+        return ForwardInputs(x, t, texts[0], bool_masks[0])
+    return ForwardInputs(x, t, tuple(texts), tuple(bool_masks))
 
 
 def apply_model(spec: RunSpec, params: Any, inputs: ForwardInputs) -> np.ndarray:
-    """The model's velocity for ``inputs`` (no caption dropout), float32 (B, C, h, w)."""
+    """The model's velocity for ``inputs`` (no caption dropout; an x-prediction model's output mapped to a
+    velocity, DESIGN_SPACE.md §7), float32 (B, C, h, w)."""
+    import jax
     import jax.numpy as jnp
 
     from i1lab.train.build import model_config
     from models.dit import DiT
+    from models.rectified_flow import velocity_model
 
-    model = DiT(model_config(spec))
-    v = model.apply(
-        {"params": params},
-        jnp.asarray(inputs.x),
-        jnp.asarray(inputs.t),
-        jnp.asarray(inputs.text),
-        jnp.asarray(inputs.mask),
-    )
+    apply = velocity_model(DiT(model_config(spec)).apply, spec.diffusion.prediction)
+    text, mask = jax.tree_util.tree_map(jnp.asarray, (inputs.text, inputs.mask))
+    v = apply({"params": params}, jnp.asarray(inputs.x), jnp.asarray(inputs.t), text, mask)
     return np.asarray(v, np.float32)
 
 

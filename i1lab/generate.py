@@ -27,10 +27,6 @@ from i1lab.errors import I1labError
 from i1lab.spec.catalog import VAES
 from i1lab.spec.run import RunSpec, SamplingSpec
 
-#: What this build can run on any machine (others need their weights and code paths).
-RUNNABLE_TEXT_ENCODERS = ("hash",)
-RUNNABLE_VAES = ("identity",)
-
 
 @dataclass
 class Generated:
@@ -106,18 +102,12 @@ def sampling_spec(
 
 
 def _check_runnable(spec: RunSpec) -> None:
-    encoders = [e.type for e in spec.model.encoders]
-    bad = [e for e in encoders if e not in RUNNABLE_TEXT_ENCODERS]
-    if bad:
-        raise I1labError(
-            f"text encoder {bad[0]} cannot run in this build (runnable: "
-            f"{', '.join(RUNNABLE_TEXT_ENCODERS)}); use `i1lab forward` with precomputed text features"
-        )
-    if spec.model.vae not in RUNNABLE_VAES:
-        raise I1labError(
-            f"VAE {spec.model.vae} cannot run in this build (runnable: {', '.join(RUNNABLE_VAES)}); "
-            "use `i1lab forward` to get latents' velocities"
-        )
+    """One line naming the first frozen model (text encoder, VAE) whose weights are not usable here."""
+    from i1lab.weights import run_problems
+
+    problems = run_problems(spec)
+    if problems:
+        raise I1labError(problems[0])
 
 
 def _params_at(spec: RunSpec, params: Any) -> Any:

@@ -16,24 +16,32 @@ from pydantic import BaseModel
 HASH_VERSION = "1"
 
 
-_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}  # model class -> its semantic field names
+#: model class -> its semantic field names, each with its default when the field is left out of the hash
+#: at that default (``json_schema_extra={"omit_default": True}``: a knob added later does not change the
+#: identity of runs that leave it at its default)
+_FIELDS: dict[type[BaseModel], tuple[tuple[str, Any, bool], ...]] = {}
 
 
-def _semantic_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+def _semantic_fields(cls: type[BaseModel]) -> tuple[tuple[str, Any, bool], ...]:
     names = _FIELDS.get(cls)
     if names is None:
-        names = _FIELDS[cls] = tuple(
-            name
-            for name, info in cls.model_fields.items()
-            if not (
-                isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("semantic") is False
-            )
-        )
+        fields = []
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if extra.get("semantic") is False:
+                continue
+            fields.append((name, info.default, bool(extra.get("omit_default"))))
+        names = _FIELDS[cls] = tuple(fields)
     return names
 
 
 def _semantic(model: BaseModel) -> dict[str, Any]:
-    return {name: _value(getattr(model, name)) for name in _semantic_fields(type(model))}
+    out = {}
+    for name, default, omit in _semantic_fields(type(model)):
+        value = getattr(model, name)
+        if not (omit and value == default):
+            out[name] = _value(value)
+    return out
 
 
 def _value(value: Any) -> Any:

@@ -469,7 +469,7 @@ def submit_detached(
     study = load_study(study_file)
     variants = expand(study, profile)  # spec errors surface here, before anything is submitted
     existing = {}
-    if _registry_exists():
+    if paths.registry_exists():
         from i1lab.registry import Registry
 
         existing = Registry().existing_runs(v.hash for v in variants)
@@ -565,13 +565,6 @@ def _submit(address: str, request: dict[str, Any], local_head: bool) -> str:
         except Exception as exc:
             raise I1labError(f"job submission to {address} failed: {type(exc).__name__}: {exc}") from None
         return str(getattr(client, "_address", address))
-
-
-def _registry_exists() -> bool:
-    url = paths.database_url()
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).is_file()
-    return True
 
 
 def _call(record: JobRecord, method: str, suffix: str, timeout: float = 30.0) -> Any:
@@ -684,7 +677,7 @@ def cancel_study(study: str, console: Console) -> CancelReport:
         if state.status not in TERMINAL_JOB:
             raise I1labError(f"job {record.job_id} is still {state.status} after being asked to stop")
     # Then the registry: leases are released (fencing out any worker still alive), runs cancelled.
-    names = mark_cancelled(study, reason) if _registry_exists() else []
+    names = mark_cancelled(study, reason) if paths.registry_exists() else []
     if record is None:
         console.print(
             f"study {study} has no detached job; {len(names)} run(s) cancelled in the registry "

@@ -20,6 +20,14 @@ def database_url() -> str:
     return f"sqlite:///{home() / 'registry.db'}"
 
 
+def registry_exists() -> bool:
+    """Whether the registry can hold anything yet: its SQLite file exists (a server database always may)."""
+    url = database_url()
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).is_file()
+    return True
+
+
 def mlflow_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` or a local SQLite-backed MLflow store under the home folder."""
     env = os.environ.get("MLFLOW_TRACKING_URI")

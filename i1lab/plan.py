@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from i1lab.cost import RunCost, run_cost
-from i1lab.errors import Location, SpecError
+from i1lab.errors import I1labError, Location, SpecError
 from i1lab.hashing import content_hash, run_hashes
 from i1lab.spec.fields import located_error
 from i1lab.spec.layers import Layer, merge, set_path, split_dotted, sub_where
@@ -63,6 +63,12 @@ class PlannedRun(BaseModel):
     cost: RunCost | None = None
     spec: RunSpec
     training_hash: str = Field("", exclude=True)  # "" when not computed yet
+    #: why the run cannot run here (frozen models' weights missing or mismatched); empty: it can
+    missing: list[str] = []
+
+    @property
+    def runnable(self) -> bool:
+        return self.status == "reused" or not self.missing
 
 
 class Plan(BaseModel):
@@ -73,8 +79,8 @@ class Plan(BaseModel):
     budget_hours: float | None = None
 
     def totals(self) -> dict[str, float]:
-        """Accelerator-hours and FLOPs of all runs, and of the runs that still have to run."""
-        todo = [r for r in self.runs if r.status != "reused" and r.cost is not None]
+        """Accelerator-hours and FLOPs of all runs, and of the runs that still have to run (and can)."""
+        todo = [r for r in self.runs if r.status != "reused" and r.cost is not None and r.runnable]
         every = [r for r in self.runs if r.cost is not None]
         return {
             "accelerator_hours": sum(r.cost.accelerator_hours for r in every if r.cost),
@@ -93,6 +99,14 @@ class Plan(BaseModel):
                 f"the new runs need {need:,.1f} accelerator-hours, over the budget of {budget:,.1f}",
                 key="budget_hours",
             )
+
+    def check_runnable(self) -> None:
+        """Refuse, in one line, a plan with a run whose frozen models cannot be read here."""
+        blocked = [r for r in self.runs if not r.runnable]
+        if blocked:
+            first = blocked[0]
+            more = f" (and {len(blocked) - 1} more runs; `i1lab plan` lists them)" if len(blocked) > 1 else ""
+            raise I1labError(f"run {self.study}/{first.name} cannot run here: {first.missing[0]}{more}")
 
     @property
     def new(self) -> list[PlannedRun]:
@@ -343,9 +357,19 @@ def _label(varied: Mapping[str, Any]) -> str:
 
 
 def make_plan(
-    study: Study, variants: list[Variant], existing: Mapping[str, ExistingRun], profile: str | None
+    study: Study,
+    variants: list[Variant],
+    existing: Mapping[str, ExistingRun],
+    profile: str | None,
+    problems: Callable[[RunSpec], list[str]] | None = None,
 ) -> Plan:
-    """Mark each variant new, reused (finished in the registry) or resume (in the registry, unfinished)."""
+    """Mark each variant new, reused (finished in the registry) or resume (in the registry, unfinished),
+    and, for those that still have to run, what stops them running here (``problems``: by default
+    :func:`i1lab.weights.run_problems`, which looks for the frozen models' weights)."""
+    if problems is None:
+        from i1lab.weights import run_problems
+
+        problems = run_problems
     runs = []
     for v in variants:
         prior = existing.get(v.hash)
@@ -371,6 +395,7 @@ def make_plan(
                 aliases=list(v.aliases),
                 spec=v.spec,
                 training_hash=v.training_hash,
+                missing=problems(v.spec) if status != "reused" else [],
             )
         )
     return Plan(
@@ -410,18 +435,19 @@ def combine(plans: list[Plan]) -> list[UniqueRun]:
 def report(plans: list[Plan]) -> dict[str, Any]:
     """The machine-readable plan of one or several studies (what ``i1lab plan --json`` prints)."""
     unique = combine(plans)
-    summary = {"runs": len(unique), "new": 0, "reused": 0, "resume": 0}
+    summary = {"runs": len(unique), "new": 0, "reused": 0, "resume": 0, "not_runnable": 0}
     totals = {"params_max": 0, "total_flops": 0.0, "accelerator_hours": 0.0, "accelerator_hours_to_run": 0.0}
     runs = []
     for u in unique:
         r = u.run
         summary[r.status] += 1
+        summary["not_runnable"] += not r.runnable
         cost = r.cost.model_dump() if r.cost else None
         if r.cost:
             totals["params_max"] = max(totals["params_max"], r.cost.params)
             totals["total_flops"] += r.cost.total_flops
             totals["accelerator_hours"] += r.cost.accelerator_hours
-            if r.status != "reused":
+            if r.status != "reused" and r.runnable:
                 totals["accelerator_hours_to_run"] += r.cost.accelerator_hours
         runs.append(
             {
@@ -435,6 +461,8 @@ def report(plans: list[Plan]) -> dict[str, Any]:
                 "baseline": r.is_baseline,
                 "compared_to": r.baseline,
                 "varied": r.varied,
+                "runnable": r.runnable,
+                "missing": r.missing,
                 "cost": cost,
                 "spec": r.spec.model_dump(mode="json"),
             }

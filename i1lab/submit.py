@@ -67,9 +67,11 @@ def submit_study(
     (refused up front if the new runs' estimates do not fit, and no run is started past it)."""
     study = load_study(study_file)
     variants = expand(study, profile)  # every spec error surfaces here, before anything is written
-    registry = Registry()
-    plan = make_plan(study, variants, registry.existing_runs(v.hash for v in variants), profile)
+    existing = Registry().existing_runs(v.hash for v in variants) if paths.registry_exists() else {}
+    plan = make_plan(study, variants, existing, profile)
+    plan.check_runnable()  # before anything is written: a run without its weights would only fail
     plan.check_budget(budget_hours)
+    registry = Registry()
     if max_concurrent is not None and max_concurrent < 1:
         raise I1labError(f"--max-concurrent must be at least 1 (got {max_concurrent})")
     if global_budget_hours is not None:

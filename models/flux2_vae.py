@@ -1,4 +1,4 @@
-"""The FLUX.2 VAE in Flax and its latent normalisation (DESIGN_SPACE §1, §7, §10).
+"""The FLUX.2 and FLUX.1 VAEs in Flax and their latent normalisations (DESIGN_SPACE §1, §7, §10).
 
 Architecture: the diffusers `AutoencoderKL` encoder/decoder as configured for FLUX.2
 (`AutoencoderKLFlux2`): block channels (128, 256, 512, 512), 2 resnets per encoder level (3 per
@@ -14,11 +14,16 @@ as listed by the i1 reference); `latent_stats_from_checkpoint` reads them from a
 `bn.running_mean` / `bn.running_var` instead, and `Flux2VAE(…, stats=…)` accepts any pair.
 
 Weights: `Flux2VAE.from_pretrained(path_or_repo)` reads a diffusers-format checkpoint
-(`config.json` + `diffusion_pytorch_model.safetensors`), e.g. the `vae/` folder of
-`black-forest-labs/FLUX.2-dev`; every tensor must map (the `bn` buffers become the statistics).
+(`config.json` + `diffusion_pytorch_model.safetensors`, or its sharded index), e.g. the `vae/`
+folder of `black-forest-labs/FLUX.2-dev`; every tensor must map (the `bn` buffers become the
+statistics).
+
+FLUX.1 (§10, `FluxVAE`): the same module family read from the diffusers `AutoencoderKL` config
+(FLUX.1-dev: 16 latent channels, no `quant_conv` / `post_quant_conv`), latents normalised
+`(z − 0.1159)·0.3611` (the config's `shift_factor` / `scaling_factor` when present).
 
 Images are channels-last uint8 `(B, H, W, 3)`; latents are channels-first float32
-`(B, 32, H/8, W/8)`, normalised. The module itself works channels-last.
+`(B, C, H/8, W/8)`, normalised. The module itself works channels-last.
 """
 
 from __future__ import annotations
@@ -35,14 +40,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from models.hf_weights import default_module_path, load_safetensors, map_torch_state
-from models.vae import pixels_to_unit, unit_to_pixels
+from models.hf_weights import (
+    default_module_path,
+    load_safetensors,
+    map_torch_state,
+    safetensors_fingerprint,
+)
+from models.vae import GaussianCodec, diffusers_folder, diffusers_weights_file
 
 #: eps of the FLUX.2 latent BatchNorm normalisation ⚑ (§10).
 LATENT_EPS = 1e-4
 STATS_FILE = Path(__file__).with_name("data") / "flux2_latent_stats.json"
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 FLUX2_REPO = "black-forest-labs/FLUX.2-dev"
+#: FLUX.1 latent normalisation `(z − shift)·scale` (§10), unless the config.json says otherwise.
+FLUX1_SHIFT = 0.1159
+FLUX1_SCALE = 0.3611
 
 
 # ---------------------------------------------------------------------------- config
@@ -61,6 +73,8 @@ class VAEConfig:
     mid_block_add_attention: bool = True
     batch_norm_eps: float = LATENT_EPS
     patch_size: tuple[int, int] = field(default=(2, 2))
+    #: the decoder's own widths (`AutoencoderKLFlux2`), when they differ from `block_out_channels`
+    decoder_block_out_channels: tuple[int, ...] | None = None
 
     @property
     def downsample(self) -> int:
@@ -89,11 +103,15 @@ class VAEConfig:
             "batch_norm_eps": float(data.get("batch_norm_eps", LATENT_EPS)),
             "patch_size": tuple(int(p) for p in data.get("patch_size", (2, 2))),
         }
+        if data.get("decoder_block_out_channels"):
+            fields["decoder_block_out_channels"] = tuple(int(c) for c in data["decoder_block_out_channels"])
         return cls(**fields)
 
 
 #: The FLUX.2 VAE (`black-forest-labs/FLUX.2-dev`, subfolder `vae`).
 FLUX2_VAE = VAEConfig()
+#: The FLUX.1 VAE (`black-forest-labs/FLUX.1-dev`, subfolder `vae`): 16 channels, no quant convs.
+FLUX1_VAE = VAEConfig(latent_channels=16, use_quant_conv=False, use_post_quant_conv=False)
 
 
 # ---------------------------------------------------------------------------- latent normalisation
@@ -283,7 +301,7 @@ class Decoder(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         c = self.config
-        chans, g = list(reversed(c.block_out_channels)), c.norm_num_groups
+        chans, g = list(reversed(c.decoder_block_out_channels or c.block_out_channels)), c.norm_num_groups
         x = _conv(chans[0], 3, "conv_in")(z)
         x = MidBlock(chans[0], g, c.mid_block_add_attention, name="mid_block")(x)
         for i, width in enumerate(chans):
@@ -344,8 +362,40 @@ def vae_param_shapes(config: VAEConfig, image_size: int = 64) -> Any:
     return jax.eval_shape(AutoencoderKL(config).init, jax.random.key(0), x)["params"]
 
 
-# ---------------------------------------------------------------------------- the codec
-class Flux2VAE:
+# ---------------------------------------------------------------------------- the codecs
+def _read_folder(directory: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Path]:
+    """config.json, every tensor and the weights file of a diffusers-format VAE folder."""
+    config = json.loads((directory / "config.json").read_text())
+    weights = diffusers_weights_file(directory)
+    return config, load_safetensors(weights), weights
+
+
+class AutoencoderKLCodec(GaussianCodec):
+    """`AutoencoderKL(config)` as a `GaussianCodec`; subclasses choose the latent normalisation."""
+
+    def __init__(self, params: Any, config: VAEConfig, *, fingerprint: str) -> None:
+        self.config = config
+        self.channels = config.latent_channels
+        self.downsample = config.downsample
+        self.module = AutoencoderKL(config)
+        super().__init__(params, fingerprint)
+
+    @staticmethod
+    def map_params(config: VAEConfig, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The module parameters from a diffusers state dict; every tensor but `bn.*` must map."""
+        return map_torch_state(vae_param_shapes(config), tensors, vae_module_path, ignore=vae_ignored)
+
+    def _moments(self, params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        moments = self.module.apply({"params": params}, x, method=AutoencoderKL.encode)
+        mean, logvar = cast(tuple[jax.Array, jax.Array], moments)
+        return mean.transpose(0, 3, 1, 2), logvar.transpose(0, 3, 1, 2)
+
+    def _decode_unit(self, params: Any, z: jax.Array) -> jax.Array:
+        image = self.module.apply({"params": params}, z.transpose(0, 2, 3, 1), method=AutoencoderKL.decode)
+        return cast(jax.Array, image)
+
+
+class Flux2VAE(AutoencoderKLCodec):
     """The FLUX.2 latent codec: uint8 images ↔ normalised latents (a `models.vae.LatentCodec`).
 
     Args:
@@ -354,6 +404,7 @@ class Flux2VAE:
         stats: (mean, var) of the 2×2-patchified latent, each (4·latent_channels,); default: the
             packaged FLUX.2 statistics (`load_latent_stats`). A checkpoint's `bn.running_mean/var`
             can be passed instead (`from_pretrained` does so when they are present).
+        fingerprint: identity of the weights (`from_pretrained`: `flux2:` + safetensors fingerprint).
     """
 
     def __init__(
@@ -361,11 +412,9 @@ class Flux2VAE:
         params: Any,
         config: VAEConfig = FLUX2_VAE,
         stats: tuple[ArrayLike, ArrayLike] | None = None,
+        *,
+        fingerprint: str,
     ) -> None:
-        self.config = config
-        self.channels = config.latent_channels
-        self.downsample = config.downsample
-        self.params = jax.tree_util.tree_map(jnp.asarray, params)
         mean, var = load_latent_stats() if stats is None else stats
         self.mean = jnp.asarray(mean, jnp.float32)
         self.var = jnp.asarray(var, jnp.float32)
@@ -373,9 +422,7 @@ class Flux2VAE:
         if self.mean.shape != (expected,) or self.var.shape != (expected,):
             raise ValueError(f"latent statistics must have shape ({expected},), got {self.mean.shape}")
         self.eps = config.batch_norm_eps
-        self.module = AutoencoderKL(config)
-        self._encode = jax.jit(self._encode_impl)
-        self._decode = jax.jit(self._decode_impl)
+        super().__init__(params, config, fingerprint=fingerprint)
 
     @classmethod
     def init_random(cls, seed: int = 0, config: VAEConfig = FLUX2_VAE, **kwargs: Any) -> Flux2VAE:
@@ -392,52 +439,79 @@ class Flux2VAE:
             return np.full(leaf.shape, fill, np.float32)
 
         params = jax.tree_util.tree_map_with_path(draw, vae_param_shapes(config))
-        return cls(params, config, **kwargs)
+        return cls(params, config, fingerprint=f"flux2:random-{seed}", **kwargs)
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str | Path = FLUX2_REPO, subfolder: str = "vae") -> Flux2VAE:
-        """Load a diffusers-format VAE: a local directory, or a Hugging Face repo id (e.g.
-        `black-forest-labs/FLUX.2-dev`, fetched with `huggingface_hub.snapshot_download`; gated
-        repos need a token) whose `subfolder` holds config.json and the safetensors weights."""
+        """Load a diffusers-format VAE: a local directory (the VAE folder, or a pipeline root whose
+        `subfolder` holds it), or a Hugging Face repo id (e.g. `black-forest-labs/FLUX.2-dev`,
+        fetched with `huggingface_hub.snapshot_download`; gated repos need a token)."""
         directory = Path(path_or_repo)
         if not directory.exists():
             from huggingface_hub import snapshot_download
 
             root = snapshot_download(str(path_or_repo), allow_patterns=[f"{subfolder}/*"])
             directory = Path(root) / subfolder
-        elif (directory / subfolder / "config.json").exists():
-            directory = directory / subfolder
-        config = VAEConfig.from_dict(json.loads((directory / "config.json").read_text()))
-        tensors = load_safetensors(directory / WEIGHTS_NAME)
-        params = map_torch_state(vae_param_shapes(config), tensors, vae_module_path, ignore=vae_ignored)
+        config_dict, tensors, weights = _read_folder(diffusers_folder(directory, subfolder))
+        config = VAEConfig.from_dict(config_dict)
         stats = latent_stats_from_checkpoint(tensors) if "bn.running_mean" in tensors else None
-        return cls(params, config, stats)
+        fingerprint = f"flux2:{safetensors_fingerprint(weights)}"
+        return cls(cls.map_params(config, tensors), config, stats, fingerprint=fingerprint)
 
-    def latent_size(self, image_size: int) -> int:
-        """Side of the latent for a square image of side `image_size`."""
-        return image_size // self.downsample
+    def normalize(self, z: jax.Array) -> jax.Array:
+        """`(z − μ_k)/sqrt(σ²_k + eps)` in the 2×2-patchified space ⚑ (§10)."""
+        return normalize_latents(z, self.mean, self.var, self.eps)
 
-    def _encode_impl(self, params: Any, images: jax.Array, rng: jax.Array | None) -> jax.Array:
-        x = pixels_to_unit(images)
-        moments = self.module.apply({"params": params}, x, method=AutoencoderKL.encode)
-        mean, logvar = cast(tuple[jax.Array, jax.Array], moments)
-        z = mean
-        if rng is not None:  # the posterior is sampled ⚑ (§7)
-            z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)
-        return normalize_latents(z.transpose(0, 3, 1, 2), self.mean, self.var, self.eps)
+    def denormalize(self, z: jax.Array) -> jax.Array:
+        """Exact inverse of `normalize`."""
+        return denormalize_latents(z, self.mean, self.var, self.eps)
 
-    def _decode_impl(self, params: Any, latents: jax.Array) -> jax.Array:
-        z = denormalize_latents(latents, self.mean, self.var, self.eps).transpose(0, 2, 3, 1)
-        image = cast(jax.Array, self.module.apply({"params": params}, z, method=AutoencoderKL.decode))
-        return unit_to_pixels(image)
 
-    def encode(self, images: ArrayLike, rng: jax.Array | None = None) -> jax.Array:
-        """uint8 (B, H, W, 3) → normalised float32 (B, 32, H/8, W/8).
+class FluxVAE(AutoencoderKLCodec):
+    """The FLUX.1 latent codec (§10): the same `AutoencoderKL` family (16 latent channels, no quant
+    convs), latents normalised `(z − shift)·scale`.
 
-        With `rng` the posterior is sampled (training ⚑); without it, its mean is used.
-        """
-        return self._encode(self.params, jnp.asarray(images), rng)
+    Args:
+        params: `AutoencoderKL(config)` parameters.
+        config: the architecture (default FLUX.1, `FLUX1_VAE`).
+        shift, scale: the normalisation (default FLUX.1's 0.1159 and 0.3611).
+        fingerprint: identity of the weights (`from_pretrained`: `flux:` + safetensors fingerprint).
+    """
 
-    def decode(self, latents: ArrayLike) -> jax.Array:
-        """Normalised float32 (B, 32, h, w) → uint8 (B, 8h, 8w, 3) via `round(clip(x/2+0.5)·255)`."""
-        return self._decode(self.params, jnp.asarray(latents, jnp.float32))
+    def __init__(
+        self,
+        params: Any,
+        config: VAEConfig,
+        shift: float = FLUX1_SHIFT,
+        scale: float = FLUX1_SCALE,
+        *,
+        fingerprint: str,
+    ) -> None:
+        self.shift = float(shift)
+        self.scale = float(scale)
+        super().__init__(params, config, fingerprint=fingerprint)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, subfolder: str = "vae") -> FluxVAE:
+        """Load a local diffusers `AutoencoderKL` folder (or a pipeline root whose `subfolder` holds
+        it, e.g. a FLUX.1-dev snapshot); `shift_factor` / `scaling_factor` of its config.json replace
+        the FLUX.1 defaults when present (not null)."""
+        config_dict, tensors, weights = _read_folder(diffusers_folder(path, subfolder))
+        config = VAEConfig.from_dict(config_dict)
+        shift = config_dict.get("shift_factor")
+        scale = config_dict.get("scaling_factor")
+        return cls(
+            cls.map_params(config, tensors),
+            config,
+            FLUX1_SHIFT if shift is None else float(shift),
+            FLUX1_SCALE if scale is None else float(scale),
+            fingerprint=f"flux:{safetensors_fingerprint(weights)}",
+        )
+
+    def normalize(self, z: jax.Array) -> jax.Array:
+        """`(z − shift)·scale` (§10): shift first, then scale."""
+        return (jnp.asarray(z, jnp.float32) - self.shift) * self.scale
+
+    def denormalize(self, z: jax.Array) -> jax.Array:
+        """Exact inverse of `normalize`: `z/scale + shift`."""
+        return jnp.asarray(z, jnp.float32) / self.scale + self.shift

@@ -9,6 +9,7 @@ The loss is the unweighted MSE of the velocity over all elements, in float32.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,6 +59,35 @@ def velocity_target(x1: jax.Array, eps: jax.Array) -> jax.Array:
     return x1.astype(jnp.float32) - eps.astype(jnp.float32)
 
 
+#: Floor of `1 − t` when an x-prediction is mapped to a velocity (§7).
+X_PREDICTION_FLOOR = 0.05
+
+
+def x_to_velocity(x: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
+    """An estimate of the clean sample mapped to a velocity: `(x − x_t)/max(1 − t, 0.05)` (§7)."""
+    denom = jnp.maximum(1.0 - _broadcast_time(t, x_t).astype(jnp.float32), X_PREDICTION_FLOOR)
+    return (x.astype(jnp.float32) - x_t.astype(jnp.float32)) / denom
+
+
+def velocity_model(apply_fn: ApplyFn, prediction: str = "velocity") -> ApplyFn:
+    """`apply_fn` as a velocity model: itself for `prediction="velocity"`; for `"x"` (the network
+    predicts x₁) its output mapped through :func:`x_to_velocity`. The wrapper is cached per
+    `apply_fn`, so jitted samplers keyed on it compile once."""
+    if prediction == "velocity":
+        return apply_fn
+    if prediction != "x":
+        raise ValueError(f"prediction must be 'velocity' or 'x', got {prediction!r}")
+    return _x_model(apply_fn)
+
+
+@functools.cache
+def _x_model(apply_fn: ApplyFn) -> ApplyFn:
+    def apply(params: Any, x_t: jax.Array, t: jax.Array, *args: Any, **kwargs: Any) -> jax.Array:
+        return x_to_velocity(apply_fn(params, x_t, t, *args, **kwargs), x_t, t)
+
+    return apply
+
+
 def velocity_mse(
     apply_fn: ApplyFn,
     params: Any,
@@ -67,10 +97,19 @@ def velocity_mse(
     t: jax.Array,
     eps: jax.Array,
     drop: Any = None,
+    prediction: str = "velocity",
 ) -> jax.Array:
-    """The loss for given times, noise and dropout decisions: mean((v − (x₁−ε))²) in float32 (§7)."""
-    v = apply_fn(params, interpolate(x1, eps, t), t, text, mask, drop)
-    return jnp.mean(jnp.square(v.astype(jnp.float32) - velocity_target(x1, eps)))
+    """The loss for given times, noise and dropout decisions, in float32 (§7).
+
+    `prediction="velocity"`: mean((v − (x₁−ε))²). `"x"` (the network predicts x₁): prediction and
+    target are both mapped to velocities by :func:`x_to_velocity` and compared the same way."""
+    x_t = interpolate(x1, eps, t)
+    out = apply_fn(params, x_t, t, text, mask, drop)
+    if prediction == "x":
+        v, target = x_to_velocity(out, x_t, t), x_to_velocity(x1, x_t, t)
+    else:
+        v, target = out.astype(jnp.float32), velocity_target(x1, eps)
+    return jnp.mean(jnp.square(v - target))
 
 
 def draw_caption_dropout(rng: jax.Array, batch: int, drop_prob: float | Sequence[float]) -> Any:

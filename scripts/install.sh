@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 mode=${1:-}
 extras="postgres,dashboard"
-[ "$mode" = "--test" ] && extras="dev,postgres,ocr,vlm,dashboard,dashboard-tests"
+[ "$mode" = "--test" ] && extras="dev,postgres,ocr,vlm,reference,dashboard,dashboard-tests"
 stamp=.venv/.i1lab-install-stamp${mode}
 want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/i1lab ]; then

@@ -16,6 +16,9 @@ from pydantic.config import JsonDict
 from i1lab.spec.catalog import BENCHMARKS, SIZES, TEXT_ENCODERS, VAES
 
 COSMETIC: JsonDict = {"semantic": False}
+#: A knob added after runs were recorded: left out of the content hash while at its default, so the
+#: runs that never set it keep their identity (see :mod:`i1lab.hashing`).
+LATER_KNOB: JsonDict = {"omit_default": True}
 
 
 class Strict(BaseModel):
@@ -30,7 +33,14 @@ class TextEncoderSpec(Strict):
         None, description="override the token count"
     )
     drop_prob: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
-        None, description="per-encoder caption dropout; default: train.caption_dropout shared by all encoders"
+        None,
+        description="this encoder's own caption-dropout probability (an independent draw); default: "
+        "train.caption_dropout, one decision shared by every encoder that sets none",
+    )
+    dtype: Literal["bfloat16", "float32"] = Field(
+        "bfloat16",
+        description="compute dtype of the frozen encoder (§4.1: bf16)",
+        json_schema_extra=LATER_KNOB,
     )
 
     @field_validator("type")
@@ -178,6 +188,10 @@ def _paper_sources() -> list[SourceSpec]:
     return [SourceSpec(name=n, kind="tfrecord", count=c, group=g) for n, (c, g) in counts.items()]
 
 
+#: The VLM whose captions the data records carry (DESIGN_SPACE.md §11).
+CAPTIONER = "qwen3-vl-30b-a3b"
+
+
 class DataSpec(Strict):
     sources: list[SourceSpec] = Field(default_factory=_paper_sources, min_length=1)
     mixing: MixingSpec = MixingSpec()
@@ -185,9 +199,23 @@ class DataSpec(Strict):
     remove: list[str] = Field(default_factory=list, description="source names or groups to leave out")
     subset_count: Annotated[int, Field(ge=1)] | None = Field(None, description="unique images per source")
     long_caption_fraction: Annotated[float, Field(ge=0, le=1)] = 1.0
-    captioner: str = Field("qwen3-vl-30b-a3b", description="the VLM that wrote the captions")
+    captioner: str = Field(
+        "qwen3-vl-30b-a3b",
+        description="the VLM that wrote the captions; only the records' own (qwen3-vl-30b-a3b) until data "
+        "preparation can recaption",
+    )
     resolution: Annotated[int, Field(ge=8, le=4096)] = 256
     resume_from: str | None = Field(None, description="run (name or hash) whose checkpoint starts this stage")
+
+    @field_validator("captioner")
+    @classmethod
+    def _captioner(cls, value: str) -> str:
+        if value != CAPTIONER:
+            raise ValueError(
+                f"captions by {value!r} do not exist: the data records carry {CAPTIONER} captions, and i1lab "
+                "cannot recaption data yet"
+            )
+        return value
 
     @model_validator(mode="after")
     def _sources(self) -> DataSpec:

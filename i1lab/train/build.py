@@ -1,25 +1,36 @@
-"""From a RunSpec to the objects training needs: model config, text encoder, VAE."""
+"""From a RunSpec to the objects training and sampling need: model config, text encoders, VAE.
+
+Every command that touches a model goes through here (training, checkpoint evaluation, searches,
+``i1lab generate``, ``i1lab forward``, ``i1lab encode-text``, ``i1lab vae``), so every encoder and VAE
+of the catalogue reaches all of them. Weights are found by :mod:`i1lab.weights`; a frozen model is
+loaded once per process and shared by every run that process executes.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from i1lab.spec.catalog import VAES
-from i1lab.spec.run import RunSpec
+from i1lab.errors import I1labError
+from i1lab.spec.catalog import TEXT_ENCODERS, VAES
+from i1lab.spec.run import RunSpec, TextEncoderSpec
 from models.config import ModelConfig
 from models.presets import make_config
 
 
 def model_config(spec: RunSpec) -> ModelConfig:
-    """The ``models`` configuration of a run (the bridge between the spec and the model code)."""
+    """The ``models`` configuration of a run (the bridge between the spec and the model code).
+
+    Each text encoder's width D is its weights' own (when they are present here), else the catalogue's.
+    """
+    from i1lab.weights import text_dims
+
     m = spec.model
     vae = VAES[m.vae]
-    encoders = m.encoders
-    if len(encoders) != 1:
-        raise NotImplementedError("several text encoders are not supported by the model yet")
-    enc = encoders[0]
+    dims = text_dims(spec)
     fields: dict[str, Any] = {
         "backbone": m.backbone,
         "mlp_ratio": m.mlp_ratio,
@@ -27,8 +38,8 @@ def model_config(spec: RunSpec) -> ModelConfig:
         "in_channels": vae.channels,
         "resolution": spec.data.resolution,
         "latent_size": spec.data.resolution // vae.downsample,
-        "text_dim": enc.dim,
-        "text_len": enc.tokens,
+        "text_dim": dims[0],
+        "text_len": m.encoders[0].tokens,
         "adapter": m.adapter.type,
         "adapter_blocks": m.adapter.blocks,
         "repeat_text_emb": m.repeat_text_emb,
@@ -45,6 +56,8 @@ def model_config(spec: RunSpec) -> ModelConfig:
         "wo_shift": m.wo_shift,
         "dtype": m.precision,
     }
+    if len(m.encoders) > 1:
+        fields["text_encoders"] = tuple((d, e.tokens) for d, e in zip(dims, m.encoders, strict=True))
     if m.backbone == "single_stream" and m.refiner_layers is not None:
         fields["refiner_layers"] = m.refiner_layers
     if m.backbone == "dual_stream" and m.separate_norms is not None:
@@ -56,37 +69,90 @@ def model_config(spec: RunSpec) -> ModelConfig:
     return make_config(m.size, **fields)
 
 
-class TextEncoder:
-    """The frozen text encoder of a run: captions -> (features (B, L, D) float32, mask (B, L) bool)."""
+def caption_dropout(spec: RunSpec) -> float | tuple[float, ...]:
+    """The training step's dropout probabilities (DESIGN_SPACE.md §4.3): ``train.caption_dropout`` as one
+    decision shared by every encoder, or — when an encoder sets its own ``drop_prob`` — one independent
+    probability per encoder (``train.caption_dropout`` for those that set none)."""
+    encoders = spec.model.encoders
+    if all(e.drop_prob is None for e in encoders):
+        return spec.train.caption_dropout
+    return tuple(spec.train.caption_dropout if e.drop_prob is None else e.drop_prob for e in encoders)
 
-    def __init__(self, spec: RunSpec) -> None:
-        enc = spec.model.encoders[0]
-        if enc.type != "hash":
-            raise NotImplementedError(
-                f"text encoder {enc.type!r} cannot run on this build; use type: hash for CPU runs"
-            )
+
+def load_text_encoder(enc: TextEncoderSpec) -> Any:
+    """The frozen encoder ``enc`` names (``encode(captions) -> (features, mask)``), its weights found by
+    :mod:`i1lab.weights`; loaded once per process."""
+    from i1lab.weights import locate
+
+    status = locate("text_encoder", enc.type)
+    if not status.usable:
+        raise I1labError(status.problem())
+    return _load_encoder(enc.type, status.path, enc.tokens, enc.dtype)
+
+
+@functools.cache
+def _load_encoder(name: str, path: str | None, token_len: int, dtype: str) -> Any:
+    info = TEXT_ENCODERS[name]
+    if info.family is None:
         from models.text_encoders import HashWordEncoder
 
-        self._impl = HashWordEncoder(dim=enc.dim, token_len=enc.tokens, seed=0)
+        return HashWordEncoder(dim=info.dim, token_len=token_len, seed=0)
+    from models.text_encoders.families import load_encoder
 
-    def __call__(self, captions: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        feats, mask = self._impl.encode(list(captions))
-        return np.asarray(feats, np.float32), np.asarray(mask, bool)
+    assert path is not None
+    options = {"system_prompt": True} if info.system_prompt else {}
+    try:
+        return load_encoder(info.family, path, token_len=token_len, dtype=dtype, **options)
+    except (ValueError, OSError) as exc:
+        raise I1labError(f"text encoder {name} ({path}): {str(exc).splitlines()[0]}") from None
 
 
-def encode_images(spec: RunSpec, images: np.ndarray) -> np.ndarray:
-    """uint8 (B, H, W, 3) images -> model latents (B, C, h, w)."""
-    if spec.model.vae != "identity":
-        raise NotImplementedError(f"VAE {spec.model.vae!r} cannot run on this build; use vae: identity")
-    from models.vae import IdentityVAE
+class TextEncoder:
+    """The frozen text encoders of a run: captions -> ``(features, mask)``, float32 (B, L, D) and bool
+    (B, L) for one encoder, tuples of them (one per encoder, in spec order) for several (§4.3)."""
 
-    return np.asarray(IdentityVAE().encode(images), np.float32)
+    def __init__(self, spec: RunSpec) -> None:
+        self.encoders = [load_text_encoder(e) for e in spec.model.encoders]
+
+    def __call__(self, captions: Sequence[str]) -> tuple[Any, Any]:
+        outs = [enc.encode(list(captions)) for enc in self.encoders]
+        feats = tuple(np.asarray(f, np.float32) for f, _ in outs)
+        masks = tuple(np.asarray(m, bool) for _, m in outs)
+        if len(outs) == 1:
+            return feats[0], masks[0]
+        return feats, masks
+
+
+def load_codec(name: str) -> Any:
+    """The latent codec (VAE) ``name``, its weights found by :mod:`i1lab.weights`; loaded once per process."""
+    from i1lab.weights import locate
+
+    status = locate("vae", name)
+    if not status.usable:
+        raise I1labError(status.problem())
+    return _load_codec(name, status.path)
+
+
+@functools.cache
+def _load_codec(name: str, path: str | None) -> Any:
+    if path is None:
+        from models.vae import IdentityVAE
+
+        return IdentityVAE()
+    from models.vaes import load_vae
+
+    try:
+        return load_vae(name, path)
+    except (ValueError, OSError) as exc:
+        raise I1labError(f"VAE {name} ({path}): {str(exc).splitlines()[0]}") from None
+
+
+def encode_images(spec: RunSpec, images: np.ndarray, rng: Any = None) -> np.ndarray:
+    """uint8 (B, H, W, 3) images -> normalised model latents (B, C, h, w); with ``rng`` the posterior is
+    sampled (training, DESIGN_SPACE.md §7), without it its mean."""
+    return np.asarray(load_codec(spec.model.vae).encode(images, rng), np.float32)
 
 
 def decode_latents(spec: RunSpec, latents: np.ndarray) -> np.ndarray:
-    """Model latents (B, C, h, w) -> uint8 (B, H, W, 3) images."""
-    if spec.model.vae != "identity":
-        raise NotImplementedError(f"VAE {spec.model.vae!r} cannot run on this build; use vae: identity")
-    from models.vae import IdentityVAE
-
-    return np.asarray(IdentityVAE().decode(latents), np.uint8)
+    """Normalised model latents (B, C, h, w) -> uint8 (B, H, W, 3) images."""
+    return np.asarray(load_codec(spec.model.vae).decode(latents), np.uint8)

@@ -71,11 +71,12 @@ class DataParallel:
         per = batch_size // self.count
         return slice(self.index * per, (self.index + 1) * per)
 
-    def batch(self, host: dict[str, np.ndarray]) -> dict[str, Any]:
-        """This process's rows of a batch -> global arrays split over every device."""
+    def batch(self, host: dict[str, Any]) -> dict[str, Any]:
+        """This process's rows of a batch (arrays, or tuples of them with several text encoders) ->
+        global arrays split over every device."""
         import jax
 
-        return {k: jax.make_array_from_process_local_data(self.rows, v) for k, v in host.items()}
+        return jax.tree_util.tree_map(lambda v: jax.make_array_from_process_local_data(self.rows, v), host)
 
     def place(self, tree: Any) -> Any:
         """A pytree every process holds identically -> global arrays replicated on every device."""

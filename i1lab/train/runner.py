@@ -96,6 +96,10 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: Folded into the training seed for the VAE's posterior draws (apart from the step's own keys).
+VAE_SALT = 0x7AE
+
+
 def _batch(
     spec: RunSpec, stream: Any, encoder: Any, step: int, dp: DataParallel | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -108,7 +112,11 @@ def _batch(
     raw = stream[step]
     rows = dp.local_rows(spec.train.batch_size) if dp is not None else slice(None)
     text, mask = encoder([str(c) for c in raw["caption"][rows]])
-    host = {"latents": encode_images(spec, raw["image"][rows]), "text": text, "mask": mask}
+    # the posterior is sampled (DESIGN_SPACE.md §7), from a key of the seed and step alone
+    vae_rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.train.seed), VAE_SALT), step)
+    if dp is not None:
+        vae_rng = jax.random.fold_in(vae_rng, dp.index)
+    host = {"latents": encode_images(spec, raw["image"][rows], vae_rng), "text": text, "mask": mask}
     ids = {"source": np.asarray(raw["source"])[rows], "index": np.asarray(raw["index"])[rows]}
     if dp is not None:
         return dp.batch(host), ids
@@ -435,7 +443,7 @@ def _loop(
     import jax
 
     from i1lab.data.pipeline import BatchStream
-    from i1lab.train.build import TextEncoder
+    from i1lab.train.build import TextEncoder, caption_dropout
     from i1lab.train.digest import state_digests
     from i1lab.train.step import make_train_step
 
@@ -445,7 +453,8 @@ def _loop(
         tx,
         frozen,
         ema_decay=t.ema_decay,
-        drop_prob=t.caption_dropout,
+        drop_prob=caption_dropout(spec),
+        prediction=spec.diffusion.prediction,
         lognorm=spec.diffusion.timestep_sampling == "lognorm",
         lognorm_mean=spec.diffusion.lognorm_mean,
         lognorm_std=spec.diffusion.lognorm_std,

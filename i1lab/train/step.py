@@ -50,12 +50,13 @@ def make_train_step(
     frozen: Any,
     *,
     ema_decay: float,
-    drop_prob: float,
+    drop_prob: float | tuple[float, ...],
     lognorm: bool,
     lognorm_mean: float,
     lognorm_std: float,
     train_shift: float,
     grad_accum: int,
+    prediction: str = "velocity",
     jit: bool = True,
 ) -> Callable[[TrainState, dict[str, jax.Array], jax.Array], tuple[TrainState, StepMetrics]]:
     """A pure ``(state, batch, rng) -> (state, metrics)`` function, jitted (state donated)."""
@@ -70,6 +71,7 @@ def make_train_step(
             mb["t"],
             mb["eps"],
             mb.get("drop"),
+            prediction,
         )
 
     grad_fn = jax.value_and_grad(loss_fn)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -211,6 +211,13 @@ def bert_ignored(torch_name: str) -> bool:
 
 class BertEncoder(PretrainedTextEncoder):
     """A BERT-family encoder (e.g. all-MiniLM-L6-v2) with its tokenizer; see `PretrainedTextEncoder`."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("bert",)
+
+    @staticmethod
+    def feature_dim(config: Any) -> int:
+        """D = the config's hidden size."""
+        return int(config.hidden_size)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, token_len: int = 128, dtype: str = "float32") -> BertEncoder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -76,6 +76,14 @@ class PretrainedTextEncoder:
         token_len: every caption is truncated / padded to this many tokens.
         encoder_id: identifies the features (family, checkpoint fingerprint, token_len, dtype).
     """
+
+    #: ``model_type`` values of ``config.json`` this class reads (see models.text_encoders.families).
+    model_types: ClassVar[tuple[str, ...]] = ()
+
+    @staticmethod
+    def feature_dim(config: Any) -> int:
+        """The feature width D given the checkpoint's ``transformers`` config."""
+        raise NotImplementedError
 
     def __init__(
         self,

@@ -108,7 +108,10 @@ def test_cli_with_prompts_file_overrides_and_size(trained: Path, tmp_path: Path)
     )
 
 
-def test_requests_that_cannot_run_are_one_line_errors(tmp_path: Path) -> None:
+def test_requests_that_cannot_run_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("I1LAB_WEIGHTS_DIR", str(tmp_path / "weights"))
     with pytest.raises(I1labError, match="no prompts"):
         read_prompts(None, None)
     jsonl = tmp_path / "p.jsonl"
@@ -124,11 +127,15 @@ def test_requests_that_cannot_run_are_one_line_errors(tmp_path: Path) -> None:
         sampling_spec(spec, size=17)
     raw: dict[str, Any] = spec.model_dump(mode="json")
     raw["model"]["text_encoder"] = {"type": "T5Gemma"}
-    with pytest.raises(I1labError, match="text encoder T5Gemma cannot run in this build"):
+    with pytest.raises(
+        I1labError, match=r"text encoder T5Gemma: weights not found \(looked in .*weights/text_enc"
+    ):
         _check_runnable(RunSpec.model_validate(raw))
     raw["model"]["text_encoder"] = {"type": "hash"}
     raw["model"]["vae"] = "flux2"
-    with pytest.raises(I1labError, match="VAE flux2 cannot run in this build"):
+    with pytest.raises(
+        I1labError, match=r"model.vae: VAE flux2: weights not found \(looked in .*weights/vaes/flux2"
+    ):
         _check_runnable(RunSpec.model_validate(raw))
     with pytest.raises(I1labError, match="not a run folder"):
         generate_images(tmp_path, ["x"], tmp_path / "out", progress=False)

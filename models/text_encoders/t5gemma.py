@@ -1,0 +1,385 @@
+"""The T5Gemma and T5Gemma 2 text encoders in Flax (encoder only), loading Hugging Face checkpoints (§4.1).
+
+Mirrors the encoder of `transformers`' `T5GemmaModel` (`model_type` "t5gemma", Gemma-2-style layers)
+and the text encoder of `T5Gemma2Model` ("t5gemma2", Gemma-3-style layers; the vision tower is
+ignored, so features are those of text-only input):
+
+- token embedding times `sqrt(hidden)` (the factor rounded to the compute dtype, as upstream); in
+  T5Gemma 2 the end-of-image token instead takes the unscaled `eoi_embedding`;
+- each layer, bidirectional: `x += post_attn_norm(Attn(pre_attn_norm(x)))`, then
+  `x += post_ffn_norm(MLP(pre_ffn_norm(x)))`; every norm is Gemma's RMS norm
+  `x·rsqrt(mean(x²)+eps)·(1+w)` in float32; the MLP is `down(gelu_tanh(gate x) · up x)`;
+- attention: grouped-query heads, RoPE at positions 0…L−1 (T5Gemma 2 has one RoPE base per layer
+  type; "linear" RoPE scaling divides the frequencies), logits scaled by `query_pre_attn_scalar^-1/2`,
+  then soft-capped `c·tanh(s/c)` when `attn_logit_softcapping` is set (T5Gemma only: T5Gemma 2's
+  attention never applies it, whatever its config says); T5Gemma 2 RMS-normalises q and k per head
+  before RoPE. Padded keys are masked; "sliding_attention" layers also mask keys by distance: T5Gemma
+  keeps `|k − q| ≤ w`, T5Gemma 2 keeps `−⌈w/2⌉ < k − q ≤ ⌊w/2⌋` (`w` the config's `sliding_window`);
+- a final RMS norm, whose output are the features (B, L, hidden).
+
+Tokenisation rule ⚑ of the design space: truncate to `token_len`, pad with id 0 on the right, and
+mask = (id ≠ 0), whatever the tokenizer's own padding side and attention mask say.
+
+Full encoder–decoder checkpoints (`model.`-prefixed or not, with `encoder.text_model.` or the hub's
+`encoder.` names for T5Gemma 2) are read with the decoder, LM head, vision tower and multimodal
+projector ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models.hf_weights import default_module_path
+from models.text_encoders.bert import ACTIVATIONS
+from models.text_encoders.families import FolderMismatch
+from models.text_encoders.hf import (
+    PretrainedTextEncoder,
+    checkpoint_id,
+    load_hf_config,
+    load_params,
+    load_tokenizer,
+)
+
+MASK_VALUE = float(jnp.finfo(jnp.float32).min)
+Window = tuple[int, int] | None  # (farthest key before, farthest key after) the query; None = all keys
+_TYPES = ("sliding_attention", "full_attention")
+
+
+@dataclass(frozen=True)
+class GemmaEncoderSettings:
+    """The encoder fields of a T5Gemma / T5Gemma 2 config, resolved per layer.
+
+    `windows[i]` and `rope[i]` (RoPE base, linear scaling factor) are layer i's; `softcap` is None
+    when the attention logits are not capped; `eoi_token` is the id that takes `eoi_embedding`.
+    """
+
+    vocab_size: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    query_pre_attn_scalar: float
+    windows: tuple[Window, ...]
+    rope: tuple[tuple[float, float], ...]
+    eps: float = 1e-6
+    act: str = "gelu_pytorch_tanh"
+    attention_bias: bool = False
+    softcap: float | None = None
+    qk_norm: bool = False
+    eoi_token: int | None = None
+
+    @classmethod
+    def from_t5gemma(cls, config: Any) -> GemmaEncoderSettings:
+        """From a `T5GemmaConfig` (its `encoder` sub-config): a sliding layer keeps `|k − q| ≤ w`."""
+        enc = config.encoder
+        rope = _rope(enc.rope_parameters)
+        w = enc.sliding_window
+        return cls._build(enc, window=None if w is None else (w, w), rope={t: rope for t in _TYPES})
+
+    @classmethod
+    def from_t5gemma2(cls, config: Any) -> GemmaEncoderSettings:
+        """From a `T5Gemma2Config` (`encoder.text_config`): a sliding layer keeps keys at
+        `q − ⌈w/2⌉ < k ≤ q + ⌊w/2⌋`; RoPE per layer type; q/k norms; the end-of-image embedding."""
+        text = config.encoder.text_config
+        w = text.sliding_window
+        window = None if w is None else ((w + 1) // 2 - 1, w // 2)
+        rope = {t: _rope(text.rope_parameters[t]) for t in _TYPES if t in text.rope_parameters}
+        return cls._build(
+            text, window=window, rope=rope, use_softcap=False, qk_norm=True, eoi=int(config.eoi_token_index)
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        c: Any,
+        *,
+        window: Window,
+        rope: dict[str, tuple[float, float]],
+        use_softcap: bool = True,
+        qk_norm: bool = False,
+        eoi: int | None = None,
+    ) -> GemmaEncoderSettings:
+        types = list(c.layer_types)[: int(c.num_hidden_layers)]
+        unknown = sorted(set(types) - set(_TYPES))
+        if unknown:
+            raise NotImplementedError(f"layer types {unknown} are not supported")
+        act = str(c.hidden_activation)
+        if act not in ACTIVATIONS:
+            raise NotImplementedError(f"hidden_activation {act!r} is not supported")
+        cap = c.attn_logit_softcapping if use_softcap else None
+        return cls(
+            vocab_size=int(c.vocab_size),
+            hidden=int(c.hidden_size),
+            intermediate=int(c.intermediate_size),
+            heads=int(c.num_attention_heads),
+            kv_heads=int(c.num_key_value_heads),
+            head_dim=int(c.head_dim),
+            query_pre_attn_scalar=float(c.query_pre_attn_scalar),
+            windows=tuple(window if t == "sliding_attention" else None for t in types),
+            rope=tuple(rope[t] for t in types),
+            eps=float(c.rms_norm_eps),
+            act=act,
+            attention_bias=bool(c.attention_bias),
+            softcap=None if cap is None else float(cap),
+            qk_norm=qk_norm,
+            eoi_token=eoi,
+        )
+
+
+def _rope(params: dict[str, Any]) -> tuple[float, float]:
+    """(base, linear factor) of one `rope_parameters` entry ("default" or "linear" RoPE)."""
+    kind = params.get("rope_type", "default")
+    if kind not in ("default", "linear"):
+        raise NotImplementedError(f"rope_type {kind!r} is not supported")
+    return float(params["rope_theta"]), float(params["factor"]) if kind == "linear" else 1.0
+
+
+def rope_tables(length: int, head_dim: int, base: float, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (length, head_dim) float32 of rotate-half RoPE at positions 0…length−1."""
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    inv_freq = (np.float32(1.0) / np.power(np.float32(base), exponents)) / np.float32(factor)
+    angles = np.arange(length, dtype=np.float32)[:, None] * inv_freq[None, :]
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles), np.sin(angles)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """`x·cos + rotate_half(x)·sin` on (B, L, H, head_dim), in x's dtype."""
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    cos, sin = cos.astype(x.dtype)[None, :, None], sin.astype(x.dtype)[None, :, None]
+    return x * cos + rotated * sin
+
+
+def window_mask(length: int, window: Window) -> np.ndarray:
+    """(query, key) bool: the key lies within the window around the query."""
+    offset = np.arange(length)[None, :] - np.arange(length)[:, None]  # key − query
+    if window is None:
+        return np.ones((length, length), bool)
+    before, after = window
+    return (offset >= -before) & (offset <= after)
+
+
+class GemmaRMSNorm(nn.Module):
+    """`x·rsqrt(mean(x²)+eps)·(1+scale)` in float32 (`scale` is the checkpoint's `weight`)."""
+
+    eps: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+        return (y * (1.0 + scale)).astype(x.dtype)
+
+
+class GemmaSelfAttention(nn.Module):
+    """Bidirectional grouped-query attention of one layer (HF `self_attn`)."""
+
+    settings: GemmaEncoderSettings
+    layer: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        s = self.settings
+        b, length, _ = x.shape
+        groups = s.heads // s.kv_heads
+
+        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
+            bias = s.attention_bias
+            return nn.Dense(features, use_bias=bias, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
+
+        q = proj("q_proj", s.heads * s.head_dim, x).reshape(b, length, s.heads, s.head_dim)
+        k = proj("k_proj", s.kv_heads * s.head_dim, x).reshape(b, length, s.kv_heads, s.head_dim)
+        v = proj("v_proj", s.kv_heads * s.head_dim, x).reshape(b, length, s.kv_heads, s.head_dim)
+        if s.qk_norm:
+            q = GemmaRMSNorm(s.eps, name="q_norm")(q)
+            k = GemmaRMSNorm(s.eps, name="k_norm")(k)
+        cos, sin = (jnp.asarray(t) for t in rope_tables(length, s.head_dim, *s.rope[self.layer]))
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q = q.reshape(b, length, s.kv_heads, groups, s.head_dim)  # head h = kv_head·groups + g
+        logits = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
+        logits = logits * s.query_pre_attn_scalar**-0.5
+        if s.softcap is not None:
+            logits = jnp.tanh(logits / s.softcap) * s.softcap
+        allowed = mask[:, None, None, None, :] & jnp.asarray(window_mask(length, s.windows[self.layer]))
+        probs = jax.nn.softmax(jnp.where(allowed, logits, MASK_VALUE), axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(b, length, s.heads * s.head_dim)
+        return proj("o_proj", s.hidden, out)
+
+
+class GemmaMLP(nn.Module):
+    """`down_proj(act(gate_proj x) · up_proj x)` (HF `mlp`)."""
+
+    settings: GemmaEncoderSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = self.settings
+
+        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
+            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
+
+        h = ACTIVATIONS[s.act](proj("gate_proj", s.intermediate, x)) * proj("up_proj", s.intermediate, x)
+        return proj("down_proj", s.hidden, h)
+
+
+class GemmaEncoderLayer(nn.Module):
+    """Sandwich-normed attention then MLP, each added to the residual (HF `layers.i`)."""
+
+    settings: GemmaEncoderSettings
+    layer: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+        eps = self.settings.eps
+        h = GemmaRMSNorm(eps, name="pre_self_attn_layernorm")(x)
+        h = GemmaSelfAttention(self.settings, self.layer, self.dtype, name="self_attn")(h, mask)
+        x = x + GemmaRMSNorm(eps, name="post_self_attn_layernorm")(h)
+        h = GemmaRMSNorm(eps, name="pre_feedforward_layernorm")(x)
+        h = GemmaMLP(self.settings, self.dtype, name="mlp")(h)
+        return x + GemmaRMSNorm(eps, name="post_feedforward_layernorm")(h)
+
+
+class GemmaScaledEmbed(nn.Module):
+    """`embedding[ids]·sqrt(hidden)` in the compute dtype; the `eoi_token` takes `eoi_embedding`."""
+
+    settings: GemmaEncoderSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        s = self.settings
+        table = self.param("embedding", nn.initializers.normal(0.02), (s.vocab_size, s.hidden), jnp.float32)
+        x = table[ids].astype(self.dtype) * jnp.asarray(math.sqrt(s.hidden), self.dtype)
+        if s.eoi_token is None:
+            return x
+        eoi = self.param("eoi_embedding", nn.initializers.zeros, (s.hidden,), jnp.float32)
+        return jnp.where((ids == s.eoi_token)[..., None], eoi.astype(self.dtype), x)
+
+
+class GemmaEncoderModel(nn.Module):
+    """`apply({"params": p}, ids (B, L) int, mask (B, L) bool) -> last hidden state (B, L, hidden)`."""
+
+    settings: GemmaEncoderSettings
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
+        s = self.settings
+        x = GemmaScaledEmbed(s, self.dtype, name="embed_tokens")(ids)
+        for i in range(len(s.windows)):
+            x = GemmaEncoderLayer(s, i, self.dtype, name=f"layers_{i}")(x, mask.astype(bool))
+        return GemmaRMSNorm(s.eps, name="norm")(x)
+
+
+def gemma_encoder_module_path(torch_module: str) -> str:
+    """`[model.]encoder.[text_model.]layers.0.mlp` → `layers_0/mlp` (anything else stays unmatched)."""
+    name = torch_module.removeprefix("model.")
+    if name.startswith("encoder."):
+        name = name.removeprefix("encoder.").removeprefix("text_model.")
+    return default_module_path(name)
+
+
+def gemma_encoder_ignored(torch_name: str) -> bool:
+    """The decoder, the LM head, the vision tower and the multimodal projector are not used."""
+    name = torch_name.removeprefix("model.")
+    return name.startswith(
+        ("decoder.", "lm_head.", "encoder.vision_tower.", "encoder.multi_modal_projector.")
+    )
+
+
+class _GemmaFamilyEncoder(PretrainedTextEncoder):
+    """Loading and the tokenisation rule ⚑ shared by the two families."""
+
+    family: ClassVar[str] = ""
+
+    @staticmethod
+    def _settings(config: Any) -> GemmaEncoderSettings:
+        raise NotImplementedError
+
+    def tokenize(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (B, token_len) int32 truncated to token_len and right-padded with id 0; mask = (id ≠ 0)."""
+        if isinstance(captions, str):
+            raise TypeError("encode takes a list of captions, not a single string")
+        ids = np.zeros((len(captions), self.token_len), np.int32)
+        if not captions:
+            return ids, ids != 0
+        rows = self.tokenizer(list(captions), truncation=True, max_length=self.token_len)["input_ids"]
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row[: self.token_len]
+        return ids, ids != 0
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, token_len: int = 256, dtype: str = "bfloat16") -> Self:
+        """Load config, tokenizer and safetensors (single file or sharded index) from a local folder.
+
+        Args:
+            path: a full encoder–decoder checkpoint (`…Model`, `…ForConditionalGeneration`) or, for
+                T5Gemma, a `T5GemmaEncoderModel` one.
+            token_len: captions are truncated / padded to this many tokens (256 in the catalogue).
+            dtype: compute dtype, "bfloat16" or "float32".
+
+        Raises:
+            FolderMismatch: the config's model_type is not one of `model_types`.
+        """
+        config = load_hf_config(path)
+        if config.model_type not in cls.model_types:
+            raise FolderMismatch(f"{path}: model_type {config.model_type!r} is not a {cls.family} checkpoint")
+        settings = cls._settings(config)
+        module = GemmaEncoderModel(settings, jnp.dtype(dtype))
+        example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
+        params = load_params(module, example, path, gemma_encoder_module_path, gemma_encoder_ignored)
+        return cls(
+            module,
+            params,
+            load_tokenizer(path),
+            dim=settings.hidden,
+            token_len=token_len,
+            encoder_id=checkpoint_id(cls.family, path, token_len, dtype),
+        )
+
+
+class T5GemmaEncoder(_GemmaFamilyEncoder):
+    """The T5Gemma encoder (google/t5gemma-2b-2b-ul2[-it], 9b-2b …): D = `encoder.hidden_size`."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("t5gemma",)
+    family: ClassVar[str] = "t5gemma"
+
+    @staticmethod
+    def feature_dim(config: Any) -> int:
+        """D = the encoder's hidden_size (2304 for 2B)."""
+        return int(config.encoder.hidden_size)
+
+    @staticmethod
+    def _settings(config: Any) -> GemmaEncoderSettings:
+        return GemmaEncoderSettings.from_t5gemma(config)
+
+
+class T5Gemma2Encoder(_GemmaFamilyEncoder):
+    """The T5Gemma 2 text encoder (google/t5gemma-2-1b-1b, -4b-4b): D = `encoder.text_config.hidden_size`."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("t5gemma2",)
+    family: ClassVar[str] = "t5gemma2"
+
+    @staticmethod
+    def feature_dim(config: Any) -> int:
+        """D = the text encoder's hidden_size (1152 for 1b-1b, 2560 for 4b-4b)."""
+        return int(config.encoder.text_config.hidden_size)
+
+    @staticmethod
+    def _settings(config: Any) -> GemmaEncoderSettings:
+        return GemmaEncoderSettings.from_t5gemma2(config)
