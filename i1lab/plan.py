@@ -153,8 +153,9 @@ def _located(study: Study, prefix: tuple[Any, ...], values: list[Any]) -> Locate
 
 
 def scale(study: Study, profile: str | None) -> Scaled:
-    """Apply a profile: its dotted keys overlay the base; its ``axes`` / ``grid`` replace axis and grid
-    values one for one (or the whole grid); its ``variants`` entries override keys of named variants."""
+    """Apply a profile: its dotted keys overlay the base; its ``axes`` replace an axis's values (the values
+    that make sense at that scale, e.g. the encoders a CPU can run), its ``grid`` the whole grid; its
+    ``variants`` entries override keys of named variants."""
     doc = study.doc
     axes = {p: _located(study, ("axes", p), vs) for p, vs in doc.axes.items()}
     grid = {p: _located(study, ("grid", p), vs) for p, vs in doc.grid.items()}
@@ -173,10 +174,8 @@ def scale(study: Study, profile: str | None) -> Scaled:
         where = study.locate((*at, "axes", path))
         if path not in axes:
             raise SpecError("profile replaces an axis the study does not have", key=path, where=where)
-        if not isinstance(values, list) or len(values) != len(axes[path]):
-            raise SpecError(
-                f"must be a list of {len(axes[path])} values, one per axis value", key=path, where=where
-            )
+        if not isinstance(values, list) or not values:
+            raise SpecError("a profile's axis must be a non-empty list of values", key=path, where=where)
         axes[path] = _located(study, (*at, "axes", path), values)
     if "grid" in raw:
         new_grid = raw.pop("grid") or {}

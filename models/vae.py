@@ -122,7 +122,6 @@ class GaussianCodec(ABC):
     def __init__(self, params: Any, fingerprint: str) -> None:
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
         self.fingerprint = fingerprint
-        self._posterior = jax.jit(self._moments)
         self._encode = jax.jit(self._encode_impl)
         self._decode = jax.jit(self._decode_impl)
 
@@ -156,11 +155,6 @@ class GaussianCodec(ABC):
 
     def _decode_impl(self, params: Any, latents: jax.Array) -> jax.Array:
         return self._decode_unit(params, self.denormalize(latents))
-
-    def posterior(self, images: ArrayLike) -> tuple[jax.Array, jax.Array]:
-        """uint8 (B, H, W, 3) → raw posterior mean and std, each (B, channels, h, w) float32."""
-        mean, logvar = self._posterior(self.params, pixels_to_unit(images))
-        return mean, jnp.exp(0.5 * logvar)
 
     def encode(self, images: ArrayLike, rng: jax.Array | None = None) -> jax.Array:
         """uint8 (B, H, W, 3) → normalised float32 (B, channels, h, w).
