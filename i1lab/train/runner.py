@@ -339,6 +339,10 @@ def train(
         workdir.mkdir(parents=True, exist_ok=True)
         if _primary():  # the other processes of a gang read and write no run files
             _write_atomic(workdir / "spec.json", spec.model_dump_json(indent=2))
+            # provenance: which frozen weights (folder, fingerprint) this run reads
+            from i1lab.weights import run_weights
+
+            _write_atomic(workdir / "weights.json", json.dumps(run_weights(spec), indent=2))
     except OSError as exc:
         raise storage_error(exc, "spec.json", workdir) or I1labError(str(exc)) from None
     try:
