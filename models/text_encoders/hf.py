@@ -65,6 +65,24 @@ def load_params(
     return map_torch_state(template, tensors, module_path, ignore=ignore)
 
 
+class GatedMLP(nn.Module):
+    """`down_proj(act(gate_proj x) · up_proj x)`, no biases: the MLP of Gemma- and Qwen-family layers
+    (HF `mlp`). Parameters float32, compute in `dtype`."""
+
+    hidden: int
+    intermediate: int
+    act: Callable[[jax.Array], jax.Array] = nn.silu
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
+            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
+
+        gated = self.act(proj("gate_proj", self.intermediate, x)) * proj("up_proj", self.intermediate, x)
+        return proj("down_proj", self.hidden, gated)
+
+
 class PretrainedTextEncoder:
     """A frozen Flax encoder with its tokenizer: `encode(captions) -> (features, mask)`.
 

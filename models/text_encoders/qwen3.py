@@ -39,6 +39,7 @@ import numpy as np
 
 from models.hf_weights import default_module_path
 from models.text_encoders.hf import (
+    GatedMLP,
     PretrainedTextEncoder,
     checkpoint_id,
     load_hf_config,
@@ -168,26 +169,6 @@ class Qwen3Attention(nn.Module):
         return proj("o_proj", s.hidden, out)
 
 
-class Qwen3MLP(nn.Module):
-    """SwiGLU `down_proj(silu(gate_proj x) · up_proj x)` (HF `mlp`)."""
-
-    settings: Qwen3Settings
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        s = self.settings
-
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
-
-        return proj(
-            "down_proj",
-            s.hidden,
-            nn.silu(proj("gate_proj", s.intermediate, x)) * proj("up_proj", s.intermediate, x),
-        )
-
-
 class Qwen3DecoderLayer(nn.Module):
     """`x += self_attn(input_layernorm(x))`, then `x += mlp(post_attention_layernorm(x))`."""
 
@@ -200,7 +181,9 @@ class Qwen3DecoderLayer(nn.Module):
         x = x + Qwen3Attention(s, self.dtype, name="self_attn")(
             RMSNorm(s.eps, name="input_layernorm")(x), mask, cos, sin
         )
-        return x + Qwen3MLP(s, self.dtype, name="mlp")(RMSNorm(s.eps, name="post_attention_layernorm")(x))
+        return x + GatedMLP(s.hidden, s.intermediate, nn.silu, self.dtype, name="mlp")(
+            RMSNorm(s.eps, name="post_attention_layernorm")(x)
+        )
 
 
 class Qwen3TextModel(nn.Module):

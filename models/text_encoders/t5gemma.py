@@ -42,6 +42,7 @@ from models.hf_weights import default_module_path
 from models.text_encoders.bert import ACTIVATIONS
 from models.text_encoders.families import FolderMismatch
 from models.text_encoders.hf import (
+    GatedMLP,
     PretrainedTextEncoder,
     checkpoint_id,
     load_hf_config,
@@ -219,23 +220,6 @@ class GemmaSelfAttention(nn.Module):
         return proj("o_proj", s.hidden, out)
 
 
-class GemmaMLP(nn.Module):
-    """`down_proj(act(gate_proj x) · up_proj x)` (HF `mlp`)."""
-
-    settings: GemmaEncoderSettings
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        s = self.settings
-
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
-
-        h = ACTIVATIONS[s.act](proj("gate_proj", s.intermediate, x)) * proj("up_proj", s.intermediate, x)
-        return proj("down_proj", s.hidden, h)
-
-
 class GemmaEncoderLayer(nn.Module):
     """Sandwich-normed attention then MLP, each added to the residual (HF `layers.i`)."""
 
@@ -250,7 +234,13 @@ class GemmaEncoderLayer(nn.Module):
         h = GemmaSelfAttention(self.settings, self.layer, self.dtype, name="self_attn")(h, mask)
         x = x + GemmaRMSNorm(eps, name="post_self_attn_layernorm")(h)
         h = GemmaRMSNorm(eps, name="pre_feedforward_layernorm")(x)
-        h = GemmaMLP(self.settings, self.dtype, name="mlp")(h)
+        h = GatedMLP(
+            self.settings.hidden,
+            self.settings.intermediate,
+            ACTIVATIONS[self.settings.act],
+            self.dtype,
+            name="mlp",
+        )(h)
         return x + GemmaRMSNorm(eps, name="post_feedforward_layernorm")(h)
 
 
