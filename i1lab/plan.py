@@ -80,20 +80,22 @@ class Plan(BaseModel):
 
     def totals(self) -> dict[str, float]:
         """Accelerator-hours and FLOPs of all runs, and of the runs that still have to run (and can)."""
-        todo = [r for r in self.runs if r.status != "reused" and r.cost is not None and r.runnable]
+        new = [r for r in self.runs if r.status != "reused" and r.cost is not None]
         every = [r for r in self.runs if r.cost is not None]
         return {
             "accelerator_hours": sum(r.cost.accelerator_hours for r in every if r.cost),
-            "accelerator_hours_to_run": sum(r.cost.accelerator_hours for r in todo if r.cost),
+            "accelerator_hours_new": sum(r.cost.accelerator_hours for r in new if r.cost),
+            "accelerator_hours_to_run": sum(r.cost.accelerator_hours for r in new if r.cost and r.runnable),
             "total_flops": sum(r.cost.total_flops for r in every if r.cost),
         }
 
     def check_budget(self, budget_hours: float | None = None) -> None:
-        """Refuse a plan whose new runs cost more accelerator-hours than the budget."""
+        """Refuse a plan whose new runs cost more accelerator-hours than the budget (runs that cannot run
+        here count too: the budget is what the plan costs wherever its weights are)."""
         budget = budget_hours if budget_hours is not None else self.budget_hours
         if budget is None:
             return
-        need = self.totals()["accelerator_hours_to_run"]
+        need = self.totals()["accelerator_hours_new"]
         if need > budget:
             raise SpecError(
                 f"the new runs need {need:,.1f} accelerator-hours, over the budget of {budget:,.1f}",

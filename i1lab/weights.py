@@ -123,7 +123,7 @@ def _checked(kind: Kind, name: str, folder: str, stamp: float) -> WeightsStatus:
             dim = check_folder(family, folder)
         except FolderMismatch as exc:
             return WeightsStatus(kind=kind, name=name, state="mismatched", path=folder, detail=str(exc))
-        except Exception as exc:  # transformers could not read the config
+        except (ValueError, OSError, KeyError) as exc:  # transformers could not read the config
             detail = f"{folder}: config.json unreadable ({str(exc).splitlines()[0]})"
             return WeightsStatus(kind=kind, name=name, state="mismatched", path=folder, detail=detail)
         return WeightsStatus(kind=kind, name=name, state="present", path=folder, dim=dim)

@@ -100,7 +100,7 @@ def _write_atomic(path: Path, text: str) -> None:
 VAE_SALT = 0x7AE
 
 
-def _batch(
+def step_batch(
     spec: RunSpec, stream: Any, encoder: Any, step: int, dp: DataParallel | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The device batch of ``step`` and which examples it holds (with ``dp``: this process's rows of
@@ -219,6 +219,35 @@ def initial_state(
         state = jax.jit(build, out_shardings=dp.replicated if dp is not None else None)()
     tx = make_optimizer(spec.train, state.params)
     return state, tx, frozen_mask(state.params)
+
+
+def train_step(spec: RunSpec, model: Any, tx: Any, frozen: Any, jit: bool = True) -> Any:
+    """The run's ``(state, batch, rng) -> (state, metrics)`` step, every training knob of ``spec`` bound."""
+    from i1lab.train.build import caption_dropout
+    from i1lab.train.step import make_train_step
+
+    d = spec.diffusion
+    return make_train_step(
+        model,
+        tx,
+        frozen,
+        ema_decay=spec.train.ema_decay,
+        drop_prob=caption_dropout(spec),
+        prediction=d.prediction,
+        lognorm=d.timestep_sampling == "lognorm",
+        lognorm_mean=d.lognorm_mean,
+        lognorm_std=d.lognorm_std,
+        train_shift=d.train_shift,
+        grad_accum=spec.train.grad_accum,
+        jit=jit,
+    )
+
+
+def step_key(spec: RunSpec, step: int) -> Any:
+    """The RNG key of training step ``step`` (timesteps, noise, caption dropout), of the seed and step."""
+    import jax
+
+    return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(spec.train.seed))[1], step)
 
 
 def _checkpoints(spec: RunSpec, workdir: Path, read_only: bool = False) -> Any:
@@ -363,7 +392,6 @@ def _primary() -> bool:
 
 
 def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -> dict[str, Any]:
-    import jax
 
     from i1lab.data.pipeline import data_fingerprint
     from i1lab.train.build import model_config
@@ -373,7 +401,6 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
     t = spec.train
     config = model_config(spec)
     model = DiT(config)
-    step_root = jax.random.split(jax.random.PRNGKey(t.seed))[1]
     fingerprint = data_fingerprint(spec.data, t.batch_size, t.seed)
     dp = data_parallel()
     if dp is not None and t.batch_size % dp.devices:
@@ -419,9 +446,7 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
             notes.append(f"data parallel over {dp.devices} devices of {dp.count} hosts")
         hooks.on_start(start, notes)
         hooks.on_step(start)
-        summary = _loop(
-            spec, workdir, hooks, state, start, ckpts, tx, frozen, model, step_root, fingerprint, dp
-        )
+        summary = _loop(spec, workdir, hooks, state, start, ckpts, tx, frozen, model, fingerprint, dp)
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
             ckpts.close()
@@ -440,38 +465,23 @@ def _loop(
     tx: Any,
     frozen: Any,
     model: Any,
-    step_root: Any,
     fingerprint: str,
     dp: DataParallel | None = None,
 ) -> dict[str, Any]:
-    import jax
 
     from i1lab.data.pipeline import BatchStream
-    from i1lab.train.build import TextEncoder, caption_dropout
+    from i1lab.train.build import TextEncoder
     from i1lab.train.digest import state_digests
-    from i1lab.train.step import make_train_step
 
     t = spec.train
-    step_fn = make_train_step(
-        model,
-        tx,
-        frozen,
-        ema_decay=t.ema_decay,
-        drop_prob=caption_dropout(spec),
-        prediction=spec.diffusion.prediction,
-        lognorm=spec.diffusion.timestep_sampling == "lognorm",
-        lognorm_mean=spec.diffusion.lognorm_mean,
-        lognorm_std=spec.diffusion.lognorm_std,
-        train_shift=spec.diffusion.train_shift,
-        grad_accum=t.grad_accum,
-    )
+    step_fn = train_step(spec, model, tx, frozen)
     stream = BatchStream(spec.data, t.batch_size, t.seed)
     encoder = TextEncoder(spec)
     evals = eval_steps(spec)
     metrics_path = workdir / "metrics.jsonl"
     events_dir = workdir / "events"
     precision = spec.model.precision
-    prefetch = _Prefetcher(lambda s: _batch(spec, stream, encoder, s, dp), start, t.steps)
+    prefetch = _Prefetcher(lambda s: step_batch(spec, stream, encoder, s, dp), start, t.steps)
     primary = dp is None or dp.primary
     evaluator = _Evaluator()
     pending_saves: list[tuple[int, bool, dict[str, Any]]] = []
@@ -505,7 +515,7 @@ def _loop(
             window_wait += time.perf_counter() - wait0
             if hooks.on_batch is not None:
                 hooks.on_batch(step, ids)
-            rng = jax.random.fold_in(step_root, step)
+            rng = step_key(spec, step)
             state, metrics = step_fn(state, batch, rng if dp is None else dp.place(rng))
             if unchecked is not None:
                 _check(*unchecked)  # the previous step: done or nearly, the device stays busy

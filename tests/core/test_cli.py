@@ -29,7 +29,7 @@ def test_plan_json_lists_every_run_with_hash_status_and_spec(home: Path) -> None
     res = i1lab("plan", str(EXPERIMENTS / "adapter_size.yaml"), "--profile", "tiny", "--json", home=home)
     assert res.returncode == 0, res.stderr
     plan = json.loads(res.stdout)
-    assert plan["summary"] == {"runs": 4, "new": 4, "reused": 0, "resume": 0}
+    assert plan["summary"] == {"runs": 4, "new": 4, "reused": 0, "resume": 0, "not_runnable": 0}
     names = [r["name"] for r in plan["runs"]]
     assert names == ["baseline", "adapter=transformer-1", "adapter=transformer-2", "adapter=transformer-3"]
     for run in plan["runs"]:

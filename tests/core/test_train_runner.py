@@ -197,7 +197,7 @@ def test_a_nan_loss_stops_the_run_at_once_and_the_registry_records_why(
     from i1lab.registry import PlannedMember, Registry
     from i1lab.train import runner
 
-    real_batch = runner._batch
+    real_batch = runner.step_batch
 
     def poisoned(spec: RunSpec, stream: Any, encoder: Any, step: int, dp: Any = None) -> Any:
         batch, ids = real_batch(spec, stream, encoder, step, dp)
@@ -205,7 +205,7 @@ def test_a_nan_loss_stops_the_run_at_once_and_the_registry_records_why(
             batch = {**batch, "latents": batch["latents"].at[0, 0, 0, 0].set(float("nan"))}
         return batch, ids
 
-    monkeypatch.setattr(runner, "_batch", poisoned)
+    monkeypatch.setattr(runner, "step_batch", poisoned)
     spec = run_spec(**{"eval.benchmarks": ["shapes"]})
     reg = Registry()
     member = PlannedMember(
