@@ -58,7 +58,7 @@ def _run_folder(path: Path) -> tuple[Path, int | None]:
 def load_checkpoint(path: Path) -> Loaded:
     """Restore the checkpoint at ``path`` (see the module docstring); read-only."""
     from i1lab.train.checkpoint import CheckpointCorrupt
-    from i1lab.train.runner import _checkpoints, initial_state
+    from i1lab.train.runner import initial_state, run_checkpoints
 
     path = Path(path)
     if not path.exists():
@@ -70,7 +70,7 @@ def load_checkpoint(path: Path) -> Loaded:
         raise I1labError(
             f"{folder / 'spec.json'}: not a valid run spec ({str(exc).splitlines()[0]})"
         ) from None
-    ckpts = _checkpoints(spec, folder, read_only=True)
+    ckpts = run_checkpoints(spec, folder, read_only=True)
     try:
         abstract, _, _ = _abstract(spec, initial_state)
         if step is None:

@@ -18,7 +18,7 @@ def inspect_workdir(workdir: Path) -> dict[str, Any]:
     """Step, data position, precision and digests of the newest checkpoint of ``workdir`` that
     restores and matches the digests saved with it. Read-only: corrupt checkpoints are reported."""
     from i1lab.train.digest import state_digests
-    from i1lab.train.runner import _checkpoints, initial_state
+    from i1lab.train.runner import initial_state, run_checkpoints
 
     workdir = Path(workdir)
     spec_path = workdir / "spec.json"
@@ -28,7 +28,7 @@ def inspect_workdir(workdir: Path) -> dict[str, Any]:
         spec = RunSpec.model_validate_json(spec_path.read_text())
     except ValueError as exc:
         raise I1labError(f"{spec_path}: not a valid run spec ({str(exc).splitlines()[0]})") from None
-    ckpts = _checkpoints(spec, workdir, read_only=True)
+    ckpts = run_checkpoints(spec, workdir, read_only=True)
     try:
         steps = ckpts.steps()
         abstract, _, _ = initial_state(spec, abstract=True)

@@ -187,10 +187,11 @@ def _enable_compilation_cache() -> None:
 
 
 def initial_state(
-    spec: RunSpec, abstract: bool = False, dp: DataParallel | None = None
+    spec: RunSpec, abstract: bool = False, dp: DataParallel | None = None, jit: bool = True
 ) -> tuple[Any, Any, Any]:
     """``(TrainState, optimizer, frozen mask)`` at step 0; with ``abstract`` only shapes (no memory);
-    with ``dp`` placed replicated on every process's devices.
+    with ``dp`` placed replicated on every process's devices; without ``jit`` built op by op (for
+    one-off states whose compilation would cost more than the build).
 
     The state is built by one jitted program (one compilation, cached on disk, instead of hundreds of
     op-by-op ones)."""
@@ -216,7 +217,7 @@ def initial_state(
         if dp is not None:
             state = dp.abstract(state)
     else:
-        state = jax.jit(build, out_shardings=dp.replicated if dp is not None else None)()
+        state = jax.jit(build, out_shardings=dp.replicated if dp is not None else None)() if jit else build()
     tx = make_optimizer(spec.train, state.params)
     return state, tx, frozen_mask(state.params)
 
@@ -250,7 +251,7 @@ def step_key(spec: RunSpec, step: int) -> Any:
     return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(spec.train.seed))[1], step)
 
 
-def _checkpoints(spec: RunSpec, workdir: Path, read_only: bool = False) -> Any:
+def run_checkpoints(spec: RunSpec, workdir: Path, read_only: bool = False) -> Any:
     from i1lab.train.checkpoint import Checkpoints
 
     t = spec.train
@@ -267,7 +268,7 @@ def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
     """The EMA parameters saved at ``step`` in ``workdir``, or None if that checkpoint is not kept."""
     from i1lab.train.checkpoint import CheckpointCorrupt
 
-    ckpts = _checkpoints(spec, workdir)
+    ckpts = run_checkpoints(spec, workdir)
     try:
         if step not in ckpts.steps():
             return None
@@ -292,7 +293,7 @@ def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None =
         parent = RunSpec.model_validate_json((parent_dir / "spec.json").read_text())
     except OSError as exc:
         raise I1labError(f"resume_from: cannot read the parent run in {parent_dir}: {exc.strerror}") from None
-    ckpts = _checkpoints(parent, parent_dir)
+    ckpts = run_checkpoints(parent, parent_dir)
     try:
         abstract, _, _ = initial_state(parent, abstract=True, dp=dp)
         found, skipped = ckpts.restore_latest(abstract, None, dp.agree if dp is not None else None)
@@ -409,7 +410,7 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
             f"{dp.count} hosts; use a multiple of {dp.devices}"
         )
     primary = dp is None or dp.primary
-    ckpts = _checkpoints(spec, workdir)
+    ckpts = run_checkpoints(spec, workdir)
     notes: list[str] = []
     try:
         abstract, tx, frozen = initial_state(spec, abstract=True, dp=dp)
