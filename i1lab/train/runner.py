@@ -369,10 +369,6 @@ def train(
         workdir.mkdir(parents=True, exist_ok=True)
         if _primary():  # the other processes of a gang read and write no run files
             _write_atomic(workdir / "spec.json", spec.model_dump_json(indent=2))
-            # provenance: which frozen weights (folder, fingerprint) this run reads
-            from i1lab.weights import run_weights
-
-            _write_atomic(workdir / "weights.json", json.dumps(run_weights(spec), indent=2))
     except OSError as exc:
         raise storage_error(exc, "spec.json", workdir) or I1labError(str(exc)) from None
     try:
@@ -396,6 +392,7 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
 
     from i1lab.data.pipeline import data_fingerprint
     from i1lab.train.build import model_config
+    from i1lab.weights import run_weights
     from models.dit import DiT
 
     _enable_compilation_cache()
@@ -410,8 +407,16 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
             f"{dp.count} hosts; use a multiple of {dp.devices}"
         )
     primary = dp is None or dp.primary
-    ckpts = run_checkpoints(spec, workdir)
     notes: list[str] = []
+    # provenance: the frozen weights (folder, fingerprint) this run reads, beside its spec and in its
+    # start event (the registry's record of each attempt)
+    frozen_weights = run_weights(spec)
+    if primary:
+        _write_atomic(workdir / "weights.json", json.dumps(frozen_weights, indent=2))
+    prints = [f"{name} {w['fingerprint']}" for name, w in frozen_weights.items() if w["fingerprint"]]
+    if prints:
+        notes.append("weights " + ", ".join(prints))
+    ckpts = run_checkpoints(spec, workdir)
     try:
         abstract, tx, frozen = initial_state(spec, abstract=True, dp=dp)
         # only process 0 moves a corrupt checkpoint aside; the others skip it alike

@@ -19,7 +19,7 @@ from i1lab.plan import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.build import TextEncoder, caption_dropout, encode_images, model_config
-from i1lab.train.runner import train
+from i1lab.train.runner import Hooks, train
 from models.rectified_flow import velocity_model, velocity_mse, x_to_velocity
 from tests.core.test_weights import write_flux2, write_t5gemma
 
@@ -65,12 +65,15 @@ def test_two_encoders_and_the_flux2_vae_train_and_generate(weights: Path, tmp_pa
     assert [t.shape for t in text] == [(2, 8, 32), (2, 6, 384)]
     assert [m.sum(1).tolist() for m in mask] == [[4, 6], [5, 6]]  # <bos> + words; [CLS] words [SEP]
     workdir = tmp_path / "run"
-    summary = train(s, workdir)
+    started: list[list[str]] = []
+    summary = train(s, workdir, Hooks(on_start=lambda step, notes: started.append(notes)))
     assert summary["step"] == 2 and np.isfinite(summary["loss"])
     recorded = json.loads((workdir / "weights.json").read_text())
     assert set(recorded) == {"T5Gemma", "minilm", "flux2"}
     assert recorded["flux2"]["path"] == str(weights / "vaes" / "flux2")
     assert all(len(r["fingerprint"]) == 16 for r in recorded.values())
+    prints = ", ".join(f"{n} {recorded[n]['fingerprint']}" for n in ("T5Gemma", "minilm", "flux2"))
+    assert started == [[f"weights {prints}"]]  # the start event the worker records in the registry
     out = generate_images(workdir, ["a red cube", "two dogs"], tmp_path / "png", progress=False)
     images = [np.asarray(Image.open(f)) for f in out.files]
     assert [i.shape for i in images] == [(32, 32, 3)] * 2 and images[0].tobytes() != images[1].tobytes()
