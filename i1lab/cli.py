@@ -747,6 +747,22 @@ def vae_encode(
     out.print(f"wrote {out_path}: latents {shape}")
 
 
+@vae_app.command("moments")
+def vae_moments(
+    vae: Annotated[str, typer.Argument(help="flux2, flux or qwenimage")],
+    inputs: VaeInOpt,
+    out_path: VaeOutOpt,
+    weights: VaeWeightsOpt = None,
+) -> None:
+    """``images`` (N, H, W, 3) uint8 -> ``moments`` (N, 2C, H/8, W/8) float32: the raw posterior mean and
+    log-variance, what a WebDataset sample stores as ``KEY.latents.<vae>.<resolution>.npy`` so that
+    training samples the posterior from it instead of running the encoder."""
+    from i1lab.frozen import vae_code
+
+    shape = vae_code("moments", vae, inputs, out_path, weights=weights)
+    out.print(f"wrote {out_path}: moments {shape}")
+
+
 @vae_app.command("decode")
 def vae_decode(
     vae: Annotated[str, typer.Argument(help="flux2, flux, qwenimage or identity")],

@@ -126,14 +126,17 @@ def vae_code(
     direction: str, name: str, inputs: Path, out: Path, *, weights: Path | None = None
 ) -> tuple[int, ...]:
     """``encode``: ``images`` (N, H, W, 3) uint8 -> ``latents`` (N, C, H/8, W/8) float32, normalised as the
-    model sees them (the posterior mean); ``decode``: the reverse. Writes ``out`` atomically and returns
-    the output's shape."""
-    if direction not in ("encode", "decode"):
-        raise I1labError(f"expected encode or decode, got {direction!r}")
+    model sees them (the posterior mean); ``moments``: the same images -> ``moments`` (N, 2C, H/8, W/8),
+    the raw posterior mean and log-variance that a data source stores for training; ``decode``: normalised
+    latents -> images. Writes ``out`` atomically and returns the output's shape."""
+    if direction not in ("encode", "moments", "decode"):
+        raise I1labError(f"expected encode, moments or decode, got {direction!r}")
     if name not in VAES:
         raise I1labError(f"unknown VAE {name!r}; known: {', '.join(VAES)}")
     info = VAES[name]
-    if direction == "encode":
+    if direction == "moments" and name == "identity":
+        raise I1labError("the identity VAE has no posterior: moments exist for flux2, flux and qwenimage")
+    if direction in ("encode", "moments"):
         images = _read_array(inputs, "images", "(N, H, W, 3) uint8")
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise I1labError(
@@ -145,6 +148,11 @@ def vae_code(
                 f"{info.downsample} ({name} downsamples by {info.downsample})"
             )
         codec = _codec(name, _folder("vae", name, weights))
+        if direction == "moments":
+            mean, logvar = codec.moments(images)
+            result = np.concatenate([np.asarray(mean), np.asarray(logvar)], axis=1).astype(np.float32)
+            write_npz(Path(out), moments=result)
+            return tuple(result.shape)
         result = np.asarray(codec.encode(images, None), np.float32)
         write_npz(Path(out), latents=result)
         return tuple(result.shape)

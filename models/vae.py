@@ -124,6 +124,8 @@ class GaussianCodec(ABC):
         self.fingerprint = fingerprint
         self._encode = jax.jit(self._encode_impl)
         self._decode = jax.jit(self._decode_impl)
+        self._moments_jit = jax.jit(lambda p, images: self._moments(p, pixels_to_unit(images)))
+        self._from_moments = jax.jit(self._from_moments_impl)
 
     @abstractmethod
     def _moments(self, params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -147,11 +149,24 @@ class GaussianCodec(ABC):
         return image_size // self.downsample
 
     def _encode_impl(self, params: Any, images: jax.Array, rng: jax.Array | None) -> jax.Array:
-        mean, logvar = self._moments(params, pixels_to_unit(images))
+        return self._from_moments_impl(*self._moments(params, pixels_to_unit(images)), rng)
+
+    def _from_moments_impl(self, mean: jax.Array, logvar: jax.Array, rng: jax.Array | None) -> jax.Array:
         z = mean
         if rng is not None:  # the posterior is sampled ⚑ (§7)
             z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, jnp.float32)
         return self.normalize(z)
+
+    def moments(self, images: ArrayLike) -> tuple[jax.Array, jax.Array]:
+        """uint8 (B, H, W, 3) → the raw posterior mean and log-variance, each (B, channels, h, w) float32:
+        what data preparation stores so that training need not run the encoder (see `from_moments`)."""
+        return self._moments_jit(self.params, jnp.asarray(images))
+
+    def from_moments(self, mean: ArrayLike, logvar: ArrayLike, rng: jax.Array | None = None) -> jax.Array:
+        """Stored moments → normalised latents, exactly as `encode` continues from its own moments:
+        sampled `mean + std·ε` with `rng` (training ⚑ §7), the mean without."""
+        mean32, logvar32 = (jnp.asarray(a, jnp.float32) for a in (mean, logvar))
+        return self._from_moments(mean32, logvar32, rng)
 
     def _decode_impl(self, params: Any, latents: jax.Array) -> jax.Array:
         return self._decode_unit(params, self.denormalize(latents))

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import grain
 import numpy as np
 
 from i1lab.data.mixing import effective_count, kept_sources, mixing_weights
-from i1lab.data.sources import Example, Source, open_source
+from i1lab.data.sources import DataError, Example, Source, open_source
 from i1lab.data.subset import EpochShuffle, nested_subset
 from i1lab.spec.run import DataSpec, SourceSpec
 
@@ -77,18 +77,32 @@ class _Reader:
         return self.sources[pair[0]][pair[1]]
 
 
-def example_dataset(data: DataSpec, seed: int) -> grain.MapDataset:
-    """An infinite, mixed, shuffled stream of ``{"source", "index", "image", "caption"}`` examples."""
+def example_dataset(data: DataSpec, seed: int, latents: LatentShape | None = None) -> grain.MapDataset:
+    """An infinite, mixed, shuffled stream of ``{"source", "index", "image", "caption"}`` examples; with
+    ``latents`` (the run's VAE and its moments' shape) also ``"moments"`` and ``"stored"``: the example's
+    precomputed VAE moments for that VAE at ``data.resolution`` where its source has them (zeros and
+    False where not)."""
     sources = [open_source(s, data.resolution) for s in kept_sources(data)]
     fraction = data.long_caption_fraction
+    tag = f"{latents.vae}.{data.resolution}" if latents is not None else ""
 
     def pick(example: Example, rng: np.random.Generator) -> dict[str, Any]:
-        return {
+        out = {
             "source": example["source"],
             "index": example["index"],
             "image": example["image"],
             "caption": choose_caption(example, rng, fraction),
         }
+        if latents is not None:
+            stored = example.get("latents", {}).get(tag)
+            if stored is not None and stored.shape != latents.shape:
+                raise DataError(
+                    f"data source {example['source']}[{example['index']}]: stored latents {tag} have shape "
+                    f"{stored.shape}, expected {latents.shape} (mean and log-variance of {latents.vae})"
+                )
+            out["stored"] = stored is not None
+            out["moments"] = stored if stored is not None else np.zeros(latents.shape, np.float32)
+        return out
 
     return example_ids(data, seed).map(_Reader(sources)).random_map(pick, seed=seed + 7)
 
@@ -100,12 +114,21 @@ def data_fingerprint(data: DataSpec, batch_size: int, seed: int) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class LatentShape(NamedTuple):
+    """The VAE a run encodes with, and the shape (2C, h, w) of its stored posterior moments."""
+
+    vae: str
+    shape: tuple[int, int, int]
+
+
 class BatchStream:
     """Batches by step number: ``stream[s]`` is the batch of step ``s`` (0-based)."""
 
-    def __init__(self, data: DataSpec, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, data: DataSpec, batch_size: int, seed: int, latents: LatentShape | None = None
+    ) -> None:
         self.batch_size = batch_size
-        self.batches = example_dataset(data, seed).batch(batch_size)
+        self.batches = example_dataset(data, seed, latents).batch(batch_size)
 
     def __getitem__(self, step: int) -> dict[str, np.ndarray]:
         batch: dict[str, np.ndarray] = self.batches[step]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,9 @@ class Example(TypedDict):
     image: npt.NDArray[np.uint8]
     long: list[str]
     short: list[str]
+    #: stored VAE posterior moments by ``<vae>.<resolution>`` (e.g. ``flux2.256``): (2C, h, w), the raw
+    #: mean then log-variance, as ``i1lab vae moments`` computes them
+    latents: NotRequired[dict[str, npt.NDArray[np.float32]]]
 
 
 class Source(Protocol):

@@ -4,7 +4,10 @@ A shard is an uncompressed ``.tar`` whose members are grouped into samples by ke
 to the first dot of its file name (``0001.jpg`` and ``0001.json`` are one sample). A sample needs one
 image (``jpg``, ``jpeg``, ``png``, ``webp``, ``bmp``, ``ppm``) and its captions in a ``json`` member
 (see :func:`i1lab.data.sources.captions_from_json`: one caption, a list, or long and short ones)
-and/or a ``txt`` member (one long caption). Samples without an image are skipped.
+and/or a ``txt`` member (one long caption). Samples without an image are skipped. A sample may also
+carry precomputed VAE moments, ``KEY.latents.<vae>.<resolution>.npy`` (the raw posterior mean and
+log-variance stacked on the channel axis, (2C, h, w)): a run with that VAE at that resolution reads them
+instead of encoding the image (:func:`i1lab.train.build.batch_latents`).
 
 Random access: the shards' tar headers are scanned once per process (a header read and a seek per
 member, no image data is read) into an index of byte offsets; ``source[i]`` then reads exactly the
@@ -14,11 +17,12 @@ members of sample ``i``. Sample order is shard order (sorted paths), then member
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import tarfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,7 @@ from i1lab.errors import I1labError
 from i1lab.spec.run import SourceSpec
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm")
+LATENTS_PREFIX = "latents."
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class ShardIndex:
     image: npt.NDArray[np.int64]  # (n, 2): offset, size
     json: npt.NDArray[np.int64]
     txt: npt.NDArray[np.int64]
+    latents: dict[str, npt.NDArray[np.int64]]  # by "<vae>.<resolution>"
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -77,6 +83,7 @@ class _Row:
     image: tuple[int, int] | None = None
     json: tuple[int, int] | None = None
     txt: tuple[int, int] | None = None
+    latents: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _scan(path: str, shard: int, rows: dict[tuple[int, str], _Row]) -> None:
@@ -94,16 +101,18 @@ def _scan(path: str, shard: int, rows: dict[tuple[int, str], _Row]) -> None:
                     row.json = span
                 elif ext == "txt":
                     row.txt = span
+                elif ext.startswith(LATENTS_PREFIX) and ext.endswith(".npy"):
+                    row.latents[ext[len(LATENTS_PREFIX) : -len(".npy")]] = span
     except tarfile.ReadError as exc:
         raise I1labError(f"{path}: not a readable uncompressed tar shard ({exc})") from None
     except OSError as exc:
         raise I1labError(f"{path}: cannot read shard: {exc.strerror or exc}") from None
 
 
-def _spans(rows: list[_Row], name: str) -> npt.NDArray[np.int64]:
+def _spans(rows: list[_Row], name: str, tag: str | None = None) -> npt.NDArray[np.int64]:
     out = np.full((len(rows), 2), -1, np.int64)
     for n, row in enumerate(rows):
-        span = getattr(row, name)
+        span = getattr(row, name) if tag is None else row.latents.get(tag)
         if span is not None:
             out[n] = span
     return out
@@ -127,6 +136,9 @@ def build_index(paths: list[str]) -> ShardIndex:
             image=_spans(kept, "image"),
             json=_spans(kept, "json"),
             txt=_spans(kept, "txt"),
+            latents={
+                tag: _spans(kept, "latents", tag) for tag in sorted({t for r in kept for t in r.latents})
+            },
         )
         _cache[stamp] = index
         builds += 1
@@ -185,4 +197,20 @@ class WebDatasetSource:
             text = _read(path, ix.txt[index]).decode("utf-8", "replace").strip()
             if text and text not in longs:
                 longs.append(text)
-        return {"source": self.name, "index": index, "image": image, "long": longs, "short": shorts}
+        example: Example = {
+            "source": self.name,
+            "index": index,
+            "image": image,
+            "long": longs,
+            "short": shorts,
+        }
+        stored = {tag: spans[index] for tag, spans in ix.latents.items() if spans[index][0] >= 0}
+        if stored:
+            try:
+                example["latents"] = {
+                    tag: np.load(io.BytesIO(_read(path, span)), allow_pickle=False).astype(np.float32)
+                    for tag, span in stored.items()
+                }
+            except (OSError, ValueError) as exc:
+                raise DataError(f"data source {where}: stored latents are not a .npy array: {exc}") from None
+        return example

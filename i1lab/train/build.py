@@ -153,6 +153,37 @@ def encode_images(spec: RunSpec, images: np.ndarray, rng: Any = None) -> np.ndar
     return np.asarray(load_codec(spec.model.vae).encode(images, rng), np.float32)
 
 
+def latent_shape(spec: RunSpec) -> Any:
+    """The shape of the VAE moments a data source may store for this run (None: pixel space, no VAE)."""
+    from i1lab.data.pipeline import LatentShape
+
+    vae = VAES[spec.model.vae]
+    if spec.model.vae == "identity":
+        return None
+    side = spec.data.resolution // vae.downsample
+    return LatentShape(spec.model.vae, (2 * vae.channels, side, side))
+
+
+def batch_latents(spec: RunSpec, rows: dict[str, np.ndarray], rng: Any = None) -> np.ndarray:
+    """The normalised latents of a batch's rows (``image``, and ``moments``/``stored`` from
+    :class:`~i1lab.data.pipeline.BatchStream`): rows whose source stores the VAE's posterior moments
+    continue from them (no encoder pass), the others are encoded from their images; either way the
+    posterior is sampled with ``rng`` exactly as :meth:`encode` samples it (DESIGN_SPACE.md §7)."""
+    stored = np.asarray(rows.get("stored", np.zeros(len(rows["image"]), bool)), bool)
+    if not stored.any():
+        return encode_images(spec, rows["image"], rng)
+    codec = load_codec(spec.model.vae)
+    channels = VAES[spec.model.vae].channels
+    if stored.all():
+        moments = np.asarray(rows["moments"], np.float32)
+    else:  # a batch mixing sources with and without stored moments: compute the missing rows' moments
+        moments = np.array(rows["moments"], np.float32)
+        mean, logvar = codec.moments(rows["image"][~stored])
+        moments[~stored] = np.concatenate([np.asarray(mean), np.asarray(logvar)], axis=1)
+    out = codec.from_moments(moments[:, :channels], moments[:, channels:], rng)
+    return np.asarray(out, np.float32)
+
+
 def decode_latents(spec: RunSpec, latents: np.ndarray) -> np.ndarray:
     """Normalised model latents (B, C, h, w) -> uint8 (B, H, W, 3) images."""
     return np.asarray(load_codec(spec.model.vae).decode(latents), np.uint8)

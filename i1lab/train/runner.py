@@ -100,6 +100,14 @@ def _write_atomic(path: Path, text: str) -> None:
 VAE_SALT = 0x7AE
 
 
+def batch_stream(spec: RunSpec) -> Any:
+    """The run's batches by step, with the stored VAE moments of its VAE where its sources have them."""
+    from i1lab.data.pipeline import BatchStream
+    from i1lab.train.build import latent_shape
+
+    return BatchStream(spec.data, spec.train.batch_size, spec.train.seed, latent_shape(spec))
+
+
 def step_batch(
     spec: RunSpec, stream: Any, encoder: Any, step: int, dp: DataParallel | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -107,7 +115,7 @@ def step_batch(
     it, placed as the global batch's share)."""
     import jax
 
-    from i1lab.train.build import encode_images
+    from i1lab.train.build import batch_latents
 
     raw = stream[step]
     rows = dp.local_rows(spec.train.batch_size) if dp is not None else slice(None)
@@ -116,7 +124,10 @@ def step_batch(
     vae_rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.train.seed), VAE_SALT), step)
     if dp is not None:
         vae_rng = jax.random.fold_in(vae_rng, dp.index)
-    host = {"latents": encode_images(spec, raw["image"][rows], vae_rng), "text": text, "mask": mask}
+    latents = batch_latents(
+        spec, {k: v[rows] for k, v in raw.items() if k in ("image", "moments", "stored")}, vae_rng
+    )
+    host = {"latents": latents, "text": text, "mask": mask}
     ids = {"source": np.asarray(raw["source"])[rows], "index": np.asarray(raw["index"])[rows]}
     if dp is not None:
         return dp.batch(host), ids
@@ -475,13 +486,12 @@ def _loop(
     dp: DataParallel | None = None,
 ) -> dict[str, Any]:
 
-    from i1lab.data.pipeline import BatchStream
     from i1lab.train.build import TextEncoder
     from i1lab.train.digest import state_digests
 
     t = spec.train
     step_fn = train_step(spec, model, tx, frozen)
-    stream = BatchStream(spec.data, t.batch_size, t.seed)
+    stream = batch_stream(spec)
     encoder = TextEncoder(spec)
     evals = eval_steps(spec)
     metrics_path = workdir / "metrics.jsonl"

@@ -4,7 +4,9 @@ then sampled by `i1lab generate`, with the weights it read recorded beside its c
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from i1lab.data.images import encode_png
 from i1lab.generate import generate_images
 from i1lab.plan import expand
 from i1lab.spec import load_study
@@ -107,3 +110,70 @@ def test_x_prediction_maps_the_output_to_a_velocity() -> None:
     assert velocity_model(perfect, "x") is velocity_model(perfect, "x")  # one compiled sampler
     np.testing.assert_allclose(x_to_velocity(x1, x_t, t), v)
     assert float(velocity_mse(perfect, {}, x1, None, None, t, eps, None, "velocity")) > 0.1
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_training_reads_stored_vae_moments_and_encodes_the_rest(weights: Path, tmp_path: Path) -> None:
+    """A WebDataset source that stores `latents.flux2.32.npy` (as `i1lab vae moments` computes them) is
+    trained from them, not from its images; a source without them is encoded on the fly."""
+    from i1lab.train.build import load_codec
+    from i1lab.train.runner import VAE_SALT, batch_stream, step_batch
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    decoys = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)  # what the stored moments describe
+    s = spec()
+    codec = load_codec("flux2")
+    mean, logvar = codec.moments(decoys)
+    for name, stored in (("stored", True), ("plain", False)):
+        with tarfile.open(tmp_path / f"{name}.tar", "w") as tar:
+            for i, image in enumerate(images):
+                members = {f"{i:04d}.png": encode_png(image), f"{i:04d}.txt": b"a red cube"}
+                if stored:
+                    moments = np.concatenate([np.asarray(mean[i]), np.asarray(logvar[i])]).astype(np.float16)
+                    members[f"{i:04d}.latents.flux2.32.npy"] = _npy(moments)
+                for member, data in members.items():
+                    info = tarfile.TarInfo(member)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    raw = s.model_dump(mode="json")
+    raw["train"]["batch_size"] = 4
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), VAE_SALT), 0)
+    for name in ("stored", "plain"):
+        source = {"name": name, "kind": "webdataset", "path": str(tmp_path / f"{name}.tar"), "count": 4}
+        raw["data"]["sources"] = [source]
+        run = RunSpec.model_validate(raw)
+        batch, ids = step_batch(run, batch_stream(run), TextEncoder(run), 0)
+        order = np.asarray(ids["index"])  # the batch's rows are shuffled examples; ε is drawn per row
+        if name == "stored":
+            want = codec.from_moments(mean[order].astype(jnp.float16), logvar[order].astype(jnp.float16), key)
+        else:
+            want = codec.encode(images[order], key)
+        np.testing.assert_allclose(np.asarray(batch["latents"]), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # both sources in one run: a batch mixes stored and encoded rows
+    raw["data"]["sources"] = [
+        {"name": n, "kind": "webdataset", "path": str(tmp_path / f"{n}.tar"), "count": 4}
+        for n in ("stored", "plain")
+    ]
+    raw["data"]["mixing"] = {"strategy": "equal"}
+    run = RunSpec.model_validate(raw)
+    batch, ids = step_batch(run, batch_stream(run), TextEncoder(run), 0)
+    from_store = np.asarray(ids["source"]) == "stored"
+    assert from_store.any() and not from_store.all()
+    image_mean, image_logvar = codec.moments(images)
+    order = np.asarray(ids["index"])
+    pick = from_store[:, None, None, None]
+    rows_mean = np.where(pick, np.asarray(mean, np.float16)[order], np.asarray(image_mean)[order])
+    rows_logvar = np.where(pick, np.asarray(logvar, np.float16)[order], np.asarray(image_logvar)[order])
+    want = codec.from_moments(rows_mean, rows_logvar, key)
+    np.testing.assert_allclose(np.asarray(batch["latents"]), np.asarray(want), rtol=1e-4, atol=1e-4)
+    raw["data"]["sources"] = [raw["data"]["sources"][0]]
+    raw["data"]["resolution"] = 16  # the stored moments are for 32 px: at 16 px the images are encoded
+    run = RunSpec.model_validate(raw)
+    batch, ids = step_batch(run, batch_stream(run), TextEncoder(run), 0)
+    assert batch["latents"].shape == (4, 32, 2, 2)

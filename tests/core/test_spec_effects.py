@@ -20,13 +20,20 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from i1lab.data.pipeline import BatchStream
 from i1lab.evaluate import generate_benchmark
 from i1lab.plan import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.build import TextEncoder, model_config
-from i1lab.train.runner import eval_steps, initial_state, run_checkpoints, step_batch, step_key, train_step
+from i1lab.train.runner import (
+    batch_stream,
+    eval_steps,
+    initial_state,
+    run_checkpoints,
+    step_batch,
+    step_key,
+    train_step,
+)
 from models.dit import DiT
 from tests.core.test_weights import write_flux2
 
@@ -211,7 +218,7 @@ def model_outcome(spec: RunSpec) -> tuple[str, str]:
     abstract, _, _ = initial_state(spec, abstract=True)
     rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map(lambda a: rng.normal(0, 0.5, a.shape).astype(a.dtype), abstract.params)
-    stream, encoder = BatchStream(spec.data, spec.train.batch_size, spec.train.seed), TextEncoder(spec)
+    stream, encoder = batch_stream(spec), TextEncoder(spec)
     batch, _ = step_batch(spec, stream, encoder, 0)
     t = jnp.full((spec.train.batch_size,), 0.5, jnp.float32)
     apply = jax.jit(DiT(model_config(spec)).apply)
@@ -225,7 +232,7 @@ def training_outcome(spec: RunSpec, tmp: Path) -> dict[str, Any]:
     resulting parameters / EMA / optimizer state) and its checkpoint and evaluation schedule."""
     state, tx, frozen = initial_state(spec, jit=False)
     step = train_step(spec, DiT(model_config(spec)), tx, frozen, jit=False)
-    stream, encoder = BatchStream(spec.data, spec.train.batch_size, spec.train.seed), TextEncoder(spec)
+    stream, encoder = batch_stream(spec), TextEncoder(spec)
     losses, examples = [], []
     for s in range(2):
         batch, ids = step_batch(spec, stream, encoder, s)
