@@ -62,7 +62,7 @@ def plan(
     if blockers:
         out.print("cannot run here:", style="bold")
         for line in blockers:
-            out.print(f"  {line}", markup=False, highlight=False)
+            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -103,9 +103,9 @@ def sampling_spec(
 
 def _check_runnable(spec: RunSpec) -> None:
     """One line naming the first frozen model (text encoder, VAE) whose weights are not usable here."""
-    from i1lab.weights import run_problems
+    from i1lab.weights import weight_problems
 
-    problems = run_problems(spec)
+    problems = weight_problems(spec)
     if problems:
         raise I1labError(problems[0])
 

@@ -366,10 +366,8 @@ def make_plan(
 ) -> Plan:
     """Mark each variant new, reused (finished in the registry) or resume (in the registry, unfinished),
     and, for those that still have to run, what stops them running here (``problems``: by default
-    :func:`i1lab.weights.run_problems`, which looks for the frozen models' weights)."""
+    :func:`run_problems`)."""
     if problems is None:
-        from i1lab.weights import run_problems
-
         problems = run_problems
     runs = []
     for v in variants:
@@ -402,6 +400,16 @@ def make_plan(
     return Plan(
         study=study.name, file=study.file, profile=profile, runs=runs, budget_hours=study.doc.budget_hours
     )
+
+
+def run_problems(spec: RunSpec) -> list[str]:
+    """What stops ``spec`` running here, one line each: frozen models whose weights are missing or
+    mismatched (:mod:`i1lab.weights`), data sources whose shards are not found. Reads configs and globs."""
+    from i1lab.data.sources import source_problem
+    from i1lab.weights import weight_problems
+
+    data = [p for s in spec.data.kept_sources() if (p := source_problem(s)) is not None]
+    return weight_problems(spec) + [f"data.sources: {p}" for p in data]
 
 
 def _cost(spec: RunSpec) -> RunCost | None:

@@ -176,7 +176,7 @@ def run_needs(spec: RunSpec) -> list[tuple[str, WeightsStatus]]:
     return out
 
 
-def run_problems(spec: RunSpec) -> list[str]:
+def weight_problems(spec: RunSpec) -> list[str]:
     """One line per frozen model the run needs and cannot have (empty: it can run here)."""
     return [f"{key}: {status.problem()}" for key, status in run_needs(spec) if not status.usable]
 

@@ -115,6 +115,27 @@ class ProceduralSource:
         return {"source": self.name, "index": index, "image": image, "long": longs, "short": shorts}
 
 
+#: Where each shard-backed kind looks inside a folder given as ``path``.
+SHARD_FILES = {"webdataset": "*.tar", "tfrecord": "*.tfrecord*"}
+
+
+def source_problem(spec: SourceSpec) -> str | None:
+    """Why ``spec``'s examples cannot be read here (one line), else None. Cheap: globs for the shards,
+    reads none of them."""
+    if spec.kind not in SHARD_FILES:
+        return None
+    what = f"data source {spec.name}"
+    if not spec.path:
+        return f"{what}: kind {spec.kind} has no path (where its shards are; data.sources[].path)"
+    from i1lab.data.webdataset import shard_paths
+
+    try:
+        shard_paths(spec.path, what, in_folder=SHARD_FILES[spec.kind])
+    except I1labError as exc:
+        return str(exc)
+    return None
+
+
 def open_source(spec: SourceSpec, resolution: int) -> Source:
     """The readable source of ``spec`` at ``resolution``; I1labError when it cannot be read."""
     if spec.kind == "shapes":

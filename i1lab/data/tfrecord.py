@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from i1lab.data.images import decode_image
-from i1lab.data.sources import DataError, Example
+from i1lab.data.sources import SHARD_FILES, DataError, Example
 from i1lab.data.webdataset import shard_paths
 from i1lab.errors import I1labError
 from i1lab.spec.run import SourceSpec
@@ -220,7 +220,7 @@ class TFRecordSource:
         what = f"data source {spec.name}"
         if not spec.path:
             raise I1labError(f"{what}: kind tfrecord needs path (a glob of TFRecord files)")
-        self.index = build_index(shard_paths(spec.path, what, in_folder="*.tfrecord*"))
+        self.index = build_index(shard_paths(spec.path, what, in_folder=SHARD_FILES["tfrecord"]))
         if len(self.index) < spec.count:
             raise I1labError(
                 f"{what}: count is {spec.count} but the files matching {spec.path!r} hold "

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.core.test_data_sources import write_shards
 from tests.models.hf_reference import write_word_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,6 +94,8 @@ def test_without_weights_every_baseline_run_is_marked_and_submit_refuses_writing
         assert any(
             f"VAE flux2: weights not found (looked in {weights}/vaes/flux2" in m for m in run["missing"]
         )
+        # the paper's twelve datasets have no location yet: each is named
+        assert sum("data source" in m and "has no path" in m for m in run["missing"]) == 12
     table = i1lab("plan", BASELINE, home=home, weights=weights)
     assert "cannot run here" in table.stdout and "model.vae: VAE flux2: weights not found" in table.stdout
     refused = i1lab("submit", BASELINE, "--no-progress", home=home, weights=weights)
@@ -108,14 +111,37 @@ def test_with_random_weights_of_the_right_families_the_baseline_plan_is_runnable
 ) -> None:
     done = i1lab("plan", BASELINE, "--json", home=tmp_path / "home", weights=random_weights)
     assert done.returncode == 0, done.stderr
+    (run,) = json.loads(done.stdout)["runs"]
+    assert len(run["missing"]) == 12 and all(
+        m.startswith("data.sources: data source ") for m in run["missing"]
+    )
+    # with the baseline's data where it can be read (local shards in place of the paper's datasets)
+    shards = tmp_path / "shards"
+    write_shards(shards, shards=1, per_shard=4)
+    study = tmp_path / "baseline_here.yaml"
+    study.write_text(
+        f"extends: {BASELINE}\nstudy: baseline\n"
+        f"run:\n  data.sources: [{{name: local, kind: webdataset, path: '{shards}/*.tar', count: 4}}]\n"
+    )
+    done = i1lab("plan", str(study), "--json", home=tmp_path / "home", weights=random_weights)
+    assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["summary"]["not_runnable"] == 0
     assert all(r["runnable"] and not r["missing"] for r in payload["runs"])
     assert payload["totals"]["accelerator_hours_to_run"] == payload["totals"]["accelerator_hours"] > 0
+    gone = tmp_path / "moved"
+    study.write_text(study.read_text().replace(str(shards), str(gone)))
+    moved = json.loads(
+        i1lab("plan", str(study), "--json", home=tmp_path / "home", weights=random_weights).stdout
+    )
+    assert moved["runs"][0]["missing"] == [
+        f"data.sources: data source local: no shard matches '{gone}/*.tar'"
+    ]
+    study.write_text(study.read_text().replace(str(gone), str(shards)))
     # the model is built for the weights' own feature width (32), not the catalogue's 2304
     base = payload["runs"][0]["cost"]["params"]
     catalogue = json.loads(
-        i1lab("plan", BASELINE, "--json", home=tmp_path / "h2", weights=tmp_path / "none").stdout
+        i1lab("plan", str(study), "--json", home=tmp_path / "h2", weights=tmp_path / "none").stdout
     )
     assert base < catalogue["runs"][0]["cost"]["params"]
 
