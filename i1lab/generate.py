@@ -169,6 +169,9 @@ def generate_images(
         loaded.spec, cfg_scale=cfg_scale, cfg_rescale=cfg_rescale, steps=steps, seed=seed, size=size
     )
     _check_runnable(spec)
+    from i1lab.weights import check_recorded
+
+    check_recorded(loaded.spec, loaded.folder)
     params = loaded.state.ema
     if spec.data.resolution != loaded.spec.data.resolution:
         params = _params_at(spec, params)

@@ -204,6 +204,28 @@ def fingerprint(status: WeightsStatus) -> str | None:
     return safetensors_fingerprint(file) if file is not None else None
 
 
+def check_recorded(spec: RunSpec, workdir: Path) -> None:
+    """Refuse, in one line, to sample from a run with other frozen weights than it was trained with: the
+    fingerprints its ``weights.json`` recorded must be those of the weights found here."""
+    import json
+
+    file = Path(workdir) / "weights.json"
+    if not file.is_file():
+        return  # trained before runs recorded their weights
+    try:
+        recorded = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise I1labError(f"{file}: unreadable ({exc})") from None
+    for name, now in run_weights(spec).items():
+        then = recorded.get(name, {}).get("fingerprint")
+        if then and now["fingerprint"] != then:
+            raise I1labError(
+                f"{name}: the run was trained with weights {then} ({recorded[name].get('path')}), but "
+                f"{now['path'] or 'no folder'} holds {now['fingerprint'] or 'nothing usable'}; point "
+                f"{WEIGHTS_ENV} (or weights.yaml) at the run's weights"
+            )
+
+
 def run_weights(spec: RunSpec) -> dict[str, dict[str, str | None]]:
     """What a run reads, for its provenance: ``{name: {"path": …, "fingerprint": …}}``."""
     out: dict[str, dict[str, str | None]] = {}

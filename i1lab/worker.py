@@ -222,6 +222,9 @@ def evaluate_checkpoint(
     spec = RunSpec.model_validate(record.spec)
     wd = Path(workdir)
     node, pid = node_name(), os.getpid()
+    from i1lab.weights import check_recorded
+
+    check_recorded(spec, wd)  # this node must sample with the frozen weights the run trained with
     ema = _restore_ema(spec, wd, step)
     if ema is None:
         return EvalOutcome(run_id=run_id, step=step, recorded=False, seconds=0.0, node=node, pid=pid)

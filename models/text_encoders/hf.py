@@ -10,8 +10,9 @@ the last hidden state, returned as float32; the encoder is frozen (no gradients 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import flax.linen as nn
 import jax
@@ -19,8 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.hf_weights import load_safetensors, map_torch_state, safetensors_fingerprint
+from models.layers import MASK_VALUE
 
 ModulePath = Callable[[str], str | None]
+Tensors = dict[str, np.ndarray]
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -52,7 +55,7 @@ def load_params(
     path: str | Path,
     module_path: ModulePath,
     ignore: Callable[[str], bool] | None = None,
-    prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    prepare: Callable[[Tensors], Tensors] | None = None,
 ) -> dict[str, Any]:
     """The module's parameters read from the checkpoint at `path`, every tensor mapped (float32).
 
@@ -65,24 +68,117 @@ def load_params(
     return map_torch_state(template, tensors, module_path, ignore=ignore)
 
 
+# ---------------------------------------------------------------------------- layers
+def dense(features: int, name: str, dtype: Any, bias: bool = True) -> nn.Dense:
+    """The checkpoint's linear layer `name`: float32 parameters, compute in `dtype`."""
+    return nn.Dense(features, use_bias=bias, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def layer_norm(eps: float, name: str) -> nn.LayerNorm:
+    """The checkpoint's LayerNorm `name` (scale and bias), float32 parameters and compute."""
+    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+
+
+def heads_projection(
+    x: jax.Array, name: str, heads: int, head_dim: int, dtype: Any, bias: bool = True
+) -> jax.Array:
+    """The linear layer `name` of x (B, L, ·) split into heads: (B, L, heads, head_dim)."""
+    b, length, _ = x.shape
+    return dense(heads * head_dim, name, dtype, bias)(x).reshape(b, length, heads, head_dim)
+
+
+def token_and_position_embeddings(
+    ids: jax.Array, vocab_size: int, max_positions: int, hidden: int, names: tuple[str, str]
+) -> jax.Array:
+    """`token(ids) + position(0 … L−1)` (B, L, hidden) float32: learned token and absolute position
+    tables named `names`. ValueError when L exceeds `max_positions`."""
+    if ids.shape[1] > max_positions:
+        raise ValueError(f"{ids.shape[1]} tokens exceed max_position_embeddings={max_positions}")
+    tokens = nn.Embed(vocab_size, hidden, param_dtype=jnp.float32, name=names[0])(ids)
+    positions = nn.Embed(max_positions, hidden, param_dtype=jnp.float32, name=names[1])
+    return tokens + positions(jnp.arange(ids.shape[1]))[None]
+
+
+def causal_mask(mask: jax.Array) -> jax.Array:
+    """(B, query, key) bool: key j ≤ query i and `mask[j]` (causal attention over unpadded keys)."""
+    length = mask.shape[1]
+    return jnp.tril(jnp.ones((length, length), bool))[None] & mask[:, None, :]
+
+
+def attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    allowed: jax.Array | None,
+    *,
+    scale: float | None = None,
+    bias: jax.Array | None = None,
+    softcap: float | None = None,
+) -> jax.Array:
+    """Softmax attention of the encoders: q (B, L, H, d), k and v (B, S, K, d); query head h reads
+    key/value head h // (H/K) (grouped-query attention when K < H). Returns (B, L, H·d).
+
+    Logits `q·kᵀ` in float32, times `scale`, plus `bias` (broadcastable to (B, H, L, S)), soft-capped
+    `c·tanh(s/c)` when `softcap` is set; keys where `allowed` (broadcastable to (B, L, S)) is False get
+    the most negative finite float32. Softmax in float32, probabilities cast to v's dtype.
+    """
+    b, length, heads, head_dim = q.shape
+    kv_heads = k.shape[2]
+    groups = heads // kv_heads
+    q = q.reshape(b, length, kv_heads, groups, head_dim)  # query head h = kv_head·groups + g
+    logits = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
+    if scale is not None:
+        logits = logits * scale
+    if bias is not None:
+        logits = logits + bias.reshape(*bias.shape[:-3], kv_heads, groups, *bias.shape[-2:])
+    if softcap is not None:
+        logits = jnp.tanh(logits / softcap) * softcap
+    if allowed is not None:
+        logits = jnp.where(allowed[:, None, None], logits, MASK_VALUE)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(b, length, heads * head_dim)
+
+
+def rope_tables(
+    length: int, head_dim: int, base: float, factor: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (length, head_dim) float32 of rotate-half RoPE at positions 0…length−1: frequencies
+    `base^(−2i/d)` ("linear" scaling divides them by `factor`), repeated over both halves."""
+    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
+    inv_freq = (np.float32(1.0) / np.power(np.float32(base), exponents)) / np.float32(factor)
+    angles = np.arange(length, dtype=np.float32)[:, None] * inv_freq[None, :]
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles), np.sin(angles)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array, dtype: Any = None) -> jax.Array:
+    """`x·cos + rotate_half(x)·sin` on x (B, L, heads, head_dim), rotate_half(a, b) = (−b, a); computed
+    in `dtype` (default: x's) and returned in x's dtype."""
+    y = x if dtype is None else x.astype(dtype)
+    half = y.shape[-1] // 2
+    rotated = jnp.concatenate([-y[..., half:], y[..., :half]], axis=-1)
+    cos, sin = cos.astype(y.dtype)[None, :, None], sin.astype(y.dtype)[None, :, None]
+    return (y * cos + rotated * sin).astype(x.dtype)
+
+
 class GatedMLP(nn.Module):
-    """`down_proj(act(gate_proj x) · up_proj x)`, no biases: the MLP of Gemma- and Qwen-family layers
-    (HF `mlp`). Parameters float32, compute in `dtype`."""
+    """`down(act(gate x) · up x)`, no biases: the MLP of Gemma- and Qwen-family layers (HF `mlp`:
+    `gate_proj`, `up_proj`, `down_proj`) and T5 v1.1's gated FFN (`wi_0`, `wi_1`, `wo`): `names`.
+    Parameters float32, compute in `dtype`."""
 
     hidden: int
     intermediate: int
     act: Callable[[jax.Array], jax.Array] = nn.silu
     dtype: Any = jnp.float32
+    names: tuple[str, str, str] = ("gate_proj", "up_proj", "down_proj")
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
-
-        gated = self.act(proj("gate_proj", self.intermediate, x)) * proj("up_proj", self.intermediate, x)
-        return proj("down_proj", self.hidden, gated)
+        gate, up, down = (partial(dense, dtype=self.dtype, bias=False, name=n) for n in self.names)
+        return down(self.hidden)(self.act(gate(self.intermediate)(x)) * up(self.intermediate)(x))
 
 
+# ---------------------------------------------------------------------------- the encoder
 class PretrainedTextEncoder:
     """A frozen Flax encoder with its tokenizer: `encode(captions) -> (features, mask)`.
 
@@ -155,6 +251,38 @@ class PretrainedTextEncoder:
         return np.asarray(features, np.float32), mask
 
     __call__ = encode
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        module: nn.Module,
+        path: str | Path,
+        *,
+        family: str,
+        dim: int,
+        token_len: int,
+        dtype: str,
+        module_path: ModulePath,
+        ignore: Callable[[str], bool] | None = None,
+        prepare: Callable[[Tensors], Tensors] | None = None,
+        tokenizer: Any = None,
+        id_suffix: str = "",
+        **init: Any,
+    ) -> Self:
+        """The shared body of the subclasses' `from_pretrained`: `module` with its parameters read from
+        the checkpoint folder `path` (`load_params`, traced at `token_len` tokens), the folder's tokenizer
+        unless one is given, and `encoder_id = checkpoint_id(family, path, token_len, dtype) + id_suffix`;
+        `init` goes to the constructor."""
+        example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
+        return cls(
+            module,
+            load_params(module, example, path, module_path, ignore, prepare),
+            load_tokenizer(path) if tokenizer is None else tokenizer,
+            dim=dim,
+            token_len=token_len,
+            encoder_id=checkpoint_id(family, path, token_len, dtype) + id_suffix,
+            **init,
+        )
 
 
 def checkpoint_id(family: str, path: str | Path, token_len: int, dtype: str) -> str:

@@ -27,16 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.hf_weights import default_module_path
+from models.layers import RMSNorm
 from models.text_encoders.bert import ACTIVATIONS
 from models.text_encoders.hf import (
+    GatedMLP,
     PretrainedTextEncoder,
-    checkpoint_id,
+    attention,
+    dense,
+    heads_projection,
     load_hf_config,
-    load_params,
-    load_tokenizer,
 )
-
-MASK_VALUE = float(jnp.finfo(jnp.float32).min)
 
 
 @dataclass(frozen=True)
@@ -99,19 +99,6 @@ def relative_position_buckets(length: int, num_buckets: int = 32, max_distance: 
     return (buckets + np.where(distance < max_exact, distance, large)).astype(np.int32)
 
 
-class T5LayerNorm(nn.Module):
-    """T5's RMS norm: `x·rsqrt(mean(x²)+eps)·scale` in float32, no bias; returns x's dtype."""
-
-    eps: float = 1e-6
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
-        return (y * scale).astype(x.dtype)
-
-
 class T5Attention(nn.Module):
     """q/k/v/o (no biases), no logit scaling, relative position bias (owned by the first block)."""
 
@@ -124,24 +111,16 @@ class T5Attention(nn.Module):
         self, x: jax.Array, mask: jax.Array, position_bias: jax.Array | None
     ) -> tuple[jax.Array, jax.Array]:
         s = self.settings
-        b, length, _ = x.shape
-        inner = s.heads * s.d_kv
-
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
-
-        q, k, v = (proj(n, inner, x).reshape(b, length, s.heads, s.d_kv) for n in ("q", "k", "v"))
+        length = x.shape[1]
+        q, k, v = (heads_projection(x, n, s.heads, s.d_kv, self.dtype, bias=False) for n in ("q", "k", "v"))
         if position_bias is None:
             if not self.has_relative_bias:
                 raise ValueError("the first block must own the relative attention bias")
             table = nn.Embed(s.buckets, s.heads, param_dtype=jnp.float32, name="relative_attention_bias")
             buckets = relative_position_buckets(length, s.buckets, s.max_distance)
             position_bias = table(jnp.asarray(buckets)).transpose(2, 0, 1)[None]  # (1, heads, L, L)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) + position_bias
-        logits = jnp.where(mask[:, None, None, :], logits, MASK_VALUE)
-        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, inner)
-        return proj("o", s.d_model, out), position_bias
+        out = attention(q, k, v, mask[:, None, :], bias=position_bias)
+        return dense(s.d_model, "o", self.dtype, bias=False)(out), position_bias
 
 
 class T5LayerSelfAttention(nn.Module):
@@ -155,14 +134,14 @@ class T5LayerSelfAttention(nn.Module):
     def __call__(
         self, x: jax.Array, mask: jax.Array, position_bias: jax.Array | None
     ) -> tuple[jax.Array, jax.Array]:
-        h = T5LayerNorm(self.settings.eps, name="layer_norm")(x)
+        h = RMSNorm(self.settings.eps, name="layer_norm")(x)
         attn = T5Attention(self.settings, self.has_relative_bias, self.dtype, name="SelfAttention")
         out, position_bias = attn(h, mask, position_bias)
         return x + out, position_bias
 
 
 class T5DenseFFN(nn.Module):
-    """Gated `wo(act(wi_0 x) · wi_1 x)` or plain `wo(act(wi x))` (HF `DenseReluDense`)."""
+    """The original T5's plain `wo(act(wi x))` (HF `DenseReluDense`; v1.1's gated one is a `GatedMLP`)."""
 
     settings: T5Settings
     dtype: Any = jnp.float32
@@ -170,13 +149,8 @@ class T5DenseFFN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s = self.settings
-
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            return nn.Dense(features, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
-
-        act = ACTIVATIONS[s.act]
-        h = act(proj("wi_0", s.d_ff, x)) * proj("wi_1", s.d_ff, x) if s.gated else act(proj("wi", s.d_ff, x))
-        return proj("wo", s.d_model, h)
+        h = ACTIVATIONS[s.act](dense(s.d_ff, "wi", self.dtype, bias=False)(x))
+        return dense(s.d_model, "wo", self.dtype, bias=False)(h)
 
 
 class T5LayerFF(nn.Module):
@@ -187,8 +161,20 @@ class T5LayerFF(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = T5LayerNorm(self.settings.eps, name="layer_norm")(x)
-        return x + T5DenseFFN(self.settings, self.dtype, name="DenseReluDense")(h)
+        s = self.settings
+        h = RMSNorm(s.eps, name="layer_norm")(x)
+        if s.gated:  # wo(act(wi_0 x) · wi_1 x)
+            ffn: nn.Module = GatedMLP(
+                s.d_model,
+                s.d_ff,
+                ACTIVATIONS[s.act],
+                self.dtype,
+                ("wi_0", "wi_1", "wo"),
+                name="DenseReluDense",
+            )
+        else:
+            ffn = T5DenseFFN(s, self.dtype, name="DenseReluDense")
+        return x + ffn(h)
 
 
 class T5Block(nn.Module):
@@ -219,7 +205,7 @@ class T5EncoderStack(nn.Module):
         for i in range(self.settings.layers):
             block = T5Block(self.settings, has_relative_bias=i == 0, dtype=self.dtype, name=f"block_{i}")
             x, position_bias = block(x, mask, position_bias)
-        return T5LayerNorm(self.settings.eps, name="final_layer_norm")(x)
+        return RMSNorm(self.settings.eps, name="final_layer_norm")(x)
 
 
 class T5EncoderModel(nn.Module):
@@ -274,14 +260,14 @@ class T5Encoder(PretrainedTextEncoder):
             dtype: compute dtype, "float32" or "bfloat16".
         """
         settings = T5Settings.from_hf(load_hf_config(path))
-        module = T5EncoderModel(settings, jnp.dtype(dtype))
-        example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
-        params = load_params(module, example, path, t5_module_path, t5_ignored, t5_untie)
-        return cls(
-            module,
-            params,
-            load_tokenizer(path),
+        return cls.from_checkpoint(
+            T5EncoderModel(settings, jnp.dtype(dtype)),
+            path,
+            family="t5",
             dim=settings.d_model,
             token_len=token_len,
-            encoder_id=checkpoint_id("t5", path, token_len, dtype),
+            dtype=dtype,
+            module_path=t5_module_path,
+            ignore=t5_ignored,
+            prepare=t5_untie,
         )

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from i1lab.data.images import encode_png
+from i1lab.errors import I1labError
 from i1lab.generate import generate_images
 from i1lab.plan import expand
 from i1lab.spec import load_study
@@ -80,6 +81,17 @@ def test_two_encoders_and_the_flux2_vae_train_and_generate(weights: Path, tmp_pa
     out = generate_images(workdir, ["a red cube", "two dogs"], tmp_path / "png", progress=False)
     images = [np.asarray(Image.open(f)) for f in out.files]
     assert [i.shape for i in images] == [(32, 32, 3)] * 2 and images[0].tobytes() != images[1].tobytes()
+    # other weights under the same name: sampling from this run is refused, naming both
+    other = tmp_path / "other"
+    write_t5gemma(other / "text_encoders" / "T5Gemma", seed=1)
+    (other / "vaes").mkdir()
+    (other / "vaes" / "flux2").symlink_to(weights / "vaes" / "flux2")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("I1LAB_WEIGHTS_DIR", str(other))
+        with pytest.raises(
+            I1labError, match=r"^T5Gemma: the run was trained with weights \w{16} \(.*\), but .*other"
+        ):
+            generate_images(workdir, ["a red cube"], tmp_path / "png2", progress=False)
 
 
 def test_training_samples_the_vae_posterior(weights: Path) -> None:

@@ -29,7 +29,7 @@ def i1lab(*args: str, home: Path, weights: Path, timeout: float = 180) -> subpro
     )
 
 
-def write_t5gemma(folder: Path) -> None:
+def write_t5gemma(folder: Path, seed: int = 0) -> None:
     """A tiny random T5Gemma encoder-decoder checkpoint, saved by transformers, with a word tokenizer."""
     import torch
     import transformers
@@ -44,7 +44,7 @@ def write_t5gemma(folder: Path) -> None:
         head_dim=16,
         layer_types=["full_attention"],
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = transformers.T5GemmaForConditionalGeneration(
         transformers.T5GemmaConfig(encoder=stack, decoder=stack, vocab_size=100)
     )
