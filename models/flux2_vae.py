@@ -31,8 +31,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -40,13 +41,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from models.hf_weights import (
-    default_module_path,
-    load_safetensors,
-    map_torch_state,
-    safetensors_fingerprint,
+from models.hf_weights import default_module_path, map_torch_state, safetensors_fingerprint
+from models.kl_vae import (
+    AutoencoderCodec,
+    Downsample,
+    ResnetBlock,
+    Upsample,
+    conv,
+    read_folder,
+    spatial_attention,
 )
-from models.vae import GaussianCodec, diffusers_folder, diffusers_weights_file
 
 #: eps of the FLUX.2 latent BatchNorm normalisation ⚑ (§10).
 LATENT_EPS = 1e-4
@@ -160,55 +164,15 @@ def denormalize_latents(z: jax.Array, mean: ArrayLike, var: ArrayLike, eps: floa
 
 
 # ---------------------------------------------------------------------------- modules (channels-last)
-def _conv(features: int, kernel: int, name: str | None, stride: int = 1, padding: Any = "SAME") -> nn.Conv:
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=padding,
-        dtype=jnp.float32,
-        param_dtype=jnp.float32,
-        name=name,
-    )
-
-
 def _group_norm(groups: int, name: str) -> nn.GroupNorm:
     return nn.GroupNorm(
         num_groups=groups, epsilon=1e-6, dtype=jnp.float32, param_dtype=jnp.float32, name=name
     )
 
 
-class ResnetBlock(nn.Module):
+def _resnet(out_channels: int, groups: int, name: str) -> ResnetBlock:
     """GN → SiLU → conv3 → GN → SiLU → conv3, plus a 1×1 `conv_shortcut` when the width changes."""
-
-    out_channels: int
-    groups: int = 32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = _conv(self.out_channels, 3, "conv1")(nn.silu(_group_norm(self.groups, "norm1")(x)))
-        h = _conv(self.out_channels, 3, "conv2")(nn.silu(_group_norm(self.groups, "norm2")(h)))
-        if x.shape[-1] != self.out_channels:
-            x = _conv(self.out_channels, 1, "conv_shortcut")(x)
-        return x + h
-
-
-class Downsample(nn.Module):
-    """Pad (0, 1) on the bottom and right, then a stride-2 3×3 `conv` (diffusers, padding 0)."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-        return _conv(x.shape[-1], 3, "conv", stride=2, padding="VALID")(x)
-
-
-class Upsample(nn.Module):
-    """Nearest ×2, then a 3×3 `conv`."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-        return _conv(x.shape[-1], 3, "conv")(x)
+    return ResnetBlock(out_channels, partial(_group_norm, groups), name=name)
 
 
 class MidAttention(nn.Module):
@@ -224,9 +188,7 @@ class MidAttention(nn.Module):
         def dense(name: str, y: jax.Array) -> jax.Array:
             return nn.Dense(c, dtype=jnp.float32, param_dtype=jnp.float32, name=name)(y)
 
-        q, k, v = dense("to_q", t), dense("to_k", t), dense("to_v", t)
-        probs = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / np.sqrt(c), axis=-1)
-        out = dense("to_out_0", jnp.einsum("bqk,bkc->bqc", probs, v))
+        out = dense("to_out_0", spatial_attention(dense("to_q", t), dense("to_k", t), dense("to_v", t)))
         return x + out.reshape(b, h, w, c)
 
 
@@ -239,10 +201,10 @@ class MidBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = ResnetBlock(self.channels, self.groups, name="resnets_0")(x)
+        x = _resnet(self.channels, self.groups, "resnets_0")(x)
         if self.add_attention:
             x = MidAttention(self.groups, name="attentions_0")(x)
-        return ResnetBlock(self.channels, self.groups, name="resnets_1")(x)
+        return _resnet(self.channels, self.groups, "resnets_1")(x)
 
 
 class _DownBlock(nn.Module):
@@ -254,7 +216,7 @@ class _DownBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for j in range(self.layers):
-            x = ResnetBlock(self.out_channels, self.groups, name=f"resnets_{j}")(x)
+            x = _resnet(self.out_channels, self.groups, f"resnets_{j}")(x)
         if self.add_downsample:
             x = Downsample(name="downsamplers_0")(x)
         return x
@@ -269,7 +231,7 @@ class _UpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for j in range(self.layers):
-            x = ResnetBlock(self.out_channels, self.groups, name=f"resnets_{j}")(x)
+            x = _resnet(self.out_channels, self.groups, f"resnets_{j}")(x)
         if self.add_upsample:
             x = Upsample(name="upsamplers_0")(x)
         return x
@@ -284,13 +246,13 @@ class Encoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.config
         chans, g = c.block_out_channels, c.norm_num_groups
-        x = _conv(chans[0], 3, "conv_in")(x)
+        x = conv(chans[0], 3, "conv_in")(x)
         for i, width in enumerate(chans):
             block = _DownBlock(width, c.layers_per_block, g, i < len(chans) - 1, name=f"down_blocks_{i}")
             x = block(x)
         x = MidBlock(chans[-1], g, c.mid_block_add_attention, name="mid_block")(x)
         x = nn.silu(_group_norm(g, "conv_norm_out")(x))
-        return _conv(2 * c.latent_channels, 3, "conv_out")(x)
+        return conv(2 * c.latent_channels, 3, "conv_out")(x)
 
 
 class Decoder(nn.Module):
@@ -302,13 +264,13 @@ class Decoder(nn.Module):
     def __call__(self, z: jax.Array) -> jax.Array:
         c = self.config
         chans, g = list(reversed(c.decoder_block_out_channels or c.block_out_channels)), c.norm_num_groups
-        x = _conv(chans[0], 3, "conv_in")(z)
+        x = conv(chans[0], 3, "conv_in")(z)
         x = MidBlock(chans[0], g, c.mid_block_add_attention, name="mid_block")(x)
         for i, width in enumerate(chans):
             block = _UpBlock(width, c.layers_per_block + 1, g, i < len(chans) - 1, name=f"up_blocks_{i}")
             x = block(x)
         x = nn.silu(_group_norm(g, "conv_norm_out")(x))
-        return _conv(c.out_channels, 3, "conv_out")(x)
+        return conv(c.out_channels, 3, "conv_out")(x)
 
 
 class AutoencoderKL(nn.Module):
@@ -324,8 +286,8 @@ class AutoencoderKL(nn.Module):
         self.encoder = Encoder(c)
         self.decoder = Decoder(c)
         # named by their attributes: quant_conv, post_quant_conv
-        self.quant_conv = _conv(2 * c.latent_channels, 1, None) if c.use_quant_conv else None
-        self.post_quant_conv = _conv(c.latent_channels, 1, None) if c.use_post_quant_conv else None
+        self.quant_conv = conv(2 * c.latent_channels, 1, None) if c.use_quant_conv else None
+        self.post_quant_conv = conv(c.latent_channels, 1, None) if c.use_post_quant_conv else None
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Posterior mean and log-variance (clipped to [−30, 20]), each (B, h, w, latent)."""
@@ -363,14 +325,7 @@ def vae_param_shapes(config: VAEConfig, image_size: int = 64) -> Any:
 
 
 # ---------------------------------------------------------------------------- the codecs
-def _read_folder(directory: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], Path]:
-    """config.json, every tensor and the weights file of a diffusers-format VAE folder."""
-    config = json.loads((directory / "config.json").read_text())
-    weights = diffusers_weights_file(directory)
-    return config, load_safetensors(weights), weights
-
-
-class AutoencoderKLCodec(GaussianCodec):
+class AutoencoderKLCodec(AutoencoderCodec):
     """`AutoencoderKL(config)` as a `GaussianCodec`; subclasses choose the latent normalisation."""
 
     def __init__(self, params: Any, config: VAEConfig, *, fingerprint: str) -> None:
@@ -384,15 +339,6 @@ class AutoencoderKLCodec(GaussianCodec):
     def map_params(config: VAEConfig, tensors: dict[str, np.ndarray]) -> dict[str, Any]:
         """The module parameters from a diffusers state dict; every tensor but `bn.*` must map."""
         return map_torch_state(vae_param_shapes(config), tensors, vae_module_path, ignore=vae_ignored)
-
-    def _moments(self, params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        moments = self.module.apply({"params": params}, x, method=AutoencoderKL.encode)
-        mean, logvar = cast(tuple[jax.Array, jax.Array], moments)
-        return mean.transpose(0, 3, 1, 2), logvar.transpose(0, 3, 1, 2)
-
-    def _decode_unit(self, params: Any, z: jax.Array) -> jax.Array:
-        image = self.module.apply({"params": params}, z.transpose(0, 2, 3, 1), method=AutoencoderKL.decode)
-        return cast(jax.Array, image)
 
 
 class Flux2VAE(AutoencoderKLCodec):
@@ -452,7 +398,7 @@ class Flux2VAE(AutoencoderKLCodec):
 
             root = snapshot_download(str(path_or_repo), allow_patterns=[f"{subfolder}/*"])
             directory = Path(root) / subfolder
-        config_dict, tensors, weights = _read_folder(diffusers_folder(directory, subfolder))
+        config_dict, tensors, weights = read_folder(directory, subfolder)
         config = VAEConfig.from_dict(config_dict)
         stats = latent_stats_from_checkpoint(tensors) if "bn.running_mean" in tensors else None
         fingerprint = f"flux2:{safetensors_fingerprint(weights)}"
@@ -496,7 +442,7 @@ class FluxVAE(AutoencoderKLCodec):
         """Load a local diffusers `AutoencoderKL` folder (or a pipeline root whose `subfolder` holds
         it, e.g. a FLUX.1-dev snapshot); `shift_factor` / `scaling_factor` of its config.json replace
         the FLUX.1 defaults when present (not null)."""
-        config_dict, tensors, weights = _read_folder(diffusers_folder(path, subfolder))
+        config_dict, tensors, weights = read_folder(path, subfolder)
         config = VAEConfig.from_dict(config_dict)
         shift = config_dict.get("shift_factor")
         scale = config_dict.get("scaling_factor")

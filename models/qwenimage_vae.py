@@ -28,18 +28,25 @@ Images are channels-last uint8 `(B, H, W, 3)`; latents channels-first float32 `(
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.hf_weights import default_module_path, load_safetensors, map_torch_state, safetensors_fingerprint
-from models.vae import GaussianCodec, diffusers_folder, diffusers_weights_file
+from models.hf_weights import default_module_path, map_torch_state, safetensors_fingerprint
+from models.kl_vae import (
+    AutoencoderCodec,
+    Downsample,
+    ResnetBlock,
+    Upsample,
+    conv,
+    read_folder,
+    spatial_attention,
+)
 
 
 @dataclass(frozen=True)
@@ -83,18 +90,6 @@ class QwenVAEConfig:
 
 
 # ---------------------------------------------------------------------------- modules (channels-last)
-def _conv(features: int, kernel: int, name: str, stride: int = 1, padding: Any = "SAME") -> nn.Conv:
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=padding,
-        dtype=jnp.float32,
-        param_dtype=jnp.float32,
-        name=name,
-    )
-
-
 class RMSNorm(nn.Module):
     """`x / max(‖x‖₂, 1e-12) · √C · gamma` over the channel axis (diffusers `QwenImageRMS_norm`)."""
 
@@ -106,18 +101,9 @@ class RMSNorm(nn.Module):
         return x / jnp.maximum(norm, 1e-12) * (c**0.5) * gamma
 
 
-class ResidualBlock(nn.Module):
-    """`shortcut(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))))))`."""
-
-    out_channels: int
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = _conv(self.out_channels, 3, "conv1")(nn.silu(RMSNorm(name="norm1")(x)))
-        h = _conv(self.out_channels, 3, "conv2")(nn.silu(RMSNorm(name="norm2")(h)))
-        if x.shape[-1] != self.out_channels:
-            x = _conv(self.out_channels, 1, "conv_shortcut")(x)
-        return x + h
+def _residual(out_channels: int, name: str) -> ResnetBlock:
+    """`shortcut(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x))))))`, the norms RMS norms."""
+    return ResnetBlock(out_channels, RMSNorm, name=name)
 
 
 class Attention(nn.Module):
@@ -126,11 +112,9 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, h, w, c = x.shape
-        qkv = _conv(3 * c, 1, "to_qkv")(RMSNorm(name="norm")(x)).reshape(b, h * w, 3 * c)
-        q, k, v = jnp.split(qkv, 3, axis=-1)
-        probs = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / np.sqrt(c), axis=-1)
-        out = jnp.einsum("bqk,bkc->bqc", probs, v).reshape(b, h, w, c)
-        return x + _conv(c, 1, "proj")(out)
+        qkv = conv(3 * c, 1, "to_qkv")(RMSNorm(name="norm")(x)).reshape(b, h * w, 3 * c)
+        out = spatial_attention(*jnp.split(qkv, 3, axis=-1)).reshape(b, h, w, c)
+        return x + conv(c, 1, "proj")(out)
 
 
 class MidBlock(nn.Module):
@@ -140,27 +124,9 @@ class MidBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = ResidualBlock(self.channels, name="resnets_0")(x)
+        x = _residual(self.channels, "resnets_0")(x)
         x = Attention(name="attentions_0")(x)
-        return ResidualBlock(self.channels, name="resnets_1")(x)
-
-
-class Downsample(nn.Module):
-    """Pad (0, 1) bottom and right, then a 3×3 stride-2 conv (`resample.1`)."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-        return _conv(x.shape[-1], 3, "resample_1", stride=2, padding="VALID")(x)
-
-
-class Upsample(nn.Module):
-    """Nearest ×2, then a 3×3 conv to half the width (`resample.1`)."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-        return _conv(x.shape[-1] // 2, 3, "resample_1")(x)
+        return _residual(self.channels, "resnets_1")(x)
 
 
 class Encoder(nn.Module):
@@ -172,18 +138,18 @@ class Encoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.config
         dims = [c.base_dim * m for m in (1, *c.dim_mult)]
-        x = _conv(dims[0], 3, "conv_in")(x)
+        x = conv(dims[0], 3, "conv_in")(x)
         index = 0
         for level, width in enumerate(dims[1:]):
             for _ in range(c.num_res_blocks):
-                x = ResidualBlock(width, name=f"down_blocks_{index}")(x)
+                x = _residual(width, f"down_blocks_{index}")(x)
                 index += 1
-            if level < len(c.dim_mult) - 1:
-                x = Downsample(name=f"down_blocks_{index}")(x)
+            if level < len(c.dim_mult) - 1:  # pad (0, 1), 3×3 stride-2 conv (`resample.1`)
+                x = Downsample("resample_1", name=f"down_blocks_{index}")(x)
                 index += 1
         x = MidBlock(dims[-1], name="mid_block")(x)
         x = nn.silu(RMSNorm(name="norm_out")(x))
-        return _conv(2 * c.z_dim, 3, "conv_out")(x)
+        return conv(2 * c.z_dim, 3, "conv_out")(x)
 
 
 class _UpBlock(nn.Module):
@@ -194,9 +160,9 @@ class _UpBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for j in range(self.layers):
-            x = ResidualBlock(self.out_channels, name=f"resnets_{j}")(x)
-        if self.add_upsample:
-            x = Upsample(name="upsamplers_0")(x)
+            x = _residual(self.out_channels, f"resnets_{j}")(x)
+        if self.add_upsample:  # nearest ×2, 3×3 conv to half the width (`resample.1`)
+            x = Upsample("resample_1", self.out_channels // 2, name="upsamplers_0")(x)
         return x
 
 
@@ -209,13 +175,13 @@ class Decoder(nn.Module):
     def __call__(self, z: jax.Array) -> jax.Array:
         c = self.config
         dims = [c.base_dim * m for m in (c.dim_mult[-1], *reversed(c.dim_mult))]
-        x = _conv(dims[0], 3, "conv_in")(z)
+        x = conv(dims[0], 3, "conv_in")(z)
         x = MidBlock(dims[0], name="mid_block")(x)
         for i, width in enumerate(dims[1:]):
             last = i == len(c.dim_mult) - 1
             x = _UpBlock(width, c.num_res_blocks + 1, not last, name=f"up_blocks_{i}")(x)
         x = nn.silu(RMSNorm(name="norm_out")(x))
-        return _conv(c.input_channels, 3, "conv_out")(x)
+        return conv(c.input_channels, 3, "conv_out")(x)
 
 
 class QwenImageAutoencoder(nn.Module):
@@ -227,8 +193,8 @@ class QwenImageAutoencoder(nn.Module):
         c = self.config
         self.encoder = Encoder(c)
         self.decoder = Decoder(c)
-        self.quant_conv = _conv(2 * c.z_dim, 1, "quant_conv")
-        self.post_quant_conv = _conv(c.z_dim, 1, "post_quant_conv")
+        self.quant_conv = conv(2 * c.z_dim, 1, "quant_conv")
+        self.post_quant_conv = conv(c.z_dim, 1, "post_quant_conv")
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Posterior mean and log-variance (clipped to [−30, 20]), each (B, h, w, z_dim)."""
@@ -268,7 +234,7 @@ def qwen_param_shapes(config: QwenVAEConfig, image_size: int = 32) -> Any:
 
 
 # ---------------------------------------------------------------------------- the codec
-class QwenImageVAE(GaussianCodec):
+class QwenImageVAE(AutoencoderCodec):
     """The Qwen-Image latent codec (a `models.vae.LatentCodec`): single-frame, float32, latents
     normalised per channel `(z − latents_mean)/latents_std` (§10).
 
@@ -291,21 +257,12 @@ class QwenImageVAE(GaussianCodec):
     def from_pretrained(cls, path: str | Path, subfolder: str = "vae") -> QwenImageVAE:
         """Load a local diffusers `AutoencoderKLQwenImage` folder (or a pipeline root whose
         `subfolder` holds it); every tensor is mapped or, for `time_conv`, explicitly ignored."""
-        directory = diffusers_folder(path, subfolder)
-        config = QwenVAEConfig.from_dict(json.loads((directory / "config.json").read_text()))
-        weights = diffusers_weights_file(directory)
-        tensors = single_frame_tensors(load_safetensors(weights))
-        params = map_torch_state(qwen_param_shapes(config), tensors, default_module_path)
+        config_dict, tensors, weights = read_folder(path, subfolder)
+        config = QwenVAEConfig.from_dict(config_dict)
+        params = map_torch_state(
+            qwen_param_shapes(config), single_frame_tensors(tensors), default_module_path
+        )
         return cls(params, config, fingerprint=f"qwenimage:{safetensors_fingerprint(weights)}")
-
-    def _moments(self, params: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        moments = self.module.apply({"params": params}, x, method=QwenImageAutoencoder.encode)
-        mean, logvar = cast(tuple[jax.Array, jax.Array], moments)
-        return mean.transpose(0, 3, 1, 2), logvar.transpose(0, 3, 1, 2)
-
-    def _decode_unit(self, params: Any, z: jax.Array) -> jax.Array:
-        z = z.transpose(0, 2, 3, 1)
-        return cast(jax.Array, self.module.apply({"params": params}, z, method=QwenImageAutoencoder.decode))
 
     def normalize(self, z: jax.Array) -> jax.Array:
         """`(z − latents_mean)/latents_std` per channel (§10)."""

@@ -25,13 +25,14 @@ import jax.numpy as jnp
 from models.hf_weights import default_module_path
 from models.text_encoders.hf import (
     PretrainedTextEncoder,
-    checkpoint_id,
+    attention,
+    dense,
+    heads_projection,
+    layer_norm,
     load_hf_config,
-    load_params,
-    load_tokenizer,
+    token_and_position_embeddings,
 )
 
-MASK_VALUE = float(jnp.finfo(jnp.float32).min)
 ACTIVATIONS = {
     "gelu": lambda x: nn.gelu(x, approximate=False),
     "gelu_new": lambda x: nn.gelu(x, approximate=True),
@@ -76,14 +77,6 @@ class BertSettings:
         )
 
 
-def _dense(features: int, name: str, dtype: Any) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name)
-
-
-def _layer_norm(eps: float, name: str) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
-
-
 class BertSelfAttention(nn.Module):
     """query / key / value projections and masked softmax attention; returns the heads merged."""
 
@@ -92,18 +85,10 @@ class BertSelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
-        s = self.settings
-        b, length, width = x.shape
-        head_dim = width // s.heads
-
-        def heads(name: str) -> jax.Array:
-            return _dense(width, name, self.dtype)(x).reshape(b, length, s.heads, head_dim)
-
-        q, k, v = heads("query"), heads("key"), heads("value")
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * head_dim**-0.5
-        logits = jnp.where(mask[:, None, None, :], logits, MASK_VALUE)
-        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        return jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, width)
+        heads = self.settings.heads
+        head_dim = x.shape[-1] // heads
+        q, k, v = (heads_projection(x, n, heads, head_dim, self.dtype) for n in ("query", "key", "value"))
+        return attention(q, k, v, mask[:, None, :], scale=head_dim**-0.5)
 
 
 class BertResidualOutput(nn.Module):
@@ -114,8 +99,8 @@ class BertResidualOutput(nn.Module):
 
     @nn.compact
     def __call__(self, h: jax.Array, residual: jax.Array) -> jax.Array:
-        out = _dense(residual.shape[-1], "dense", self.dtype)(h).astype(jnp.float32)
-        norm = _layer_norm(self.settings.eps, "LayerNorm")
+        out = dense(residual.shape[-1], "dense", self.dtype)(h).astype(jnp.float32)
+        norm = layer_norm(self.settings.eps, "LayerNorm")
         return norm(out + residual.astype(jnp.float32)).astype(self.dtype)
 
 
@@ -139,7 +124,7 @@ class BertIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return ACTIVATIONS[self.settings.act](_dense(self.settings.intermediate, "dense", self.dtype)(x))
+        return ACTIVATIONS[self.settings.act](dense(self.settings.intermediate, "dense", self.dtype)(x))
 
 
 class BertLayer(nn.Module):
@@ -164,13 +149,11 @@ class BertEmbeddings(nn.Module):
     @nn.compact
     def __call__(self, ids: jax.Array) -> jax.Array:
         s = self.settings
-        if ids.shape[1] > s.max_positions:
-            raise ValueError(f"{ids.shape[1]} tokens exceed max_position_embeddings={s.max_positions}")
-        word = nn.Embed(s.vocab_size, s.hidden, param_dtype=jnp.float32, name="word_embeddings")(ids)
-        positions = nn.Embed(s.max_positions, s.hidden, param_dtype=jnp.float32, name="position_embeddings")
+        names = ("word_embeddings", "position_embeddings")
+        x = token_and_position_embeddings(ids, s.vocab_size, s.max_positions, s.hidden, names)
         types = nn.Embed(s.type_vocab_size, s.hidden, param_dtype=jnp.float32, name="token_type_embeddings")
-        x = word + positions(jnp.arange(ids.shape[1]))[None] + types(jnp.zeros_like(ids))
-        return _layer_norm(s.eps, "LayerNorm")(x).astype(self.dtype)
+        x = x + types(jnp.zeros_like(ids))
+        return layer_norm(s.eps, "LayerNorm")(x).astype(self.dtype)
 
 
 class BertEncoderStack(nn.Module):
@@ -213,6 +196,7 @@ class BertEncoder(PretrainedTextEncoder):
     """A BERT-family encoder (e.g. all-MiniLM-L6-v2) with its tokenizer; see `PretrainedTextEncoder`."""
 
     model_types: ClassVar[tuple[str, ...]] = ("bert",)
+    family: ClassVar[str] = "bert"
 
     @staticmethod
     def feature_dim(config: Any) -> int:
@@ -231,16 +215,14 @@ class BertEncoder(PretrainedTextEncoder):
         settings = BertSettings.from_hf(load_hf_config(path))
         if token_len > settings.max_positions:
             raise ValueError(f"token_len={token_len} exceeds max positions {settings.max_positions}")
-        module = BertModel(settings, jnp.dtype(dtype))
-        example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
-        params = load_params(module, example, path, bert_module_path, bert_ignored)
-        return cls(
-            module,
-            params,
-            load_tokenizer(path),
+        return cls.from_checkpoint(
+            BertModel(settings, jnp.dtype(dtype)),
+            path,
             dim=settings.hidden,
             token_len=token_len,
-            encoder_id=checkpoint_id("bert", path, token_len, dtype),
+            dtype=dtype,
+            module_path=bert_module_path,
+            ignore=bert_ignored,
         )
 
 

@@ -25,20 +25,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from models.hf_weights import default_module_path
-from models.text_encoders.bert import ACTIVATIONS, MASK_VALUE
+from models.text_encoders.bert import ACTIVATIONS
 from models.text_encoders.hf import (
     PretrainedTextEncoder,
-    checkpoint_id,
+    attention,
+    causal_mask,
+    dense,
+    heads_projection,
+    layer_norm,
     load_hf_config,
-    load_params,
-    load_tokenizer,
+    token_and_position_embeddings,
 )
 
 #: `hidden_act` values of the towers: BERT's set plus CLIP's `x·sigmoid(1.702x)`.
@@ -92,14 +95,9 @@ class TextTowerSettings:
         )
 
 
-def _dense(features: int, name: str, dtype: Any) -> nn.Dense:
-    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name)
-
-
 def _layer_norm(x: jax.Array, eps: float, name: str) -> jax.Array:
     """LayerNorm in float32, returned in x's dtype."""
-    norm = nn.LayerNorm(epsilon=eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
-    return norm(x.astype(jnp.float32)).astype(x.dtype)
+    return layer_norm(eps, name)(x.astype(jnp.float32)).astype(x.dtype)
 
 
 class TowerAttention(nn.Module):
@@ -110,20 +108,13 @@ class TowerAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, allowed: jax.Array | None) -> jax.Array:
-        s = self.settings
-        b, length, width = x.shape
-        head_dim = width // s.heads
-
-        def heads(name: str) -> jax.Array:
-            return _dense(width, name, self.dtype)(x).reshape(b, length, s.heads, head_dim)
-
-        q, k, v = heads("q_proj"), heads("k_proj"), heads("v_proj")
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * head_dim**-0.5
-        if allowed is not None:
-            logits = jnp.where(allowed, logits, MASK_VALUE)
-        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v).reshape(b, length, width)
-        return _dense(width, "out_proj", self.dtype)(out)
+        heads, width = self.settings.heads, x.shape[-1]
+        head_dim = width // heads
+        q, k, v = (
+            heads_projection(x, n, heads, head_dim, self.dtype) for n in ("q_proj", "k_proj", "v_proj")
+        )
+        out = attention(q, k, v, allowed, scale=head_dim**-0.5)
+        return dense(width, "out_proj", self.dtype)(out)
 
 
 class TowerMLP(nn.Module):
@@ -135,8 +126,8 @@ class TowerMLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s = self.settings
-        h = TOWER_ACTIVATIONS[s.act](_dense(s.intermediate, "fc1", self.dtype)(x))
-        return _dense(s.hidden, "fc2", self.dtype)(h)
+        h = TOWER_ACTIVATIONS[s.act](dense(s.intermediate, "fc1", self.dtype)(x))
+        return dense(s.hidden, "fc2", self.dtype)(h)
 
 
 class TowerLayer(nn.Module):
@@ -163,11 +154,9 @@ class TowerEmbeddings(nn.Module):
     @nn.compact
     def __call__(self, ids: jax.Array) -> jax.Array:
         s = self.settings
-        if ids.shape[1] > s.max_positions:
-            raise ValueError(f"{ids.shape[1]} tokens exceed max_position_embeddings={s.max_positions}")
-        tokens = nn.Embed(s.vocab_size, s.hidden, param_dtype=jnp.float32, name="token_embedding")(ids)
-        positions = nn.Embed(s.max_positions, s.hidden, param_dtype=jnp.float32, name="position_embedding")
-        return (tokens + positions(jnp.arange(ids.shape[1]))[None]).astype(self.dtype)
+        names = ("token_embedding", "position_embedding")
+        x = token_and_position_embeddings(ids, s.vocab_size, s.max_positions, s.hidden, names)
+        return x.astype(self.dtype)
 
 
 class TowerEncoder(nn.Module):
@@ -197,11 +186,7 @@ class TextTower(nn.Module):
     def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
         s = self.settings
         x = TowerEmbeddings(s, self.dtype, name="embeddings")(ids)
-        allowed = None
-        if s.causal:
-            length = ids.shape[1]
-            causal = jnp.tril(jnp.ones((length, length), bool))
-            allowed = causal[None, None] & mask.astype(bool)[:, None, None, :]  # (B, 1, L, L)
+        allowed = causal_mask(mask.astype(bool)) if s.causal else None  # (B, L, L)
         x = TowerEncoder(s, self.dtype, name="encoder")(x, allowed)
         return _layer_norm(x, s.eps, "final_layer_norm")
 
@@ -222,42 +207,43 @@ def tower_ignored(torch_name: str) -> bool:
     )
 
 
-Encoder = TypeVar("Encoder", bound=PretrainedTextEncoder)
+class _TextTowerEncoder(PretrainedTextEncoder):
+    """Loading shared by the CLIP and SigLIP towers; `causal` chooses the attention mask."""
 
-
-def _load(
-    cls: type[Encoder], family: str, path: str | Path, token_len: int, dtype: str, *, causal: bool
-) -> Encoder:
-    """`cls` read from the checkpoint at `path` (see the encoders' `from_pretrained`)."""
-    settings = TextTowerSettings.from_hf(load_hf_config(path), causal=causal)
-    if token_len > settings.max_positions:
-        raise ValueError(
-            f"token_len={token_len} exceeds the {family} text tower's "
-            f"max_position_embeddings={settings.max_positions}"
-        )
-    module = TextTower(settings, jnp.dtype(dtype))
-    example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
-    params = load_params(module, example, path, tower_module_path, tower_ignored)
-    return cls(
-        module,
-        params,
-        load_tokenizer(path),
-        dim=settings.hidden,
-        token_len=token_len,
-        encoder_id=checkpoint_id(family, path, token_len, dtype),
-    )
-
-
-class CLIPTextEncoder(PretrainedTextEncoder):
-    """The CLIP text tower (`clip-large` = openai/clip-vit-large-patch14, D 768, 77 tokens): causal and
-    padding-masked attention; see the module doc."""
-
-    model_types: ClassVar[tuple[str, ...]] = ("clip", "clip_text_model")
+    causal: ClassVar[bool] = True
 
     @staticmethod
     def feature_dim(config: Any) -> int:
         """D = the text config's hidden size."""
         return int(text_config(config).hidden_size)
+
+    @classmethod
+    def _load(cls, path: str | Path, token_len: int, dtype: str) -> Self:
+        """`cls` read from the checkpoint at `path` (see the encoders' `from_pretrained`)."""
+        settings = TextTowerSettings.from_hf(load_hf_config(path), causal=cls.causal)
+        if token_len > settings.max_positions:
+            raise ValueError(
+                f"token_len={token_len} exceeds the {cls.family} text tower's "
+                f"max_position_embeddings={settings.max_positions}"
+            )
+        return cls.from_checkpoint(
+            TextTower(settings, jnp.dtype(dtype)),
+            path,
+            dim=settings.hidden,
+            token_len=token_len,
+            dtype=dtype,
+            module_path=tower_module_path,
+            ignore=tower_ignored,
+        )
+
+
+class CLIPTextEncoder(_TextTowerEncoder):
+    """The CLIP text tower (`clip-large` = openai/clip-vit-large-patch14, D 768, 77 tokens): causal and
+    padding-masked attention; see the module doc."""
+
+    model_types: ClassVar[tuple[str, ...]] = ("clip", "clip_text_model")
+    family: ClassVar[str] = "clip"
+    causal: ClassVar[bool] = True
 
     @classmethod
     def from_pretrained(
@@ -270,19 +256,16 @@ class CLIPTextEncoder(PretrainedTextEncoder):
             token_len: captions are truncated / padded to this many tokens (≤ max positions, 77).
             dtype: compute dtype, "bfloat16" (the reference) or "float32".
         """
-        return _load(cls, "clip", path, token_len, dtype, causal=True)
+        return cls._load(path, token_len, dtype)
 
 
-class SiglipTextEncoder(PretrainedTextEncoder):
+class SiglipTextEncoder(_TextTowerEncoder):
     """The SigLIP / SigLIP 2 text tower (FG-CLIP2 so400m: `fg-clip2-short` 64 tokens, `fg-clip2-long`
     196): attention WITHOUT a mask, padding included; the tokenizer's mask is still returned."""
 
     model_types: ClassVar[tuple[str, ...]] = ("siglip", "siglip2", "siglip_text_model", "siglip2_text_model")
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = the text config's hidden size."""
-        return int(text_config(config).hidden_size)
+    family: ClassVar[str] = "siglip"
+    causal: ClassVar[bool] = False
 
     @classmethod
     def from_pretrained(
@@ -296,4 +279,4 @@ class SiglipTextEncoder(PretrainedTextEncoder):
                 value above the config's max_position_embeddings is refused (ValueError).
             dtype: compute dtype, "bfloat16" (the reference) or "float32".
         """
-        return _load(cls, "siglip", path, token_len, dtype, causal=False)
+        return cls._load(path, token_len, dtype)

@@ -5,6 +5,12 @@ files (read with `transformers.AutoTokenizer`) and `model.safetensors` (or a sha
 `model.safetensors.index.json`). Tokenisation truncates to `token_len` and pads to exactly
 `token_len` with the tokenizer's pad token; the mask is the tokenizer's attention mask. Features are
 the last hidden state, returned as float32; the encoder is frozen (no gradients are ever taken).
+
+The layers that several families compute alike live here too: `dense` / `layer_norm` (float32
+parameters), `heads_projection`, learned absolute `token_and_position_embeddings`, the masked
+(grouped-query) softmax `attention` with float32 logits and softmax, rotate-half RoPE
+(`rope_tables`, `apply_rope`) and the `GatedMLP`. `PretrainedTextEncoder.from_checkpoint` is the
+shared body of every `from_pretrained`.
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ def attention(
     """Softmax attention of the encoders: q (B, L, H, d), k and v (B, S, K, d); query head h reads
     key/value head h // (H/K) (grouped-query attention when K < H). Returns (B, L, H·d).
 
-    Logits `q·kᵀ` in float32, times `scale`, plus `bias` (broadcastable to (B, H, L, S)), soft-capped
+    Logits `q·kᵀ` in float32, times `scale`, plus `bias` ((B or 1, H, L, S)), soft-capped
     `c·tanh(s/c)` when `softcap` is set; keys where `allowed` (broadcastable to (B, L, S)) is False get
     the most negative finite float32. Softmax in float32, probabilities cast to v's dtype.
     """
@@ -193,6 +199,8 @@ class PretrainedTextEncoder:
 
     #: ``model_type`` values of ``config.json`` this class reads (see models.text_encoders.families).
     model_types: ClassVar[tuple[str, ...]] = ()
+    #: the checkpoint family named in `encoder_id` (see `checkpoint_id`).
+    family: ClassVar[str] = ""
 
     @staticmethod
     def feature_dim(config: Any) -> int:
@@ -258,7 +266,6 @@ class PretrainedTextEncoder:
         module: nn.Module,
         path: str | Path,
         *,
-        family: str,
         dim: int,
         token_len: int,
         dtype: str,
@@ -271,8 +278,8 @@ class PretrainedTextEncoder:
     ) -> Self:
         """The shared body of the subclasses' `from_pretrained`: `module` with its parameters read from
         the checkpoint folder `path` (`load_params`, traced at `token_len` tokens), the folder's tokenizer
-        unless one is given, and `encoder_id = checkpoint_id(family, path, token_len, dtype) + id_suffix`;
-        `init` goes to the constructor."""
+        unless one is given, and `encoder_id = checkpoint_id(cls.family, path, token_len, dtype) +
+        id_suffix`; `init` goes to the constructor."""
         example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
         return cls(
             module,
@@ -280,7 +287,7 @@ class PretrainedTextEncoder:
             load_tokenizer(path) if tokenizer is None else tokenizer,
             dim=dim,
             token_len=token_len,
-            encoder_id=checkpoint_id(family, path, token_len, dtype) + id_suffix,
+            encoder_id=checkpoint_id(cls.family, path, token_len, dtype) + id_suffix,
             **init,
         )
 

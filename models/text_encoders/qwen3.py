@@ -38,16 +38,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.hf_weights import default_module_path
+from models.layers import RMSNorm
 from models.text_encoders.hf import (
     GatedMLP,
     PretrainedTextEncoder,
-    checkpoint_id,
+    apply_rope,
+    attention,
+    causal_mask,
+    dense,
+    heads_projection,
     load_hf_config,
-    load_params,
     load_tokenizer,
+    rope_tables,
 )
-
-MASK_VALUE = float(jnp.finfo(jnp.float32).min)
 
 #: Qwen-Image's chat template (the `_system_prompt` encoder variants, §4.1); the caption replaces `{}`.
 QWEN_IMAGE_TEMPLATE = (
@@ -105,36 +108,6 @@ class Qwen3Settings:
         )
 
 
-class RMSNorm(nn.Module):
-    """`x·rsqrt(mean(x²)+eps)·scale` over the last axis in float32; returns x's dtype."""
-
-    eps: float = 1e-6
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
-        return (y * scale).astype(x.dtype)
-
-
-def rope_tables(length: int, head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin (length, head_dim) float32 of the positions 0…length−1 (frequencies `θ^(−2i/d)`,
-    repeated over both halves)."""
-    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim))
-    angles = np.arange(length, dtype=np.float32)[:, None] * inv_freq.astype(np.float32)[None, :]
-    angles = np.concatenate([angles, angles], axis=-1)
-    return np.cos(angles), np.sin(angles)
-
-
-def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """`x·cos + rotate_half(x)·sin` (x: (B, L, heads, d); rotate_half(a, b) = (−b, a)), in float32."""
-    x32 = x.astype(jnp.float32)
-    first, second = jnp.split(x32, 2, axis=-1)
-    rotated = jnp.concatenate([-second, first], axis=-1)
-    return (x32 * cos[:, None, :] + rotated * sin[:, None, :]).astype(x.dtype)
-
-
 class Qwen3Attention(nn.Module):
     """Causal grouped-query self-attention with per-head q/k RMS norms and RoPE (HF `self_attn`)."""
 
@@ -144,29 +117,13 @@ class Qwen3Attention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
         s = self.settings
-        b, length, _ = x.shape
-        groups = s.heads // s.kv_heads
-
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            dense = nn.Dense(
-                features, use_bias=s.attention_bias, dtype=self.dtype, param_dtype=jnp.float32, name=name
-            )
-            return dense(h)
-
-        q = proj("q_proj", s.heads * s.head_dim, x).reshape(b, length, s.heads, s.head_dim)
-        k = proj("k_proj", s.kv_heads * s.head_dim, x).reshape(b, length, s.kv_heads, s.head_dim)
-        v = proj("v_proj", s.kv_heads * s.head_dim, x).reshape(b, length, s.kv_heads, s.head_dim)
-        q = apply_rope(RMSNorm(s.eps, name="q_norm")(q), cos, sin)
-        k = apply_rope(RMSNorm(s.eps, name="k_norm")(k), cos, sin)
-        q = q.reshape(b, length, s.kv_heads, groups, s.head_dim)  # query head h = kv·groups + g
-        logits = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
-        logits = logits / np.float32(np.sqrt(s.head_dim))
-        causal = jnp.tril(jnp.ones((length, length), bool))
-        allowed = causal[None] & mask[:, None, :]  # (B, query, key)
-        logits = jnp.where(allowed[:, None, None], logits, MASK_VALUE)
-        probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(b, length, s.heads * s.head_dim)
-        return proj("o_proj", s.hidden, out)
+        q = heads_projection(x, "q_proj", s.heads, s.head_dim, self.dtype, s.attention_bias)
+        k = heads_projection(x, "k_proj", s.kv_heads, s.head_dim, self.dtype, s.attention_bias)
+        v = heads_projection(x, "v_proj", s.kv_heads, s.head_dim, self.dtype, s.attention_bias)
+        q = apply_rope(RMSNorm(s.eps, name="q_norm")(q), cos, sin, jnp.float32)
+        k = apply_rope(RMSNorm(s.eps, name="k_norm")(k), cos, sin, jnp.float32)
+        out = attention(q, k, v, causal_mask(mask), scale=s.head_dim**-0.5)
+        return dense(s.hidden, "o_proj", self.dtype, s.attention_bias)(out)
 
 
 class Qwen3DecoderLayer(nn.Module):
@@ -290,20 +247,19 @@ class Qwen3Encoder(PretrainedTextEncoder):
             system_prompt: wrap captions in :data:`QWEN_IMAGE_TEMPLATE` and drop its prefix tokens.
         """
         settings = Qwen3Settings.from_hf(load_hf_config(path))
-        module = Qwen3TextModel(settings, jnp.dtype(dtype))
-        example = (jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), bool))
-        params = load_params(module, example, path, default_module_path, prepare=language_tower)
         tokenizer = load_tokenizer(path)
         tokenizer.padding_side = "right"
         tokenizer.truncation_side = "right"
-        encoder_id = checkpoint_id(cls.family, path, token_len, dtype)
-        return cls(
-            module,
-            params,
-            tokenizer,
+        return cls.from_checkpoint(
+            Qwen3TextModel(settings, jnp.dtype(dtype)),
+            path,
             dim=settings.hidden,
             token_len=token_len,
-            encoder_id=encoder_id + (":system_prompt=qwen-image" if system_prompt else ""),
+            dtype=dtype,
+            module_path=default_module_path,
+            prepare=language_tower,
+            tokenizer=tokenizer,
+            id_suffix=":system_prompt=qwen-image" if system_prompt else "",
             template=QWEN_IMAGE_TEMPLATE if system_prompt else None,
         )
 

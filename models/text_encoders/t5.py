@@ -243,6 +243,7 @@ class T5Encoder(PretrainedTextEncoder):
     """A T5-family encoder (T5 v1.1, e.g. DeepFloyd t5-v1_1-xxl) with its tokenizer."""
 
     model_types: ClassVar[tuple[str, ...]] = ("t5", "umt5")
+    family: ClassVar[str] = "t5"
 
     @staticmethod
     def feature_dim(config: Any) -> int:
@@ -263,7 +264,6 @@ class T5Encoder(PretrainedTextEncoder):
         return cls.from_checkpoint(
             T5EncoderModel(settings, jnp.dtype(dtype)),
             path,
-            family="t5",
             dim=settings.d_model,
             token_len=token_len,
             dtype=dtype,

@@ -44,13 +44,14 @@ from models.text_encoders.families import FolderMismatch
 from models.text_encoders.hf import (
     GatedMLP,
     PretrainedTextEncoder,
-    checkpoint_id,
+    apply_rope,
+    attention,
+    dense,
+    heads_projection,
     load_hf_config,
-    load_params,
-    load_tokenizer,
+    rope_tables,
 )
 
-MASK_VALUE = float(jnp.finfo(jnp.float32).min)
 Window = tuple[int, int] | None  # (farthest key before, farthest key after) the query; None = all keys
 _TYPES = ("sliding_attention", "full_attention")
 
@@ -145,23 +146,6 @@ def _rope(params: dict[str, Any]) -> tuple[float, float]:
     return float(params["rope_theta"]), float(params["factor"]) if kind == "linear" else 1.0
 
 
-def rope_tables(length: int, head_dim: int, base: float, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin (length, head_dim) float32 of rotate-half RoPE at positions 0…length−1."""
-    exponents = np.arange(0, head_dim, 2, dtype=np.float32) / np.float32(head_dim)
-    inv_freq = (np.float32(1.0) / np.power(np.float32(base), exponents)) / np.float32(factor)
-    angles = np.arange(length, dtype=np.float32)[:, None] * inv_freq[None, :]
-    angles = np.concatenate([angles, angles], axis=-1)
-    return np.cos(angles), np.sin(angles)
-
-
-def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """`x·cos + rotate_half(x)·sin` on (B, L, H, head_dim), in x's dtype."""
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    cos, sin = cos.astype(x.dtype)[None, :, None], sin.astype(x.dtype)[None, :, None]
-    return x * cos + rotated * sin
-
-
 def window_mask(length: int, window: Window) -> np.ndarray:
     """(query, key) bool: the key lies within the window around the query."""
     offset = np.arange(length)[None, :] - np.arange(length)[:, None]  # key − query
@@ -194,30 +178,18 @@ class GemmaSelfAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
         s = self.settings
-        b, length, _ = x.shape
-        groups = s.heads // s.kv_heads
-
-        def proj(name: str, features: int, h: jax.Array) -> jax.Array:
-            bias = s.attention_bias
-            return nn.Dense(features, use_bias=bias, dtype=self.dtype, param_dtype=jnp.float32, name=name)(h)
-
-        q = proj("q_proj", s.heads * s.head_dim, x).reshape(b, length, s.heads, s.head_dim)
-        k = proj("k_proj", s.kv_heads * s.head_dim, x).reshape(b, length, s.kv_heads, s.head_dim)
-        v = proj("v_proj", s.kv_heads * s.head_dim, x).reshape(b, length, s.kv_heads, s.head_dim)
+        length = x.shape[1]
+        q = heads_projection(x, "q_proj", s.heads, s.head_dim, self.dtype, s.attention_bias)
+        k = heads_projection(x, "k_proj", s.kv_heads, s.head_dim, self.dtype, s.attention_bias)
+        v = heads_projection(x, "v_proj", s.kv_heads, s.head_dim, self.dtype, s.attention_bias)
         if s.qk_norm:
             q = GemmaRMSNorm(s.eps, name="q_norm")(q)
             k = GemmaRMSNorm(s.eps, name="k_norm")(k)
         cos, sin = (jnp.asarray(t) for t in rope_tables(length, s.head_dim, *s.rope[self.layer]))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        q = q.reshape(b, length, s.kv_heads, groups, s.head_dim)  # head h = kv_head·groups + g
-        logits = jnp.einsum("bqkgd,bskd->bkgqs", q, k, preferred_element_type=jnp.float32)
-        logits = logits * s.query_pre_attn_scalar**-0.5
-        if s.softcap is not None:
-            logits = jnp.tanh(logits / s.softcap) * s.softcap
-        allowed = mask[:, None, None, None, :] & jnp.asarray(window_mask(length, s.windows[self.layer]))
-        probs = jax.nn.softmax(jnp.where(allowed, logits, MASK_VALUE), axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(b, length, s.heads * s.head_dim)
-        return proj("o_proj", s.hidden, out)
+        allowed = mask[:, None, :] & jnp.asarray(window_mask(length, s.windows[self.layer]))
+        out = attention(q, k, v, allowed, scale=s.query_pre_attn_scalar**-0.5, softcap=s.softcap)
+        return dense(s.hidden, "o_proj", self.dtype, s.attention_bias)(out)
 
 
 class GemmaEncoderLayer(nn.Module):
@@ -295,8 +267,6 @@ def gemma_encoder_ignored(torch_name: str) -> bool:
 class _GemmaFamilyEncoder(PretrainedTextEncoder):
     """Loading and the tokenisation rule ⚑ shared by the two families."""
 
-    family: ClassVar[str] = ""
-
     @staticmethod
     def _settings(config: Any) -> GemmaEncoderSettings:
         raise NotImplementedError
@@ -330,16 +300,14 @@ class _GemmaFamilyEncoder(PretrainedTextEncoder):
         if config.model_type not in cls.model_types:
             raise FolderMismatch(f"{path}: model_type {config.model_type!r} is not a {cls.family} checkpoint")
         settings = cls._settings(config)
-        module = GemmaEncoderModel(settings, jnp.dtype(dtype))
-        example = (jnp.zeros((1, token_len), jnp.int32), jnp.ones((1, token_len), bool))
-        params = load_params(module, example, path, gemma_encoder_module_path, gemma_encoder_ignored)
-        return cls(
-            module,
-            params,
-            load_tokenizer(path),
+        return cls.from_checkpoint(
+            GemmaEncoderModel(settings, jnp.dtype(dtype)),
+            path,
             dim=settings.hidden,
             token_len=token_len,
-            encoder_id=checkpoint_id(cls.family, path, token_len, dtype),
+            dtype=dtype,
+            module_path=gemma_encoder_module_path,
+            ignore=gemma_encoder_ignored,
         )
 
 
