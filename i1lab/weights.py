@@ -53,6 +53,7 @@ class WeightsStatus(BaseModel):
     path: str | None  # the folder used (present, mismatched) or looked for (missing)
     detail: str = ""  # why it is missing or mismatched
     dim: int | None = None  # text encoders: feature width D; VAEs: latent channels
+    max_tokens: int | None = None  # text encoders with learned positions: the most tokens they encode
 
     @property
     def usable(self) -> bool:
@@ -115,18 +116,18 @@ def _checked(kind: Kind, name: str, folder: str, stamp: float) -> WeightsStatus:
     """The status of an existing folder (cached per config.json modification time)."""
     del stamp
     if kind == "text_encoder":
-        from models.text_encoders.families import FolderMismatch, check_folder
+        from models.text_encoders.families import FolderMismatch, folder_limits
 
         family = TEXT_ENCODERS[name].family
         assert family is not None
         try:
-            dim = check_folder(family, folder)
+            dim, most = folder_limits(family, folder)
         except FolderMismatch as exc:
             return WeightsStatus(kind=kind, name=name, state="mismatched", path=folder, detail=str(exc))
         except (ValueError, OSError, KeyError) as exc:  # transformers could not read the config
             detail = f"{folder}: config.json unreadable ({str(exc).splitlines()[0]})"
             return WeightsStatus(kind=kind, name=name, state="mismatched", path=folder, detail=detail)
-        return WeightsStatus(kind=kind, name=name, state="present", path=folder, dim=dim)
+        return WeightsStatus(kind=kind, name=name, state="present", path=folder, dim=dim, max_tokens=most)
     from models.vaes import VaeFolderMismatch, check_vae_folder
 
     try:
@@ -177,8 +178,18 @@ def run_needs(spec: RunSpec) -> list[tuple[str, WeightsStatus]]:
 
 
 def weight_problems(spec: RunSpec) -> list[str]:
-    """One line per frozen model the run needs and cannot have (empty: it can run here)."""
-    return [f"{key}: {status.problem()}" for key, status in run_needs(spec) if not status.usable]
+    """One line per frozen model the run needs and cannot have, or asks for more tokens than its weights
+    hold positions for (empty: it can run here)."""
+    needs = run_needs(spec)
+    out = [f"{key}: {status.problem()}" for key, status in needs if not status.usable]
+    for (key, status), enc in zip(needs, spec.model.encoders, strict=False):
+        if status.max_tokens is not None and enc.tokens > status.max_tokens:
+            where = key.removesuffix(".type") + ".token_len"
+            out.append(
+                f"{where}: {enc.tokens} tokens, but the {enc.type} weights in {status.path} have "
+                f"{status.max_tokens} positions"
+            )
+    return out
 
 
 def text_dims(spec: RunSpec) -> list[int]:

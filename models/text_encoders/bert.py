@@ -203,6 +203,11 @@ class BertEncoder(PretrainedTextEncoder):
         """D = the config's hidden size."""
         return int(config.hidden_size)
 
+    @staticmethod
+    def max_tokens(config: Any) -> int | None:
+        """The learned positions."""
+        return int(config.max_position_embeddings)
+
     @classmethod
     def from_pretrained(cls, path: str | Path, token_len: int = 128, dtype: str = "float32") -> BertEncoder:
         """Load config, tokenizer and safetensors weights from a Hugging Face checkpoint directory.

@@ -217,6 +217,11 @@ class _TextTowerEncoder(PretrainedTextEncoder):
         """D = the text config's hidden size."""
         return int(text_config(config).hidden_size)
 
+    @staticmethod
+    def max_tokens(config: Any) -> int | None:
+        """The text config's learned positions."""
+        return int(text_config(config).max_position_embeddings)
+
     @classmethod
     def _load(cls, path: str | Path, token_len: int, dtype: str) -> Self:
         """`cls` read from the checkpoint at `path` (see the encoders' `from_pretrained`)."""

@@ -67,6 +67,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
 def check_folder(family: str, path: str | Path) -> int:
     """The feature width D of the checkpoint in ``path``, after checking that it is one of ``family``:
     its ``model_type`` is accepted and its weights and tokenizer files exist. Reads no weights."""
+    return folder_limits(family, path)[0]
+
+
+def folder_limits(family: str, path: str | Path) -> tuple[int, int | None]:
+    """``(D, most tokens or None)`` of the checkpoint in ``path``, checked as :func:`check_folder` does."""
     cls = family_class(family)
     path = Path(path)
     if not path.is_dir():
@@ -84,7 +89,8 @@ def check_folder(family: str, path: str | Path) -> int:
         raise FolderMismatch(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     from models.text_encoders.hf import load_hf_config
 
-    return int(cls.feature_dim(load_hf_config(path)))
+    config = load_hf_config(path)
+    return int(cls.feature_dim(config)), cls.max_tokens(config)
 
 
 def load_encoder(

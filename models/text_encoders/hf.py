@@ -207,6 +207,12 @@ class PretrainedTextEncoder:
         """The feature width D given the checkpoint's ``transformers`` config."""
         raise NotImplementedError
 
+    @staticmethod
+    def max_tokens(config: Any) -> int | None:
+        """The most tokens the checkpoint can encode (learned positions), None where unbounded (relative
+        positions, RoPE)."""
+        return None
+
     def __init__(
         self,
         module: nn.Module,

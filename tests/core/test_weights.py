@@ -283,3 +283,20 @@ def test_encode_text_and_vae_commands(tmp_path: Path, random_weights: Path) -> N
     assert bad.returncode == 2
     assert bad.stderr.strip().endswith("images has shape (2, 16, 16, 2) uint8, expected (N, H, W, 3) uint8")
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_token_length_beyond_the_weights_positions_is_a_located_plan_error(tmp_path: Path) -> None:
+    study = tmp_path / "long.yaml"
+    study.write_text(
+        "run:\n  model.text_encoder: [{type: hash}, {type: minilm, token_len: 600}]\n  model.vae: identity\n"
+        "  data.sources: [{name: s, kind: shapes, count: 100}]\n  data.resolution: 16\n"
+    )
+    done = i1lab("plan", str(study), "--json", home=tmp_path / "home", weights=tmp_path / "w")
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(done.stdout)["runs"]
+    assert run["runnable"] is False
+    assert len(run["missing"]) == 1
+    assert run["missing"][0].startswith(
+        "model.text_encoder.1.token_len: 600 tokens, but the minilm weights in "
+    )
+    assert run["missing"][0].endswith(" have 512 positions")
