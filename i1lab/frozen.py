@@ -8,13 +8,13 @@ loaders as training (:mod:`models.text_encoders.families`, :mod:`models.vaes`) r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from i1lab.errors import I1labError
 from i1lab.forward import write_npz
 from i1lab.spec.catalog import TEXT_ENCODERS, VAES
+from i1lab.train.build import codec_from, encoder_from
 from i1lab.weights import WeightsStatus, locate
 
 #: Captions longer than this many characters are refused (a line that is a whole file is a mistake).
@@ -77,7 +77,7 @@ def encode_text(
     info = TEXT_ENCODERS[name]
     length = token_len or info.tokens
     captions = read_captions(captions_file)
-    encoder = _encoder(name, _folder("text_encoder", name, weights), length, dtype)
+    encoder = encoder_from(name, _folder("text_encoder", name, weights), length, dtype)
     feats, masks = [], []
     for start in range(0, len(captions), batch_size):
         f, m = encoder.encode(captions[start : start + batch_size])
@@ -86,23 +86,6 @@ def encode_text(
     features = np.concatenate(feats)
     write_npz(Path(out), features=features, mask=np.concatenate(masks))
     return tuple(features.shape)
-
-
-def _encoder(name: str, folder: str | None, token_len: int, dtype: str) -> Any:
-    info = TEXT_ENCODERS[name]
-    if info.family is None:
-        from models.text_encoders import HashWordEncoder
-
-        return HashWordEncoder(dim=info.dim, token_len=token_len, seed=0)
-    from models.text_encoders.families import FolderMismatch, check_folder, load_encoder
-
-    assert folder is not None
-    try:
-        check_folder(info.family, folder)
-        options = {"system_prompt": True} if info.system_prompt else {}
-        return load_encoder(info.family, folder, token_len=token_len, dtype=dtype, **options)
-    except (FolderMismatch, ValueError, OSError) as exc:
-        raise I1labError(f"text encoder {name}: {str(exc).splitlines()[0]}") from None
 
 
 def _read_array(path: Path, key: str, what: str) -> np.ndarray:
@@ -147,7 +130,7 @@ def vae_code(
                 f"{inputs}: images of {images.shape[1]}x{images.shape[2]} px are not a multiple of "
                 f"{info.downsample} ({name} downsamples by {info.downsample})"
             )
-        codec = _codec(name, _folder("vae", name, weights))
+        codec = codec_from(name, _folder("vae", name, weights))
         if direction == "moments":
             mean, logvar = codec.moments(images)
             result = np.concatenate([np.asarray(mean), np.asarray(logvar)], axis=1).astype(np.float32)
@@ -164,21 +147,7 @@ def vae_code(
         )
     if not np.all(np.isfinite(latents)):
         raise I1labError(f"{inputs}: latents holds NaN or Inf")
-    codec = _codec(name, _folder("vae", name, weights))
+    codec = codec_from(name, _folder("vae", name, weights))
     images = np.asarray(codec.decode(latents.astype(np.float32)), np.uint8)
     write_npz(Path(out), images=images)
     return tuple(images.shape)
-
-
-def _codec(name: str, folder: str | None) -> Any:
-    if folder is None:
-        from models.vae import IdentityVAE
-
-        return IdentityVAE()
-    from models.vaes import VaeFolderMismatch, check_vae_folder, load_vae
-
-    try:
-        check_vae_folder(name, folder)
-        return load_vae(name, folder)
-    except (VaeFolderMismatch, ValueError, OSError) as exc:
-        raise I1labError(f"VAE {name}: {str(exc).splitlines()[0]}") from None

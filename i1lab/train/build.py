@@ -87,23 +87,26 @@ def load_text_encoder(enc: TextEncoderSpec) -> Any:
     status = locate("text_encoder", enc.type)
     if not status.usable:
         raise I1labError(status.problem())
-    return _load_encoder(enc.type, status.path, enc.tokens, enc.dtype)
+    return encoder_from(enc.type, status.path, enc.tokens, enc.dtype)
 
 
 @functools.cache
-def _load_encoder(name: str, path: str | None, token_len: int, dtype: str) -> Any:
+def encoder_from(name: str, path: str | None, token_len: int, dtype: str) -> Any:
+    """The catalogue encoder ``name`` read from ``path`` (checked to be of its family first), loaded once
+    per process; the hash encoder needs no path."""
     info = TEXT_ENCODERS[name]
     if info.family is None:
         from models.text_encoders import HashWordEncoder
 
         return HashWordEncoder(dim=info.dim, token_len=token_len, seed=0)
-    from models.text_encoders.families import load_encoder
+    from models.text_encoders.families import check_folder, load_encoder
 
     assert path is not None
     options = {"system_prompt": True} if info.system_prompt else {}
     try:
+        check_folder(info.family, path)
         return load_encoder(info.family, path, token_len=token_len, dtype=dtype, **options)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # FolderMismatch and WeightMappingError are ValueErrors
         raise I1labError(f"text encoder {name} ({path}): {str(exc).splitlines()[0]}") from None
 
 
@@ -130,20 +133,23 @@ def load_codec(name: str) -> Any:
     status = locate("vae", name)
     if not status.usable:
         raise I1labError(status.problem())
-    return _load_codec(name, status.path)
+    return codec_from(name, status.path)
 
 
 @functools.cache
-def _load_codec(name: str, path: str | None) -> Any:
+def codec_from(name: str, path: str | None) -> Any:
+    """The VAE ``name`` read from ``path`` (checked to be of its kind first), loaded once per process; the
+    identity codec needs no path."""
     if path is None:
         from models.vae import IdentityVAE
 
         return IdentityVAE()
-    from models.vaes import load_vae
+    from models.vaes import check_vae_folder, load_vae
 
     try:
+        check_vae_folder(name, path)
         return load_vae(name, path)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # VaeFolderMismatch and WeightMappingError are ValueErrors
         raise I1labError(f"VAE {name} ({path}): {str(exc).splitlines()[0]}") from None
 
 
