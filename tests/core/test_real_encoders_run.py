@@ -81,6 +81,27 @@ def test_two_encoders_and_the_flux2_vae_train_and_generate(weights: Path, tmp_pa
     out = generate_images(workdir, ["a red cube", "two dogs"], tmp_path / "png", progress=False)
     images = [np.asarray(Image.open(f)) for f in out.files]
     assert [i.shape for i in images] == [(32, 32, 3)] * 2 and images[0].tobytes() != images[1].tobytes()
+    # one forward pass from the checkpoint with both encoders' features (text, text_1)
+    from i1lab.forward import forward
+
+    x = np.random.default_rng(1).normal(size=(2, 32, 4, 4)).astype(np.float32)
+    arrays = {
+        "x": x,
+        "t": np.asarray([0.2, 0.7], np.float32),
+        "text": text[0],
+        "mask": mask[0],
+        "text_1": text[1],
+    }
+    np.savez(tmp_path / "in.npz", **arrays)
+    step, shape = forward(workdir, tmp_path / "in.npz", tmp_path / "v.npz")
+    assert step == 2 and shape == (2, 32, 4, 4)
+    with np.load(tmp_path / "v.npz") as f:
+        assert np.all(np.isfinite(f["v"]))
+    np.savez(tmp_path / "one.npz", x=x, t=arrays["t"], text=text[0])
+    with pytest.raises(
+        I1labError, match=r"missing array\(s\) text_1 \(need x, t, text, text_1; masks optional\)"
+    ):
+        forward(workdir, tmp_path / "one.npz", tmp_path / "v2.npz")
     # other weights under the same name: sampling from this run is refused, naming both
     other = tmp_path / "other"
     write_t5gemma(other / "text_encoders" / "T5Gemma", seed=1)
