@@ -28,6 +28,13 @@ def registry_exists() -> bool:
     return True
 
 
+def data_dir() -> Path:
+    """``$I1LAB_DATA_DIR`` or ``<home>/data``: where a data source without a ``path`` is looked for, in a
+    folder of its name (the paper's datasets are named, not located, in the study files)."""
+    env = os.environ.get("I1LAB_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else home() / "data"
+
+
 def mlflow_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` or a local SQLite-backed MLflow store under the home folder."""
     env = os.environ.get("MLFLOW_TRACKING_URI")

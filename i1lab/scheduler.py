@@ -276,6 +276,8 @@ def _init_ray(address: str | None) -> None:
         "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", ""),
         "I1LAB_LEASE_SECONDS": os.environ.get("I1LAB_LEASE_SECONDS", ""),
         "I1LAB_BENCHMARKS_DIR": os.environ.get("I1LAB_BENCHMARKS_DIR", ""),
+        "I1LAB_WEIGHTS_DIR": os.environ.get("I1LAB_WEIGHTS_DIR", ""),
+        "I1LAB_DATA_DIR": os.environ.get("I1LAB_DATA_DIR", ""),
         "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", ""),
         "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", ""),
         "I1LAB_MLFLOW_UI_URL": os.environ.get("I1LAB_MLFLOW_UI_URL", ""),

@@ -119,20 +119,33 @@ class ProceduralSource:
 SHARD_FILES = {"webdataset": "*.tar", "tfrecord": "*.tfrecord*"}
 
 
+def shard_location(spec: SourceSpec) -> str:
+    """Where a shard-backed source's files are: its ``path``, else the folder of its name in the data
+    directory (:func:`i1lab.paths.data_dir`)."""
+    if spec.path:
+        return spec.path
+    from i1lab import paths
+
+    return str(paths.data_dir() / spec.name)
+
+
 def source_problem(spec: SourceSpec) -> str | None:
     """Why ``spec``'s examples cannot be read here (one line), else None. Cheap: globs for the shards,
     reads none of them."""
     if spec.kind not in SHARD_FILES:
         return None
-    what = f"data source {spec.name}"
-    if not spec.path:
-        return f"{what}: kind {spec.kind} has no path (where its shards are; data.sources[].path)"
     from i1lab.data.webdataset import shard_paths
 
+    what = f"data source {spec.name}"
     try:
-        shard_paths(spec.path, what, in_folder=SHARD_FILES[spec.kind])
+        shard_paths(shard_location(spec), what, in_folder=SHARD_FILES[spec.kind])
     except I1labError as exc:
-        return str(exc)
+        hint = (
+            ""
+            if spec.path
+            else " (no path given: the data directory's folder of its name; see $I1LAB_DATA_DIR)"
+        )
+        return f"{exc}{hint}"
     return None
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from i1lab.data.images import decode_image
-from i1lab.data.sources import SHARD_FILES, DataError, Example
+from i1lab.data.sources import SHARD_FILES, DataError, Example, shard_location
 from i1lab.data.webdataset import shard_paths
 from i1lab.errors import I1labError
 from i1lab.spec.run import SourceSpec
@@ -218,12 +218,11 @@ class TFRecordSource:
 
     def __init__(self, spec: SourceSpec, resolution: int) -> None:
         what = f"data source {spec.name}"
-        if not spec.path:
-            raise I1labError(f"{what}: kind tfrecord needs path (a glob of TFRecord files)")
-        self.index = build_index(shard_paths(spec.path, what, in_folder=SHARD_FILES["tfrecord"]))
+        location = shard_location(spec)
+        self.index = build_index(shard_paths(location, what, in_folder=SHARD_FILES["tfrecord"]))
         if len(self.index) < spec.count:
             raise I1labError(
-                f"{what}: count is {spec.count} but the files matching {spec.path!r} hold "
+                f"{what}: count is {spec.count} but the files matching {location!r} hold "
                 f"{len(self.index)} records"
             )
         self.name = spec.name

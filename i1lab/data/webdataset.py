@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from i1lab.data.images import decode_image
-from i1lab.data.sources import SHARD_FILES, DataError, Example, captions_from_json
+from i1lab.data.sources import SHARD_FILES, DataError, Example, captions_from_json, shard_location
 from i1lab.errors import I1labError
 from i1lab.spec.run import SourceSpec
 
@@ -156,9 +156,8 @@ class WebDatasetSource:
 
     def __init__(self, spec: SourceSpec, resolution: int) -> None:
         what = f"data source {spec.name}"
-        if not spec.path:
-            raise I1labError(f"{what}: kind webdataset needs path (a glob of .tar shards)")
-        paths = shard_paths(spec.path, what, in_folder=SHARD_FILES["webdataset"])
+        location = shard_location(spec)
+        paths = shard_paths(location, what, in_folder=SHARD_FILES["webdataset"])
         for p in paths:
             if not p.endswith(".tar"):
                 raise I1labError(f"{what}: {p} is not an uncompressed .tar shard (needed for random access)")

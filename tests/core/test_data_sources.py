@@ -131,8 +131,13 @@ def _jpeg() -> bytes:
 def test_webdataset_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(I1labError, match="no shard matches"):
         open_source(source(kind="webdataset", path=str(tmp_path / "none-*.tar")), 16)
-    with pytest.raises(I1labError, match="needs path"):
-        open_source(source(kind="webdataset"), 16)
+    # no path: the folder of the source's name in the data directory
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("I1LAB_DATA_DIR", str(tmp_path / "data"))
+        with pytest.raises(I1labError, match=f"data source s: no shard matches '{tmp_path}/data/s'$"):
+            open_source(source(kind="webdataset"), 16)
+        write_shards(tmp_path / "data" / "s", shards=1, per_shard=2)
+        assert len(open_source(source(kind="webdataset", count=2), 16)) == 2
     write_shards(tmp_path / "w", shards=1, per_shard=2)
     with pytest.raises(I1labError, match=r"count is 5 but the shards .* hold 2 samples"):
         open_source(source(kind="webdataset", path=str(tmp_path / "w" / "*.tar"), count=5), 16)

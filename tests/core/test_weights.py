@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.core.test_data_sources import write_shards
+from i1lab.data.tfrecord import write_tfrecord
+from i1lab.spec.run import RunSpec
 from tests.models.hf_reference import write_word_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,8 +95,10 @@ def test_without_weights_every_baseline_run_is_marked_and_submit_refuses_writing
         assert any(
             f"VAE flux2: weights not found (looked in {weights}/vaes/flux2" in m for m in run["missing"]
         )
-        # the paper's twelve datasets have no location yet: each is named
-        assert sum("data source" in m and "has no path" in m for m in run["missing"]) == 12
+        # the paper's twelve datasets are named, not located: each is looked for in the data directory
+        assert (
+            sum(f"no shard matches '{home}/data/" in m and "no path given" in m for m in run["missing"]) == 12
+        )
     table = i1lab("plan", BASELINE, home=home, weights=weights)
     assert "cannot run here" in table.stdout and "model.vae: VAE flux2: weights not found" in table.stdout
     refused = i1lab("submit", BASELINE, "--no-progress", home=home, weights=weights)
@@ -109,41 +112,37 @@ def test_without_weights_every_baseline_run_is_marked_and_submit_refuses_writing
 def test_with_random_weights_of_the_right_families_the_baseline_plan_is_runnable(
     tmp_path: Path, random_weights: Path
 ) -> None:
-    done = i1lab("plan", BASELINE, "--json", home=tmp_path / "home", weights=random_weights)
+    home = tmp_path / "home"
+    done = i1lab("plan", BASELINE, "--json", home=home, weights=random_weights)
     assert done.returncode == 0, done.stderr
     (run,) = json.loads(done.stdout)["runs"]
     assert len(run["missing"]) == 12 and all(
         m.startswith("data.sources: data source ") for m in run["missing"]
     )
-    # with the baseline's data where it can be read (local shards in place of the paper's datasets)
-    shards = tmp_path / "shards"
-    write_shards(shards, shards=1, per_shard=4)
-    study = tmp_path / "baseline_here.yaml"
-    study.write_text(
-        f"extends: {BASELINE}\nstudy: baseline\n"
-        f"run:\n  data.sources: [{{name: local, kind: webdataset, path: '{shards}/*.tar', count: 4}}]\n"
-    )
-    done = i1lab("plan", str(study), "--json", home=tmp_path / "home", weights=random_weights)
+    # the paper's twelve sources, each a folder of (tiny) TFRecord shards in the data directory
+    for source in RunSpec().data.sources:
+        (home / "data" / source.name).mkdir(parents=True)
+        write_tfrecord(home / "data" / source.name / "train.tfrecord-00000-of-00001", [b"x"])
+    done = i1lab("plan", BASELINE, "--json", home=home, weights=random_weights)
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["summary"]["not_runnable"] == 0
     assert all(r["runnable"] and not r["missing"] for r in payload["runs"])
     assert payload["totals"]["accelerator_hours_to_run"] == payload["totals"]["accelerator_hours"] > 0
+    # a source given a path is looked for there, and named when nothing matches
+    study = tmp_path / "moved.yaml"
     gone = tmp_path / "moved"
-    study.write_text(study.read_text().replace(str(shards), str(gone)))
-    moved = json.loads(
-        i1lab("plan", str(study), "--json", home=tmp_path / "home", weights=random_weights).stdout
+    study.write_text(
+        f"extends: {BASELINE}\nrun:\n"
+        f"  data.sources: [{{name: local, kind: webdataset, path: '{gone}/*.tar', count: 4}}]\n"
     )
+    moved = json.loads(i1lab("plan", str(study), "--json", home=home, weights=random_weights).stdout)
     assert moved["runs"][0]["missing"] == [
         f"data.sources: data source local: no shard matches '{gone}/*.tar'"
     ]
-    study.write_text(study.read_text().replace(str(gone), str(shards)))
     # the model is built for the weights' own feature width (32), not the catalogue's 2304
-    base = payload["runs"][0]["cost"]["params"]
-    catalogue = json.loads(
-        i1lab("plan", str(study), "--json", home=tmp_path / "h2", weights=tmp_path / "none").stdout
-    )
-    assert base < catalogue["runs"][0]["cost"]["params"]
+    catalogue = json.loads(i1lab("plan", BASELINE, "--json", home=home, weights=tmp_path / "none").stdout)
+    assert payload["runs"][0]["cost"]["params"] < catalogue["runs"][0]["cost"]["params"]
 
 
 def test_weights_lists_present_missing_and_mismatched(tmp_path: Path, random_weights: Path) -> None:
