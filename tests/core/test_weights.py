@@ -216,19 +216,12 @@ def test_encode_text_and_vae_commands(tmp_path: Path, random_weights: Path) -> N
     images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     np.savez(tmp_path / "images.npz", images=images)
     vae = random_weights / "vaes" / "flux2"
-    enc = i1lab(
-        "vae",
-        "encode",
-        "flux2",
-        "--weights",
-        str(vae),
-        "--in",
-        str(tmp_path / "images.npz"),
-        "--out",
-        str(tmp_path / "latents.npz"),
-        home=home,
-        weights=tmp_path / "w",
-    )
+
+    def vae_cli(direction: str, source: str, target: str) -> subprocess.CompletedProcess[str]:
+        args = ("--weights", str(vae), "--in", str(tmp_path / source), "--out", str(tmp_path / target))
+        return i1lab("vae", direction, "flux2", *args, home=home, weights=tmp_path / "w")
+
+    enc = vae_cli("encode", "images.npz", "latents.npz")
     assert enc.returncode == 0, enc.stderr
     with np.load(tmp_path / "latents.npz") as f:
         latents = f["latents"]
@@ -249,36 +242,12 @@ def test_encode_text_and_vae_commands(tmp_path: Path, random_weights: Path) -> N
         )
         want = p.reshape(b, c, 2, 2, h // 2, w // 2).permute(0, 1, 4, 2, 5, 3).reshape(b, c, h, w).numpy()
     np.testing.assert_allclose(latents, want, atol=1e-4 * np.abs(want).mean() + 1e-6)
-    dec = i1lab(
-        "vae",
-        "decode",
-        "flux2",
-        "--weights",
-        str(vae),
-        "--in",
-        str(tmp_path / "latents.npz"),
-        "--out",
-        str(tmp_path / "decoded.npz"),
-        home=home,
-        weights=tmp_path / "w",
-    )
+    dec = vae_cli("decode", "latents.npz", "decoded.npz")
     assert dec.returncode == 0, dec.stderr
     with np.load(tmp_path / "decoded.npz") as f:
         assert f["images"].shape == (2, 16, 16, 3) and f["images"].dtype == np.uint8
     np.savez(tmp_path / "bad.npz", images=images[..., :2])
-    bad = i1lab(
-        "vae",
-        "encode",
-        "flux2",
-        "--weights",
-        str(vae),
-        "--in",
-        str(tmp_path / "bad.npz"),
-        "--out",
-        str(tmp_path / "x.npz"),
-        home=home,
-        weights=tmp_path / "w",
-    )
+    bad = vae_cli("encode", "bad.npz", "x.npz")
     assert bad.returncode == 2
     assert bad.stderr.strip().endswith("images has shape (2, 16, 16, 2) uint8, expected (N, H, W, 3) uint8")
     assert not (tmp_path / "x.npz").exists()
