@@ -221,7 +221,7 @@ def model_outcome(spec: RunSpec) -> tuple[str, str]:
     stream, encoder = batch_stream(spec), TextEncoder(spec)
     batch, _ = step_batch(spec, stream, encoder, 0)
     t = jnp.full((spec.train.batch_size,), 0.5, jnp.float32)
-    apply = jax.jit(DiT(model_config(spec)).apply)
+    apply = DiT(model_config(spec)).apply  # op by op: most changes keep the shapes, whose ops are compiled
     v = apply({"params": params}, batch["latents"], t, batch["text"], batch["mask"])
     shapes = str(jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), abstract.params))
     return shapes, _digest(v)
