@@ -15,6 +15,7 @@ shared body of every `from_pretrained`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -27,6 +28,10 @@ import numpy as np
 
 from models.hf_weights import load_safetensors, map_torch_state, safetensors_fingerprint
 from models.layers import MASK_VALUE
+
+# transformers serves tokenizers and configs here (the models are Flax): its advice that PyTorch is absent
+# would only be noise in a command's output
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 ModulePath = Callable[[str], str | None]
 Tensors = dict[str, np.ndarray]
