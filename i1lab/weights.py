@@ -124,9 +124,6 @@ def _checked(kind: Kind, name: str, folder: str, stamp: float) -> WeightsStatus:
             dim, most = folder_limits(family, folder)
         except FolderMismatch as exc:
             return WeightsStatus(kind=kind, name=name, state="mismatched", path=folder, detail=str(exc))
-        except (ValueError, OSError, KeyError) as exc:  # transformers could not read the config
-            detail = f"{folder}: config.json unreadable ({str(exc).splitlines()[0]})"
-            return WeightsStatus(kind=kind, name=name, state="mismatched", path=folder, detail=detail)
         return WeightsStatus(kind=kind, name=name, state="present", path=folder, dim=dim, max_tokens=most)
     from models.vaes import VaeFolderMismatch, check_vae_folder
 
@@ -148,7 +145,7 @@ def locate(kind: Kind, name: str) -> WeightsStatus:
         dim = TEXT_ENCODERS[name].dim if kind == "text_encoder" else VAES[name].channels
         return WeightsStatus(kind=kind, name=name, state="builtin", path=None, dim=dim)
     if not folder.exists() and kind == "text_encoder" and name == "minilm":
-        from models.text_encoders.bert import minilm_path
+        from models.text_encoders.families import minilm_path
 
         with contextlib.suppress(ModuleNotFoundError):  # then it is missing, where the weights dir says
             folder = minilm_path()
@@ -206,13 +203,19 @@ def fingerprint(status: WeightsStatus) -> str | None:
     if status.path is None or status.state != "present":
         return None
     from models.hf_weights import safetensors_fingerprint
+    from models.text_encoders.families import weights_file
+    from models.vaes import diffusers_folder, diffusers_weights_file
 
     folder = Path(status.path)
-    names = ("model.safetensors", "model.safetensors.index.json")
-    if status.kind == "vae":
-        names = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
-    file = next((folder / n for n in names if (folder / n).exists()), None)
-    return safetensors_fingerprint(file) if file is not None else None
+    try:
+        file = (
+            weights_file(folder)
+            if status.kind == "text_encoder"
+            else diffusers_weights_file(diffusers_folder(folder))
+        )
+    except FileNotFoundError:
+        return None
+    return safetensors_fingerprint(file)
 
 
 def check_recorded(spec: RunSpec, workdir: Path) -> None:

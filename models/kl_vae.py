@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.hf_weights import load_safetensors
-from models.vae import GaussianCodec, diffusers_folder, diffusers_weights_file
+from models.vae import GaussianCodec
+from models.vaes import diffusers_folder, diffusers_weights_file
 
 #: Builds a norm layer given its checkpoint name (`norm(name="norm1")`).
 NormLayer = Callable[..., Callable[[jax.Array], jax.Array]]
@@ -106,7 +107,7 @@ def read_folder(
     path: str | Path, subfolder: str = "vae"
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], Path]:
     """config.json, every tensor and the weights file of a diffusers-format VAE folder (`path`, or
-    `path/subfolder` for a pipeline root; see `models.vae.diffusers_folder`)."""
+    `path/subfolder` for a pipeline root; see `models.vaes.diffusers_folder`)."""
     directory = diffusers_folder(path, subfolder)
     config = json.loads((directory / "config.json").read_text())
     weights = diffusers_weights_file(directory)

@@ -13,7 +13,6 @@ Images are channels-last uint8 `(B, H, W, 3)`; latents are channels-first float3
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
@@ -60,27 +59,6 @@ def pixels_to_unit(images: ArrayLike) -> jax.Array:
 def unit_to_pixels(x: jax.Array) -> jax.Array:
     """[−1, 1] floats → uint8: `x/2 + 0.5`, clipped to [0, 1], ×255, rounded (§10)."""
     return jnp.round(jnp.clip(x.astype(jnp.float32) / 2.0 + 0.5, 0.0, 1.0) * 255.0).astype(jnp.uint8)
-
-
-#: The weights of a diffusers-format VAE folder: one file, or a shard index (tried in this order).
-WEIGHTS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
-
-
-def diffusers_folder(path: str | Path, subfolder: str = "vae") -> Path:
-    """The folder holding a VAE's config.json: `path` itself, or `path/subfolder` when `path` is a
-    pipeline root (e.g. a FLUX.2-dev snapshot, whose VAE lies in `vae/`)."""
-    path = Path(path)
-    if not (path / "config.json").exists() and (path / subfolder / "config.json").exists():
-        return path / subfolder
-    return path
-
-
-def diffusers_weights_file(folder: str | Path) -> Path:
-    """The safetensors file (or shard index) of a diffusers-format folder; FileNotFoundError if none."""
-    for name in WEIGHTS_NAMES:
-        if (Path(folder) / name).exists():
-            return Path(folder) / name
-    raise FileNotFoundError(f"no {' or '.join(WEIGHTS_NAMES)} in {folder}")
 
 
 class IdentityVAE:

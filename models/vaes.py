@@ -7,16 +7,22 @@
 
 A folder holds `config.json` and `diffusion_pytorch_model.safetensors` (or its sharded
 `….safetensors.index.json`); a pipeline root whose `vae/` subfolder holds them is accepted too.
-The kind "identity" (`IdentityVAE`, pixel space) takes no folder.
+The kind "identity" (`IdentityVAE`, pixel space) takes no folder. Checking a folder imports no JAX.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.vae import IdentityVAE, LatentCodec, diffusers_folder, diffusers_weights_file
+if TYPE_CHECKING:
+    from models.vae import LatentCodec
+
+#: The weights of a diffusers-format VAE folder: one file, or a shard index (tried in this order).
+WEIGHTS_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
+#: Latent channels of the identity codec (pixel space).
+IDENTITY_CHANNELS = 3
 
 #: The VAE kinds of the design space (§10), each with the diffusers classes its config.json may name.
 VAE_CLASSES: dict[str, tuple[str, ...]] = {
@@ -31,6 +37,23 @@ _CHANNELS_KEY: dict[str, tuple[str, int]] = {
     "flux": ("latent_channels", 4),
     "qwenimage": ("z_dim", 16),
 }
+
+
+def diffusers_folder(path: str | Path, subfolder: str = "vae") -> Path:
+    """The folder holding a VAE's config.json: `path` itself, or `path/subfolder` when `path` is a
+    pipeline root (e.g. a FLUX.2-dev snapshot, whose VAE lies in `vae/`)."""
+    path = Path(path)
+    if not (path / "config.json").exists() and (path / subfolder / "config.json").exists():
+        return path / subfolder
+    return path
+
+
+def diffusers_weights_file(folder: str | Path) -> Path:
+    """The safetensors file (or shard index) of a diffusers-format folder; FileNotFoundError if none."""
+    for name in WEIGHTS_NAMES:
+        if (Path(folder) / name).exists():
+            return Path(folder) / name
+    raise FileNotFoundError(f"no {' or '.join(WEIGHTS_NAMES)} in {folder}")
 
 
 class VaeFolderMismatch(ValueError):
@@ -71,7 +94,7 @@ def check_vae_folder(kind: str, path: str | Path | None) -> int:
         ValueError: an unknown kind.
     """
     if kind == "identity":
-        return IdentityVAE.channels
+        return IDENTITY_CHANNELS
     if path is None:
         raise VaeFolderMismatch(f"{kind} VAE: no folder given")
     _, config = _folder_config(kind, path)
@@ -82,6 +105,8 @@ def check_vae_folder(kind: str, path: str | Path | None) -> int:
 def load_vae(kind: str, path: str | Path | None = None) -> LatentCodec:
     """The codec of `kind` (`VAE_KINDS` or "identity") with the weights of the folder `path`."""
     if kind == "identity":
+        from models.vae import IdentityVAE
+
         return IdentityVAE()
     if path is None:
         raise VaeFolderMismatch(f"{kind} VAE: no folder given")

@@ -26,14 +26,14 @@ from models.text_encoders.hash import split_words as split_words
 if TYPE_CHECKING:
     from models.text_encoders.bert import BertEncoder as BertEncoder
     from models.text_encoders.bert import load_minilm as load_minilm
-    from models.text_encoders.bert import minilm_path as minilm_path
     from models.text_encoders.cache import FeatureCache as FeatureCache
+    from models.text_encoders.families import minilm_path as minilm_path
     from models.text_encoders.t5 import T5Encoder as T5Encoder
 
 _LAZY = {
     "BertEncoder": "models.text_encoders.bert",
     "load_minilm": "models.text_encoders.bert",
-    "minilm_path": "models.text_encoders.bert",
+    "minilm_path": "models.text_encoders.families",
     "T5Encoder": "models.text_encoders.t5",
     "FeatureCache": "models.text_encoders.cache",
 }

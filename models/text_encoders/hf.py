@@ -28,6 +28,7 @@ import numpy as np
 
 from models.hf_weights import load_safetensors, map_torch_state, safetensors_fingerprint
 from models.layers import MASK_VALUE
+from models.text_encoders.families import weights_file
 
 # transformers serves tokenizers and configs here (the models are Flax): its advice that PyTorch is absent
 # would only be noise in a command's output
@@ -49,15 +50,6 @@ def load_hf_config(path: str | Path) -> Any:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(path), local_files_only=True)
-
-
-def weights_file(path: str | Path) -> Path:
-    """The safetensors file (or shard index) of a checkpoint directory."""
-    path = Path(path)
-    for name in ("model.safetensors", "model.safetensors.index.json"):
-        if (path / name).exists():
-            return path / name
-    raise FileNotFoundError(f"no model.safetensors(.index.json) in {path}")
 
 
 def load_params(
@@ -202,21 +194,8 @@ class PretrainedTextEncoder:
         encoder_id: identifies the features (family, checkpoint fingerprint, token_len, dtype).
     """
 
-    #: ``model_type`` values of ``config.json`` this class reads (see models.text_encoders.families).
-    model_types: ClassVar[tuple[str, ...]] = ()
     #: the checkpoint family named in `encoder_id` (see `checkpoint_id`).
     family: ClassVar[str] = ""
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """The feature width D given the checkpoint's ``transformers`` config."""
-        raise NotImplementedError
-
-    @staticmethod
-    def max_tokens(config: Any) -> int | None:
-        """The most tokens the checkpoint can encode (learned positions), None where unbounded (relative
-        positions, RoPE)."""
-        return None
 
     def __init__(
         self,

@@ -179,7 +179,6 @@ class Qwen3Encoder(PretrainedTextEncoder):
     With a `template`, captions are wrapped in it and its `prefix_ids` are dropped (see the module doc).
     """
 
-    model_types: ClassVar[tuple[str, ...]] = ("qwen3",)
     family: ClassVar[str] = "qwen3"
 
     def __init__(
@@ -197,11 +196,6 @@ class Qwen3Encoder(PretrainedTextEncoder):
         self.template = template
         prefix = [] if template is None else tokenizer(template.split("{}")[0])["input_ids"]
         self.prefix_ids = np.asarray(prefix, np.int32)
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = hidden_size of the (text) config."""
-        return int(config.get_text_config().hidden_size)
 
     def tokenize(self, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Ids and mask (B, prefix + token_len): the template's prefix (if any), then the caption."""
@@ -267,5 +261,4 @@ class Qwen3Encoder(PretrainedTextEncoder):
 class Qwen3VLEncoder(Qwen3Encoder):
     """The language tower of Qwen3-VL (qwen3-vl-2b/4b-instruct, and their `_system_prompt` variants)."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("qwen3_vl", "qwen3_vl_text")
     family: ClassVar[str] = "qwen3_vl"

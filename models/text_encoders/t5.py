@@ -242,13 +242,7 @@ def t5_untie(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class T5Encoder(PretrainedTextEncoder):
     """A T5-family encoder (T5 v1.1, e.g. DeepFloyd t5-v1_1-xxl) with its tokenizer."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("t5", "umt5")
     family: ClassVar[str] = "t5"
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = the config's d_model."""
-        return int(config.d_model)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, token_len: int = 120, dtype: str = "float32") -> T5Encoder:

@@ -40,7 +40,7 @@ import numpy as np
 
 from models.hf_weights import default_module_path
 from models.text_encoders.bert import ACTIVATIONS
-from models.text_encoders.families import FolderMismatch
+from models.text_encoders.families import FAMILIES, FolderMismatch
 from models.text_encoders.hf import (
     GatedMLP,
     PretrainedTextEncoder,
@@ -294,10 +294,10 @@ class _GemmaFamilyEncoder(PretrainedTextEncoder):
             dtype: compute dtype, "bfloat16" or "float32".
 
         Raises:
-            FolderMismatch: the config's model_type is not one of `model_types`.
+            FolderMismatch: the config's model_type is not one of the family's (`FAMILIES`).
         """
         config = load_hf_config(path)
-        if config.model_type not in cls.model_types:
+        if config.model_type not in FAMILIES[cls.family].model_types:
             raise FolderMismatch(f"{path}: model_type {config.model_type!r} is not a {cls.family} checkpoint")
         settings = cls._settings(config)
         return cls.from_checkpoint(
@@ -314,13 +314,7 @@ class _GemmaFamilyEncoder(PretrainedTextEncoder):
 class T5GemmaEncoder(_GemmaFamilyEncoder):
     """The T5Gemma encoder (google/t5gemma-2b-2b-ul2[-it], 9b-2b …): D = `encoder.hidden_size`."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("t5gemma",)
     family: ClassVar[str] = "t5gemma"
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = the encoder's hidden_size (2304 for 2B)."""
-        return int(config.encoder.hidden_size)
 
     @staticmethod
     def _settings(config: Any) -> GemmaEncoderSettings:
@@ -330,13 +324,7 @@ class T5GemmaEncoder(_GemmaFamilyEncoder):
 class T5Gemma2Encoder(_GemmaFamilyEncoder):
     """The T5Gemma 2 text encoder (google/t5gemma-2-1b-1b, -4b-4b): D = `encoder.text_config.hidden_size`."""
 
-    model_types: ClassVar[tuple[str, ...]] = ("t5gemma2",)
     family: ClassVar[str] = "t5gemma2"
-
-    @staticmethod
-    def feature_dim(config: Any) -> int:
-        """D = the text encoder's hidden_size (1152 for 1b-1b, 2560 for 4b-4b)."""
-        return int(config.encoder.text_config.hidden_size)
 
     @staticmethod
     def _settings(config: Any) -> GemmaEncoderSettings:
