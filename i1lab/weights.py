@@ -74,9 +74,18 @@ def weights_dir() -> Path:
 
 
 def _manifest(root: Path) -> dict[str, dict[str, str]]:
+    """The ``weights.yaml`` of ``root`` (read once per modification)."""
     file = root / MANIFEST
-    if not file.is_file():
+    try:
+        stamp = file.stat().st_mtime_ns
+    except OSError:
         return {}
+    return _read_manifest(file, stamp)
+
+
+@functools.cache
+def _read_manifest(file: Path, stamp: int) -> dict[str, dict[str, str]]:
+    del stamp
     import yaml
 
     try:
