@@ -15,7 +15,7 @@ from i1lab.errors import I1labError
 from i1lab.forward import write_npz
 from i1lab.spec.catalog import TEXT_ENCODERS, VAES
 from i1lab.train.build import codec_from, encoder_from
-from i1lab.weights import WeightsStatus, locate
+from i1lab.weights import Kind, locate
 
 #: Captions longer than this many characters are refused (a line that is a whole file is a mistake).
 MAX_CAPTION_CHARS = 100_000
@@ -44,13 +44,13 @@ def read_captions(path: Path) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def _folder(kind: str, name: str, weights: Path | None) -> str | None:
+def _folder(kind: Kind, name: str, weights: Path | None) -> str | None:
     """The folder to read: ``--weights`` when given (checked to exist), else the weights directory's."""
     if weights is not None:
         if not Path(weights).is_dir():
             raise I1labError(f"--weights {weights}: no such folder")
         return str(Path(weights).resolve())
-    status: WeightsStatus = locate("text_encoder" if kind == "text_encoder" else "vae", name)
+    status = locate(kind, name)
     if not status.usable:
         raise I1labError(f"{status.problem()}; or give --weights DIR")
     return status.path

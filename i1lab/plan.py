@@ -63,7 +63,7 @@ class PlannedRun(BaseModel):
     cost: RunCost | None = None
     spec: RunSpec
     training_hash: str = Field("", exclude=True)  # "" when not computed yet
-    #: why the run cannot run here (frozen models' weights missing or mismatched); empty: it can
+    #: why the run cannot run here (see :func:`run_problems`); empty: it can
     missing: list[str] = []
 
     @property
@@ -103,7 +103,7 @@ class Plan(BaseModel):
             )
 
     def check_runnable(self) -> None:
-        """Refuse, in one line, a plan with a run whose frozen models cannot be read here."""
+        """Refuse, in one line, a plan with a run that cannot run here (its weights or data are missing)."""
         blocked = [r for r in self.runs if not r.runnable]
         if blocked:
             first = blocked[0]
