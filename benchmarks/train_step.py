@@ -1,4 +1,4 @@
-"""Time the training step of an i1 model and print one line of figures (DESIGN_SPACE §9, §13).
+"""Time the training step of an i1 model and print one line of figures (docs/design-space.md §9, §13).
 
 Usage (CPU):  ``python benchmarks/train_step.py --size small --batch 16 --resolution 32``
 Usage (GPU):  ``python benchmarks/train_step.py --size DiT-XL --vae flux2 --resolution 256 --batch 32

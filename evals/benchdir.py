@@ -1,4 +1,4 @@
-"""Where the official benchmark files live (BENCHMARKS.md, `shared/benchmarks/README.md`).
+"""Where the official benchmark files live (docs/benchmarks.md, `shared/benchmarks/README.md`).
 
 The directory is, in order: an explicit argument, the environment variable ``I1LAB_BENCHMARKS_DIR``,
 or ``../shared/benchmarks`` next to the repository when it exists. Each benchmark has a fixed

@@ -1,4 +1,4 @@
-"""GenEval aggregation (BENCHMARKS.md §1.4, quirks §1.5): per-image records → summary → printed text.
+"""GenEval aggregation (docs/benchmarks.md §1.4, quirks §1.5): per-image records → summary → printed text.
 
 Pure functions, no I/O; shared by the synthetic "shapes" benchmark and the real GenEval. A record is
 one row of GenEval's `results.jsonl` (§1.3): ``filename, tag, prompt, correct, reason, metadata``

@@ -6,7 +6,7 @@ layout under ``<out_dir>/<bench>/step_<step:07d>/``, so official tools can read 
 own files (generation record, prompts, sample grid, judge outputs) go to its ``i1lab/`` sub-folder, which
 no official walk reads.
 
-Five benchmarks (BENCHMARKS.md): the generation prompts come from ``spec.sampling.prompt_variant``
+Five benchmarks (docs/benchmarks.md): the generation prompts come from ``spec.sampling.prompt_variant``
 (aligned with the original order), the layout and every score from the ORIGINAL files. Images per
 prompt: GenEval 4, DPG 4 (plus the 2×2 grids the DPG scorer reads), PRISM 1, CVTG-2K 1, LongText 4;
 ``eval.images_per_prompt`` overrides where the layout holds several (not PRISM, CVTG-2K). The initial
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 #: The synthetic benchmark's judge: exact pixel analysis (nearest palette colour, components, fill ratio).
 SHAPES_JUDGE = "exact-pixel"
 
-#: Images per prompt of each benchmark's official protocol (BENCHMARKS.md).
+#: Images per prompt of each benchmark's official protocol (docs/benchmarks.md).
 IMAGES_PER_PROMPT: dict[str, int] = {"geneval": 4, "dpg": 4, "prism": 1, "cvtg": 1, "longtext": 4}
 #: Benchmarks whose official layout holds exactly one image per prompt.
 ONE_PER_PROMPT = ("prism", "cvtg")
@@ -150,7 +150,7 @@ def evaluate_shapes(spec: RunSpec, params: Any, step: int, out_dir: Path) -> Ben
 
 @functools.lru_cache(maxsize=8)
 def _sampler(config: Any, prediction: str = "velocity") -> tuple[Any, Any]:
-    """``(apply, draw)``: the model as a velocity model (x-prediction mapped, DESIGN_SPACE.md §7), bound
+    """``(apply, draw)``: the model as a velocity model (x-prediction mapped, docs/design-space.md §7), bound
     once so that the compiled sampler is reused, and a jitted ``draw(root key, ids)`` of the initial noise
     of images ``ids = [(prompt, sample)]``."""
     import jax

@@ -2,7 +2,7 @@
 
 Each file comes from its upstream project (GitHub raw URLs: djghosh13/geneval, rongyaofang/prism-bench,
 X-Omni-Team/X-Omni, TencentQQGYLab/ELLA), with the copy in zlab-princeton/i1 at commit b58a62f (the
-reference packaging BENCHMARKS.md is written against) as the fallback and as the only source of i1's
+reference packaging docs/benchmarks.md is written against) as the fallback and as the only source of i1's
 own packagings (``dpg_bench.json``, the CVTG-2K prompt folders, the prompt variants). Where the sha256
 of the reference copy is known, a download must match it; an upstream file that differs is replaced by
 the pinned copy, and the report says so. Derived prompt variants are stored gzip-compressed, as in

@@ -167,7 +167,7 @@ def read_inputs(path: Path, config: Any) -> ForwardInputs:
 
 def apply_model(spec: RunSpec, params: Any, inputs: ForwardInputs) -> np.ndarray:
     """The model's velocity for ``inputs`` (no caption dropout; an x-prediction model's output mapped to a
-    velocity, DESIGN_SPACE.md §7), float32 (B, C, h, w)."""
+    velocity, docs/design-space.md §7), float32 (B, C, h, w)."""
     import jax
     import jax.numpy as jnp
 

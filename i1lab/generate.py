@@ -1,7 +1,7 @@
 """`i1lab generate`: images for prompts from a checkpoint, as PNGs in a folder.
 
 The run's own sampler settings (``sampling`` of its spec: steps, CFG scale and rescale, interval,
-time grid, seed) apply unless overridden. Sampling uses the EMA weights (DESIGN_SPACE §8), the run's
+time grid, seed) apply unless overridden. Sampling uses the EMA weights (docs/design-space.md §8), the run's
 text encoder and VAE, and the evaluator's sampler (:func:`i1lab.evaluate.sample`): the initial noise
 of image ``i`` depends only on the seed and ``i``, so the images do not change with ``--batch-size``.
 

@@ -1,6 +1,6 @@
 """The i1 diffusion model family in Flax (no dependency on i1lab or evals).
 
-Modules (DESIGN_SPACE sections in brackets):
+Modules (docs/design-space.md sections in brackets):
 
 - `models.config` — `ModelConfig`, every architectural knob, validated (§1–§6); pure Python.
 - `models.presets` — `PRESETS`, `make_config(size, **fields)` (§6), the final recipe `i1_config(res)`

@@ -1,4 +1,4 @@
-"""The text path: adapters, null caption, caption dropout, repeat and pooling (DESIGN_SPACE §4.2, §4.3).
+"""The text path: adapters, null caption, caption dropout, repeat and pooling (docs/design-space.md §4.2–4.3).
 
 Each adapter owns a learnable null caption `(1, text_len, D)` in encoder-feature space, drawn from
 N(0, D^-1/2). Caption dropout replaces a sample's whole feature sequence by the null caption

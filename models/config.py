@@ -1,4 +1,4 @@
-"""Model configuration of the i1 family (DESIGN_SPACE §1–§6, §13 "model" rows).
+"""Model configuration of the i1 family (docs/design-space.md §1–§6, §13 "model" rows).
 
 `ModelConfig` is a frozen, hashable dataclass holding every architectural knob of the design space.
 It is pure Python (no JAX import) so that spec validation and planning can use it cheaply.
@@ -24,7 +24,7 @@ BASE_RESOLUTION = 256
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every architectural knob of an i1 model (DESIGN_SPACE §1–§6).
+    """Every architectural knob of an i1 model (docs/design-space.md §1–§6).
 
     The defaults are the controlled-experiment `cross_attn` baseline: DiT-XL at 256 px on FLUX.2
     latents (32 channels, 32×32) with T5Gemma text (D 2304, 256 tokens) and an MLP adapter.

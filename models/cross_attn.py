@@ -1,4 +1,4 @@
-"""The `cross_attn` backbone: blocks and long-skip wiring (DESIGN_SPACE §5.1, §5.2).
+"""The `cross_attn` backbone: blocks and long-skip wiring (docs/design-space.md §5.1, §5.2).
 
 Block with AdaLN (out blocks first apply the skip linear over `concat(x, skip)`):
 

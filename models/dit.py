@@ -1,4 +1,4 @@
-"""The top-level i1 diffusion transformer `DiT` (DESIGN_SPACE §1, §2, §3, §4, §5).
+"""The top-level i1 diffusion transformer `DiT` (docs/design-space.md §1, §2, §3, §4, §5).
 
 Forward pass (all three backbones):
 

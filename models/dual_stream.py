@@ -1,4 +1,4 @@
-"""The `dual_stream` backbone, MMDiT-like — the i1 backbone (DESIGN_SPACE §5.1, §5.4).
+"""The `dual_stream` backbone, MMDiT-like — the i1 backbone (docs/design-space.md §5.1, §5.4).
 
 Block (out blocks first apply separate image and text skip linears over `concat(s, skip_s)`):
 

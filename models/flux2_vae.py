@@ -1,4 +1,4 @@
-"""The FLUX.2 and FLUX.1 VAEs in Flax and their latent normalisations (DESIGN_SPACE §1, §7, §10).
+"""The FLUX.2 and FLUX.1 VAEs in Flax and their latent normalisations (docs/design-space.md §1, §7, §10).
 
 Architecture: the diffusers `AutoencoderKL` encoder/decoder as configured for FLUX.2
 (`AutoencoderKLFlux2`): block channels (128, 256, 512, 512), 2 resnets per encoder level (3 per

@@ -1,4 +1,4 @@
-"""Shared components of every backbone (DESIGN_SPACE §1 initialisation, §2 components).
+"""Shared components of every backbone (docs/design-space.md §1 initialisation, §2 components).
 
 Conventions: tokens are channels-last `(B, N, H)`; parameters are float32; `dtype` is the compute
 dtype. Norms, RoPE and the attention softmax always run in float32. Dense and conv kernels use the

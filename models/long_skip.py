@@ -1,4 +1,4 @@
-"""Long-skip wiring shared by the three backbones (DESIGN_SPACE §5.1).
+"""Long-skip wiring shared by the three backbones (docs/design-space.md §5.1).
 
 Depth d splits into d//2 in blocks, 1 mid block and d//2 out blocks, named `blocks_0 … blocks_{d−1}`.
 In-block outputs are pushed on a stack and each out block pops one (LIFO ⚑); an out block starts

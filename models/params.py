@@ -1,4 +1,4 @@
-"""Parameter shapes and counts without allocating weights (DESIGN_SPACE §6).
+"""Parameter shapes and counts without allocating weights (docs/design-space.md §6).
 
 Counts include every leaf of the parameter tree: the frozen `pos_embed`, the null caption and any
 dead weights (e.g. the timestep embedder when AdaLN is off), as the §6 calibration counts do.

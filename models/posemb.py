@@ -1,4 +1,4 @@
-"""Positional embeddings for image tokens (DESIGN_SPACE §3).
+"""Positional embeddings for image tokens (docs/design-space.md §3).
 
 * The frozen 2-D sinusoidal table (MAE-style, **column channels first** ⚑), stored as the
   parameter `pos_embed` and recomputed on resume (`reset_frozen`); `frozen_param_mask` marks it.

@@ -1,4 +1,4 @@
-"""Model size presets (DESIGN_SPACE §6) plus CPU-sized ones for tests and `--profile tiny` runs.
+"""Model size presets (docs/design-space.md §6) plus CPU-sized ones for tests and `--profile tiny` runs.
 
 A preset fixes only width, depth, heads and mlp_ratio; the data-dependent fields (latent channels
 and size, resolution, text width and length) and the ablation switches come from the caller via
@@ -67,7 +67,7 @@ def make_config(size: str, **fields: Any) -> ModelConfig:
     return ModelConfig(**sized)
 
 
-#: The final i1 recipe's model fields (DESIGN_SPACE §13 "i1" column; `jax/configs/i1_training/*.py`).
+#: The final i1 recipe's model fields (docs/design-space.md §13 "i1" column; `jax/configs/i1_training/*.py`).
 I1_RECIPE: MappingProxyType[str, Any] = MappingProxyType(
     {
         "backbone": "dual_stream",

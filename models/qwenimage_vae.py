@@ -1,4 +1,4 @@
-"""The Qwen-Image VAE for single images, in Flax (DESIGN_SPACE §1, §7, §10).
+"""The Qwen-Image VAE for single images, in Flax (docs/design-space.md §1, §7, §10).
 
 Qwen-Image's VAE (diffusers `AutoencoderKLQwenImage`, a fine-tune of the Wan 2.1 video VAE) is a
 causal 3-D network. For one frame, in float32, it reduces exactly to the 2-D network built here:

@@ -1,4 +1,4 @@
-"""Rectified-flow training objective (DESIGN_SPACE §7). Pure functions.
+"""Rectified-flow training objective (docs/design-space.md §7). Pure functions.
 
 Convention ⚑: t = 0 is noise and t = 1 is data; `x_t = (1−t)·ε + t·x₁`, target `u = x₁ − ε`.
 The loss is the unweighted MSE of the velocity over all elements, in float32.

@@ -1,4 +1,4 @@
-"""Euler sampler with classifier-free guidance (DESIGN_SPACE §8).
+"""Euler sampler with classifier-free guidance (docs/design-space.md §8).
 
 Euler from t = 0 (noise) to t = 1 (data) on a uniform grid (the JAX reference) or the shifted grid
 `s·t/(1+(s−1)t)` (the PyTorch reference, s = 0.3; here computed in float32, not bf16).

@@ -1,4 +1,4 @@
-"""Sharding over a `data × fsdp × model` device mesh (DESIGN_SPACE §9, §13 "tp/fsdp sizes").
+"""Sharding over a `data × fsdp × model` device mesh (docs/design-space.md §9, §13 "tp/fsdp sizes").
 
 - `make_mesh(data, fsdp, model)` builds a `jax.sharding.Mesh` with axes ("data", "fsdp", "model")
   over every device of every process (topology-aware on TPU slices via `mesh_utils`).

@@ -1,4 +1,4 @@
-"""The `single_stream` backbone, Lumina-Image-2.0-like (DESIGN_SPACE §5.1, §5.3).
+"""The `single_stream` backbone, Lumina-Image-2.0-like (docs/design-space.md §5.1, §5.3).
 
 1. `refiner_layers` **context refiners** on the text only, with the text mask and text RoPE, never
    modulated.

@@ -1,4 +1,4 @@
-"""Latent codecs ("VAEs") between uint8 images and model latents (DESIGN_SPACE §1, §7, §10).
+"""Latent codecs ("VAEs") between uint8 images and model latents (docs/design-space.md §1, §7, §10).
 
 `LatentCodec` is the protocol every codec follows: `IdentityVAE` (pixel space) here, and the KL
 VAEs of §10 (FLUX.2 and FLUX.1 in `models.flux2_vae`, Qwen-Image in `models.qwenimage_vae`), which

@@ -1,4 +1,4 @@
-"""The one VAE loader: a diffusers-format folder → a `LatentCodec` (DESIGN_SPACE §10).
+"""The one VAE loader: a diffusers-format folder → a `LatentCodec` (docs/design-space.md §10).
 
 | kind      | diffusers `_class_name` | latent channels (config.json) | normalisation                      |
 | flux2     | AutoencoderKLFlux2      | `latent_channels` (32)        | BatchNorm stats, 2×2-patchified    |

@@ -1,4 +1,4 @@
-"""CVTG-2K (BENCHMARKS.md §4): prompts and GT words, OCR metrics, exact aggregation, layout."""
+"""CVTG-2K (docs/benchmarks.md §4): prompts and GT words, OCR metrics, exact aggregation, layout."""
 
 from evals.cvtg.io import read_judgements, read_results_json, write_judgements, write_results_json
 from evals.cvtg.layout import cells, flat_path, image_path, walk, write_images

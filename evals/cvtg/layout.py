@@ -1,4 +1,4 @@
-"""CVTG-2K image layout (BENCHMARKS.md §4.2).
+"""CVTG-2K image layout (docs/benchmarks.md §4.2).
 
 Generation writes ``<root>/<i:05d>.png`` (i = position in `CVTG-2K.json`: CVTG 2–5 then CVTG-Style
 2–5); `process.py` moves each to ``<root>/<type>/<area>/<index>.png`` (no padding). The evaluator takes

@@ -1,4 +1,4 @@
-"""CVTG-2K's prompt set (BENCHMARKS.md §4.1): ``cvtg-2k/prompts/<type>/<area>.json``.
+"""CVTG-2K's prompt set (docs/benchmarks.md §4.1): ``cvtg-2k/prompts/<type>/<area>.json``.
 
 Ground-truth words (Q): every non-greedy match between ASCII single quotes of the ORIGINAL prompt,
 lowercased and split on whitespace; punctuation and duplicates stay.

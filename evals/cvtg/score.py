@@ -1,4 +1,4 @@
-"""CVTG-2K aggregation (BENCHMARKS.md §4.3–4.5) from per-image judgements.
+"""CVTG-2K aggregation (docs/benchmarks.md §4.3–4.5) from per-image judgements.
 
 A judgement is ``{type, area, index, ocr_lines | none | error, clipscore, vqascore, aesthetic}``
 (`index` = the image stem). Reproduced on purpose:

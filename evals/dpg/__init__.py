@@ -1,4 +1,4 @@
-"""DPG-Bench (BENCHMARKS.md §2): prompts, question table, 2×2 grids, exact aggregation."""
+"""DPG-Bench (docs/benchmarks.md §2): prompts, question table, 2×2 grids, exact aggregation."""
 
 from evals.dpg.io import read_answers, write_answers
 from evals.dpg.layout import crop_boxes, crop_tiles, grid_path, sample_path, stitch_2x2, walk, write_images

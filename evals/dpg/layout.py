@@ -1,4 +1,4 @@
-"""DPG-Bench image layout (BENCHMARKS.md §2.2).
+"""DPG-Bench image layout (docs/benchmarks.md §2.2).
 
 Generation: ``<root>/<idx:05d>/samples/<k:05d>.png`` for k = 0..3 (idx = position in
 `dpg_bench.json`). `process.py`: the 4 samples pasted into a 2W × 2H grid (k = 0 top-left,

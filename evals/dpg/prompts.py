@@ -1,4 +1,4 @@
-"""DPG-Bench's prompt list `dpg_bench.json` (BENCHMARKS.md §2.1): 1065 ``[item_id, prompt]`` pairs;
+"""DPG-Bench's prompt list `dpg_bench.json` (docs/benchmarks.md §2.1): 1065 ``[item_id, prompt]`` pairs;
 the list index is the generation folder index."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DPG-Bench's question table `dpg_bench.csv` read the official way (BENCHMARKS.md §2.1, §2.5).
+"""DPG-Bench's question table `dpg_bench.csv` read the official way (docs/benchmarks.md §2.1, §2.5).
 
 The official `prepare_dpg_data` is reproduced row by row:
 

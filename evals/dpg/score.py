@@ -1,4 +1,4 @@
-"""DPG-Bench aggregation (BENCHMARKS.md §2.3–2.5) from per-question answers.
+"""DPG-Bench aggregation (docs/benchmarks.md §2.3–2.5) from per-question answers.
 
 A judgement is ``(item_id, crop k, proposition_id, answer)``. For each image (a file of the scored
 folder, in listing order) and each crop k < `pic_num`, reproduced on purpose:

@@ -1,4 +1,4 @@
-"""GenEval (BENCHMARKS.md §1): prompt set, per-image decision, aggregation, layout, importers."""
+"""GenEval (docs/benchmarks.md §1): prompt set, per-image decision, aggregation, layout, importers."""
 
 from evals.geneval.decide import COLORS, decide, details_json, filter_boxes, make_record, relations
 from evals.geneval.io import read_results, records_from_judgements, write_results

@@ -1,4 +1,4 @@
-"""GenEval's per-image decision from raw detections (BENCHMARKS.md §1.3 steps 2, 4, 5).
+"""GenEval's per-image decision from raw detections (docs/benchmarks.md §1.3 steps 2, 4, 5).
 
 Input is the judgement §6 recommends storing: per class, the detector's raw boxes
 ``[x1, y1, x2, y2, score]`` (any order, any score), and, for classes named by a colour clause, the

@@ -1,4 +1,4 @@
-"""GenEval's image layout and folder walk (BENCHMARKS.md §1.2).
+"""GenEval's image layout and folder walk (docs/benchmarks.md §1.2).
 
 Written: ``<root>/<idx:05d>/metadata.jsonl`` (that prompt's line) and ``samples/<k:05d>.png`` — both
 the upstream evaluator (per-folder metadata) and i1's (central file indexed by folder name) read it.

@@ -1,4 +1,4 @@
-"""GenEval's prompt set (BENCHMARKS.md §1.1): `evaluation_metadata.jsonl` and `object_names.txt`.
+"""GenEval's prompt set (docs/benchmarks.md §1.1): `evaluation_metadata.jsonl` and `object_names.txt`.
 
 Metadata lines are kept as the decoded JSON objects, untouched, so ``json.dumps(line)`` is exactly the
 string the official evaluator stores in `results.jsonl["metadata"]` (and groups prompts by).

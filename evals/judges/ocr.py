@@ -1,4 +1,4 @@
-"""CPU OCR judges for CVTG-2K and LongText-Bench — NOT the official judges (BENCHMARKS.md §4.6, §5.6).
+"""CPU OCR judges for CVTG-2K and LongText-Bench — NOT the official judges (docs/benchmarks.md §4.6, §5.6).
 
 The official judges are PaddleOCR 2.10 (CVTG-2K) and Qwen2.5-VL-7B used as OCR (LongText). These
 stand-ins are labelled ``ocr-tesseract`` / ``ocr-rapidocr`` in every judgement they produce:

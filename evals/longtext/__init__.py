@@ -1,4 +1,4 @@
-"""LongText-Bench (BENCHMARKS.md §5): prompts, OCR clean-up, exact aggregation, layout, results files."""
+"""LongText-Bench (docs/benchmarks.md §5): prompts, OCR clean-up, exact aggregation, layout, results files."""
 
 from evals.longtext.io import read_results, write_results
 from evals.longtext.layout import generation_path, image_path, prompt_id_of, walk, write_images

@@ -1,4 +1,4 @@
-"""LongText-Bench `results.jsonl` (BENCHMARKS.md §5.3): ``{image, prompt, ocr_gt: [str], ocr_results}``.
+"""LongText-Bench `results.jsonl` (docs/benchmarks.md §5.3): ``{image, prompt, ocr_gt: [str], ocr_results}``.
 
 The official `summary_scores.py` overwrites that file with normalised fields (`ocr_gt` becomes a
 string); such a file is detected (`rewritten`), and scoring still uses the ORIGINAL `text` lists

@@ -1,4 +1,4 @@
-"""LongText-Bench image layout (BENCHMARKS.md §5.2).
+"""LongText-Bench image layout (docs/benchmarks.md §5.2).
 
 Generation writes ``<root>/<row:04d>_<k>.png``; `process.py` renames them ``<prompt_id>_<k>.png``. The
 evaluator globs ``*.png`` (sorted) and takes the prompt id from the file name before the first "_"

@@ -1,4 +1,4 @@
-"""LongText-Bench's prompt set (BENCHMARKS.md §5.1): `longtext/text_prompts.jsonl`, 160 English lines."""
+"""LongText-Bench's prompt set (docs/benchmarks.md §5.1): `longtext/text_prompts.jsonl`, 160 English lines."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LongText-Bench OCR clean-up and aggregation (BENCHMARKS.md §5.3–5.5).
+"""LongText-Bench OCR clean-up and aggregation (docs/benchmarks.md §5.3–5.5).
 
 Reproduced on purpose:
 

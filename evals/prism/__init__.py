@@ -1,4 +1,4 @@
-"""PRISM-Bench (BENCHMARKS.md §3): prompts, reply parsing, exact aggregation, layout, judge files."""
+"""PRISM-Bench (docs/benchmarks.md §3): prompts, reply parsing, exact aggregation, layout, judge files."""
 
 from evals.prism.io import read_judge_dir, read_replies, record_path, write_record, write_replies
 from evals.prism.layout import flat_path, image_path, processed_location, walk, write_images

@@ -1,4 +1,4 @@
-"""PRISM-Bench judge files (BENCHMARKS.md §3.3): ``<out>/<alignment|aesthetic>/<category>/<j>.jsonl``,
+"""PRISM-Bench judge files (docs/benchmarks.md §3.3): ``<out>/<alignment|aesthetic>/<category>/<j>.jsonl``,
 each one pretty-printed JSON object (the parsed reply). Also i1lab's raw-reply lines
 ``{"eval_type", "category", "index", "reply", "judge"}`` (§6)."""
 

@@ -1,4 +1,4 @@
-"""PRISM-Bench image layout (BENCHMARKS.md §3.2).
+"""PRISM-Bench image layout (docs/benchmarks.md §3.2).
 
 Generation writes ``<root>/<i:05d>.png`` (i < 700, alphabetical categories); `process.py` moves image
 i to ``<root>/<CATEGORIES[i // 100]>/<i % 100>.png``. The evaluator reads

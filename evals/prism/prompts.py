@@ -1,4 +1,4 @@
-"""PRISM-Bench's prompt set (BENCHMARKS.md §3.1): ``captions/en/<category>.jsonl``, 7 × 100 prompts."""
+"""PRISM-Bench's prompt set (docs/benchmarks.md §3.1): ``captions/en/<category>.jsonl``, 7 × 100 prompts."""
 
 from __future__ import annotations
 

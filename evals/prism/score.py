@@ -1,4 +1,4 @@
-"""PRISM-Bench judge-reply parsing and aggregation (BENCHMARKS.md §3.3–3.5).
+"""PRISM-Bench judge-reply parsing and aggregation (docs/benchmarks.md §3.3–3.5).
 
 Parsing a reply (the judge's raw text), reproduced on purpose: strip; drop a leading "```json" and a
 trailing "```"; strip; delete every comma followed only by whitespace before "}" or "]" (inside

@@ -1,4 +1,4 @@
-"""Synthetic GenEval on coloured shapes (BENCHMARKS.md §1, §1.6): scenes, prompts, exact judge."""
+"""Synthetic GenEval on coloured shapes (docs/benchmarks.md §1, §1.6): scenes, prompts, exact judge."""
 
 from evals.shapes.benchmark import NAME, default_filenames, record_for, score_images
 from evals.shapes.detect import Detection, classify_fill, detect

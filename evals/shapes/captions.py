@@ -3,7 +3,7 @@
 Short captions are produced by building GenEval clauses from the scene and writing them with the
 benchmark's own templates (`phrasing.sentence`), so `prompts.parse_prompt` reads them back into
 clauses the scene satisfies. The rng decides whether colours are named (the single_object,
-two_object, counting and position prompts of BENCHMARKS.md §1.1 name none) and whether a pair is
+two_object, counting and position prompts of docs/benchmarks.md §1.1 name none) and whether a pair is
 described with "and" or with a relation.
 """
 

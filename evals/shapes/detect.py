@@ -1,4 +1,4 @@
-"""The exact pixel "detector": the CPU stand-in for Mask2Former + CLIP colour (BENCHMARKS.md §1.3
+"""The exact pixel "detector": the CPU stand-in for Mask2Former + CLIP colour (docs/benchmarks.md §1.3
 steps 1 and 3, §1.6).
 
 1. Each pixel takes its nearest reference colour (10 palette colours + background) when that colour

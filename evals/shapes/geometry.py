@@ -1,4 +1,4 @@
-"""GenEval's relative-position test (BENCHMARKS.md §1.3 step 5).
+"""GenEval's relative-position test (docs/benchmarks.md §1.3 step 5).
 
 Boxes are ``(x1, y1, x2, y2)`` with y growing downwards; width is ``x2 − x1`` (no +1). The arithmetic
 is done in float32 because GenEval's boxes are the detector's float32 arrays.

@@ -1,4 +1,4 @@
-"""Per-image decision with GenEval's rules (BENCHMARKS.md §1.3 steps 2, 4 and 5).
+"""Per-image decision with GenEval's rules (docs/benchmarks.md §1.3 steps 2, 4 and 5).
 
 `judge` = `detect` (the pixel detector) → `filter_detections` (step 2) → `evaluate` (steps 4–5).
 `filter_detections` and `evaluate` are pure and accept hand-made detections, so the decision logic can

@@ -7,7 +7,7 @@ Guarantees, for every image side S ≥ 16 (`raster.MIN_RESOLUTION`):
 * boxes in different grid cells are `GAP` apart along the separating axis, i.e. ≥ 2.4 px − 1.5 px of
   rounding at 16 px, so at least one background pixel always separates them;
 * pairs laid out side by side (or one above the other) have their other coordinate within
-  2·`PAIR_JITTER` of each other, so GenEval's relative-position test (BENCHMARKS.md §1.3.5) gives the
+  2·`PAIR_JITTER` of each other, so GenEval's relative-position test (docs/benchmarks.md §1.3.5) gives the
   intended relation with a wide margin (ratio ≥ 0.75 against the 0.5 threshold).
 """
 

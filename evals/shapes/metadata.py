@@ -1,4 +1,4 @@
-"""GenEval-shaped prompt metadata (BENCHMARKS.md §1.1).
+"""GenEval-shaped prompt metadata (docs/benchmarks.md §1.1).
 
 A metadata line is ``{"tag", "include", ["exclude"], "prompt"}`` (GenEval's key order); an include
 clause is ``{"class", "count", ["color"], ["position": [relation, index]]}`` and an exclude clause

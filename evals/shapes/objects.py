@@ -16,7 +16,7 @@ class Obj:
     """One flat-coloured shape.
 
     `cx`, `cy` are the centre and `size` the side of its square bounding box, all as fractions of the
-    image side; y grows downwards (image convention, as in GenEval's boxes, BENCHMARKS.md §1.3.5).
+    image side; y grows downwards (image convention, as in GenEval's boxes, docs/benchmarks.md §1.3.5).
     """
 
     shape: str

@@ -1,6 +1,6 @@
 """Colour palette and shape classes of the synthetic "shapes" domain.
 
-The ten colour names are GenEval's (BENCHMARKS.md §1.1), in GenEval's order, which is also the
+The ten colour names are GenEval's (docs/benchmarks.md §1.1), in GenEval's order, which is also the
 order used in colour-failure reasons (§1.3 step 4). The RGB values are chosen so that every pair,
 background included, is at least 105 apart in Euclidean RGB distance; the pixel judge
 (`evals.shapes.detect`) assigns each pixel to its nearest reference colour.

@@ -1,6 +1,6 @@
 """The prompt grammar shared by benchmark prompts, short captions and the prompt parser.
 
-Sentences follow GenEval's templates (BENCHMARKS.md §1.1):
+Sentences follow GenEval's templates (docs/benchmarks.md §1.1):
 
 * ``a photo of <NP>``                      — single_object, colors, counting
 * ``a photo of <NP> and <NP>``             — two_object, color_attr (include order = word order)

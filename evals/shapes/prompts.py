@@ -1,4 +1,4 @@
-"""The benchmark prompt set, GenEval-shaped (BENCHMARKS.md §1.1), its JSONL file, a prompt parser,
+"""The benchmark prompt set, GenEval-shaped (docs/benchmarks.md §1.1), its JSONL file, a prompt parser,
 and the "perfect generator" `scene_for_prompt`.
 
 With three shapes some tags have few distinct prompts; like GenEval the set has no duplicates, so a

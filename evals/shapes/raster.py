@@ -8,7 +8,7 @@ the ideal shape scaled to the box:
 * triangle: the right triangle below the main diagonal, right angle at the bottom-left
   (fill (n+1)/(2n): 0.625 at n = 4, tending to 0.5).
 
-The judge (BENCHMARKS.md §1.6: "synthetic coloured shapes with an oracle detector") classifies shapes
+The judge (docs/benchmarks.md §1.6: "synthetic coloured shapes with an oracle detector") classifies shapes
 by these fill ratios and scores them against the same templates (`shape_mask`).
 """
 

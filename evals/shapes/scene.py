@@ -1,6 +1,6 @@
 """Scenes of the "shapes" domain: palette, object types, rendering, sampling and captions.
 
-This is the training-data side of the synthetic GenEval (BENCHMARKS.md §1.6): flat-coloured squares,
+This is the training-data side of the synthetic GenEval (docs/benchmarks.md §1.6): flat-coloured squares,
 circles and triangles on a grey canvas, in the structures GenEval probes (§1.1): single objects,
 pairs (with colour attributes and left/right/above/below arrangements) and counts of 2–4 identical
 objects.

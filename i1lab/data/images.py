@@ -1,4 +1,4 @@
-"""Decoding stored images into training pixels (DESIGN_SPACE.md §11 "Records")."""
+"""Decoding stored images into training pixels (docs/design-space.md §11 "Records")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mixing weights over data sources (DESIGN_SPACE.md §11). Pure functions."""
+"""Mixing weights over data sources (docs/design-space.md §11). Pure functions."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Keyed pseudorandom permutations: the per-epoch shuffle of a source and its nested subsets.
 
 **Nested subsets.** The reference keeps an example iff a hash of its id falls under
-``(2^31-1)·N/total`` (DESIGN_SPACE.md §11 ``subset_count``): deterministic and nested, but only
+``(2^31-1)·N/total`` (docs/design-space.md §11 ``subset_count``): deterministic and nested, but only
 approximately N. Here a source's subset of size N is the first N positions of a fixed permutation of
 its indices: deterministic, nested (prefixes of one permutation) and exactly N. The permutation is keyed
 by the source's name only (never by the run's seed), so runs that differ in subset size or seed draw

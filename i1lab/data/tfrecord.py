@@ -1,6 +1,6 @@
 """TFRecord shards of ``tf.train.Example`` records, read without TensorFlow.
 
-This is the format of the i1 record sets (TFDS builds, DESIGN_SPACE.md §11): each record is an Example
+This is the format of the i1 record sets (TFDS builds, docs/design-space.md §11): each record is an Example
 with the encoded image under ``image`` (PNG) and the captions under ``caption`` (a list of strings).
 Also accepted: ``image/encoded``, ``png`` or ``jpg`` for the image; ``captions``, ``long_caption(s)``
 for long captions and ``short_caption(s)`` for short ones.

@@ -356,7 +356,7 @@ class _Mapper:
             "text_encoder_precision",
             lambda v: v in ("bf16", "bfloat16"),
             "a bf16 text encoder",
-            "the frozen text encoder runs in bf16 (DESIGN_SPACE §4.1)",
+            "the frozen text encoder runs in bf16 (docs/design-space.md §4.1)",
         )
 
         allowed = BACKBONE_KWARGS[backbone]
@@ -506,7 +506,7 @@ class _Mapper:
                 "transport.inference_timestep_shift",
                 "no effect",
                 "",
-                "the JAX sampler steps on a uniform grid whatever it says (DESIGN_SPACE §8); "
+                "the JAX sampler steps on a uniform grid whatever it says (docs/design-space.md §8); "
                 "set sampling.time_grid for the shifted grid",
             )
 

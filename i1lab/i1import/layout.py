@@ -327,7 +327,7 @@ def torch_rope_tables(config: ModelConfig) -> dict[str, tuple[int, int]]:
 
 
 def rope_table_values(config: ModelConfig, axis: int) -> tuple[list[list[float]], list[list[float]]]:
-    """(cos, sin) of RoPE axis ``axis`` as the 3-axis RoPE defines them (DESIGN_SPACE §3): positions
+    """(cos, sin) of RoPE axis ``axis`` as the 3-axis RoPE defines them (docs/design-space.md §3): positions
     ``0..len-1`` (row and col scaled by 256/res), frequencies ``θ^(-2k/dim)``."""
     c = config
     dims = c.rope_axes_dims or default_rope_axes_dims(c.hidden // c.heads)

@@ -1,6 +1,6 @@
 """Named things a spec may refer to: text encoders, VAEs, model sizes, benchmarks.
 
-These tables are facts from DESIGN_SPACE.md (§4.1, §6, §10) and BENCHMARKS.md; validation and the
+These tables are facts from docs/design-space.md (§4.1, §6, §10) and docs/benchmarks.md; validation and the
 cost model read them, so they live here rather than inside the model code.
 """
 
@@ -23,7 +23,7 @@ class TextEncoderInfo(NamedTuple):
     params: int  # parameters of the frozen encoder (forward cost only); 0 where negligible
     family: str | None  # models.text_encoders.families key; None: no weights (the hash encoder)
     folder: str | None = None  # the weights folder's name when it is not the encoder's own name
-    system_prompt: bool = False  # Qwen-Image chat template, prefix tokens dropped (DESIGN_SPACE §4.1)
+    system_prompt: bool = False  # Qwen-Image chat template, prefix tokens dropped (docs/design-space.md §4.1)
 
 
 TEXT_ENCODERS: dict[str, TextEncoderInfo] = {

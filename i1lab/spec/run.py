@@ -1,6 +1,6 @@
 """Pydantic models of one run: model, diffusion, data, training, sampling, evaluation, resources.
 
-Every default is the paper's controlled-experiment baseline (DESIGN_SPACE.md §13, "Base"); a study file
+Every default is the paper's controlled-experiment baseline (docs/design-space.md §13, "Base"); a study file
 only writes what differs. Fields marked ``semantic=False`` in their ``json_schema_extra`` do not take part
 in the run's content hash (see :mod:`i1lab.hashing`).
 """
@@ -28,7 +28,7 @@ class Strict(BaseModel):
 
 
 class TextEncoderSpec(Strict):
-    type: str = Field("T5Gemma", description="text encoder name (DESIGN_SPACE.md §4.1)")
+    type: str = Field("T5Gemma", description="text encoder name (docs/design-space.md §4.1)")
     token_len: Annotated[int, Field(ge=1, le=4096)] | None = Field(
         None, description="override the token count"
     )
@@ -188,7 +188,7 @@ def _paper_sources() -> list[SourceSpec]:
     return [SourceSpec(name=n, kind="tfrecord", count=c, group=g) for n, (c, g) in counts.items()]
 
 
-#: The VLM whose captions the data records carry (DESIGN_SPACE.md §11).
+#: The VLM whose captions the data records carry (docs/design-space.md §11).
 CAPTIONER = "qwen3-vl-30b-a3b"
 
 

@@ -70,7 +70,7 @@ def model_config(spec: RunSpec) -> ModelConfig:
 
 
 def caption_dropout(spec: RunSpec) -> float | tuple[float, ...]:
-    """The training step's dropout probabilities (DESIGN_SPACE.md §4.3): ``train.caption_dropout`` as one
+    """The training step's dropout probabilities (docs/design-space.md §4.3): ``train.caption_dropout`` as one
     decision shared by every encoder, or — when an encoder sets its own ``drop_prob`` — one independent
     probability per encoder (``train.caption_dropout`` for those that set none)."""
     encoders = spec.model.encoders
@@ -155,7 +155,7 @@ def codec_from(name: str, path: str | None) -> Any:
 
 def encode_images(spec: RunSpec, images: np.ndarray, rng: Any = None) -> np.ndarray:
     """uint8 (B, H, W, 3) images -> normalised model latents (B, C, h, w); with ``rng`` the posterior is
-    sampled (training, DESIGN_SPACE.md §7), without it its mean."""
+    sampled (training, docs/design-space.md §7), without it its mean."""
     return np.asarray(load_codec(spec.model.vae).encode(images, rng), np.float32)
 
 
@@ -174,7 +174,7 @@ def batch_latents(spec: RunSpec, rows: dict[str, np.ndarray], rng: Any = None) -
     """The normalised latents of a batch's rows (``image``, and ``moments``/``stored`` from
     :class:`~i1lab.data.pipeline.BatchStream`): rows whose source stores the VAE's posterior moments
     continue from them (no encoder pass), the others are encoded from their images; either way the
-    posterior is sampled with ``rng`` exactly as :meth:`encode` samples it (DESIGN_SPACE.md §7)."""
+    posterior is sampled with ``rng`` exactly as :meth:`encode` samples it (docs/design-space.md §7)."""
     stored = np.asarray(rows.get("stored", np.zeros(len(rows["image"]), bool)), bool)
     if not stored.any():
         return encode_images(spec, rows["image"], rng)

@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a run: rolling latest ones and permanent ones (DESIGN_SPACE.md §9).
+"""Orbax checkpoints of a run: rolling latest ones and permanent ones (docs/design-space.md §9).
 
 A checkpoint ``checkpoints/<step>/`` holds two Orbax items:
 

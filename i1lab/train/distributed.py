@@ -1,4 +1,4 @@
-"""One run trained by several processes at once: the hosts of a multi-host TPU slice (DESIGN_SPACE.md
+"""One run trained by several processes at once: the hosts of a multi-host TPU slice (docs/design-space.md
 §9, data parallelism), or several processes of one machine in tests.
 
 Every process of the gang joins JAX's distributed runtime (:func:`join`) before JAX touches a device;

@@ -1,4 +1,4 @@
-"""The optimizer of a run (DESIGN_SPACE.md §9): clip, Adam, -lr; frozen leaves get zero updates."""
+"""The optimizer of a run (docs/design-space.md §9): clip, Adam, -lr; frozen leaves get zero updates."""
 
 from __future__ import annotations
 

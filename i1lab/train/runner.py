@@ -120,7 +120,7 @@ def step_batch(
     raw = stream[step]
     rows = dp.local_rows(spec.train.batch_size) if dp is not None else slice(None)
     text, mask = encoder([str(c) for c in raw["caption"][rows]])
-    # the posterior is sampled (DESIGN_SPACE.md §7), from a key of the seed and step alone
+    # the posterior is sampled (docs/design-space.md §7), from a key of the seed and step alone
     vae_rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(spec.train.seed), VAE_SALT), step)
     if dp is not None:
         vae_rng = jax.random.fold_in(vae_rng, dp.index)
@@ -293,7 +293,7 @@ def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
 
 def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None = None) -> Any:
     """The train state to start a resolution stage from: the parent run's latest checkpoint, with the
-    frozen sinusoidal table recomputed for this run's resolution (DESIGN_SPACE.md §3 "Frozen")."""
+    frozen sinusoidal table recomputed for this run's resolution (docs/design-space.md §3 "Frozen")."""
     import jax.numpy as jnp
 
     from i1lab.train.build import model_config

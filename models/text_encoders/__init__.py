@@ -1,4 +1,4 @@
-"""Frozen text encoders (DESIGN_SPACE §4.1) and a per-caption feature cache.
+"""Frozen text encoders (docs/design-space.md §4.1) and a per-caption feature cache.
 
 - `models.text_encoders.hash` — the `TextEncoder` protocol and `HashWordEncoder` (pure numpy).
 - `models.text_encoders.bert` — `BertEncoder`: BERT-family encoders (e.g. all-MiniLM-L6-v2) in Flax,

@@ -1,4 +1,4 @@
-"""BERT-family text encoders in Flax, loading Hugging Face checkpoints (DESIGN_SPACE §4.1).
+"""BERT-family text encoders in Flax, loading Hugging Face checkpoints (docs/design-space.md §4.1).
 
 The module mirrors `transformers`' `BertModel` without the pooler: embeddings (word + absolute
 position + token type, then LayerNorm), then post-LN layers

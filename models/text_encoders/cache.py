@@ -1,4 +1,4 @@
-"""Per-caption text features cached on disk (DESIGN_SPACE §4.1: the encoder is frozen).
+"""Per-caption text features cached on disk (docs/design-space.md §4.1: the encoder is frozen).
 
 Layout: `root/<sha256(encoder_id)[:16]>/<h[:2]>/<h>.npz` with `h = sha256(encoder_id ‖ 0 ‖ caption)`;
 each file holds `features` (token_len, dim) float32 and `mask` (token_len,) bool. The directory also

@@ -1,4 +1,4 @@
-"""The CLIP and SigLIP text towers in Flax, loading Hugging Face checkpoints (DESIGN_SPACE §4.1).
+"""The CLIP and SigLIP text towers in Flax, loading Hugging Face checkpoints (docs/design-space.md §4.1).
 
 Both mirror `transformers`' `CLIPTextModel` / `SiglipTextModel` (`Siglip2TextModel` is the same
 class as `SiglipTextModel`) up to `last_hidden_state`:

@@ -1,4 +1,4 @@
-"""Mixing, subsetting and caption choice deliver the frequencies they promise (DESIGN_SPACE.md §11).
+"""Mixing, subsetting and caption choice deliver the frequencies they promise (docs/design-space.md §11).
 
 Each statistical check draws N = 10,000 examples and allows 3 standard deviations of an independent
 draw, ``3·sqrt(p(1-p)/N)`` (at most 0.015): the bound an honest random sampler meets with probability

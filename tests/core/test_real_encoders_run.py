@@ -137,7 +137,7 @@ def test_x_prediction_maps_the_output_to_a_velocity() -> None:
 
     assert float(velocity_mse(perfect, {}, x1, None, None, t, eps, None, "x")) < 1e-10
     v = velocity_model(perfect, "x")({}, x_t, t, None, None)
-    # below t = 0.95 the mapped velocity is x1 - eps; above, (x - x_t) / 0.05 (DESIGN_SPACE §7)
+    # below t = 0.95 the mapped velocity is x1 - eps; above, (x - x_t) / 0.05 (docs/design-space.md §7)
     np.testing.assert_allclose(v[:2], (x1 - eps)[:2], atol=1e-5)
     np.testing.assert_allclose(v[2], (x1[2] - x_t[2]) / 0.05, rtol=1e-5)
     assert velocity_model(perfect, "x") is velocity_model(perfect, "x")  # one compiled sampler

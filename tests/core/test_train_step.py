@@ -1,5 +1,5 @@
 """The train step and optimizer: gradient accumulation, compute precision, the finite flag, and the
-optimizer chain of DESIGN_SPACE.md §9 (clip over non-frozen parameters, Adam with a bf16 first moment,
+optimizer chain of docs/design-space.md §9 (clip over non-frozen parameters, Adam with a bf16 first moment,
 weight decay, frozen ``pos_embed``)."""
 
 from __future__ import annotations

@@ -226,7 +226,7 @@ def test_encode_text_and_vae_commands(tmp_path: Path, random_weights: Path) -> N
     with np.load(tmp_path / "latents.npz") as f:
         latents = f["latents"]
     assert latents.shape == (2, 32, 2, 2) and latents.dtype == np.float32
-    # the posterior mean, normalised by the checkpoint's BatchNorm statistics (DESIGN_SPACE §10)
+    # the posterior mean, normalised by the checkpoint's BatchNorm statistics (docs/design-space.md §10)
     ref = AutoencoderKLFlux2.from_pretrained(vae).eval()
     with torch.no_grad():
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0

@@ -1,4 +1,4 @@
-"""Loaders of the official prompt files against the real fixtures (BENCHMARKS.md §1.1–5.1) and the
+"""Loaders of the official prompt files against the real fixtures (docs/benchmarks.md §1.1–5.1) and the
 prompt variants (`shared/benchmarks/prompt_variants/`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CVTG-2K aggregation test vectors (BENCHMARKS.md §4.1, §4.4, §4.5)."""
+"""CVTG-2K aggregation test vectors (docs/benchmarks.md §4.1, §4.4, §4.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DPG-Bench aggregation test vectors (BENCHMARKS.md §2.4, quirks §2.5)."""
+"""DPG-Bench aggregation test vectors (docs/benchmarks.md §2.4, quirks §2.5)."""
 
 from __future__ import annotations
 

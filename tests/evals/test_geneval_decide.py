@@ -1,4 +1,4 @@
-"""GenEval's per-image decision from raw detections (BENCHMARKS.md §1.3, quirks §1.5)."""
+"""GenEval's per-image decision from raw detections (docs/benchmarks.md §1.3, quirks §1.5)."""
 
 from __future__ import annotations
 

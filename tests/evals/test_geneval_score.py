@@ -1,4 +1,4 @@
-"""Aggregation test vectors for GenEval's summary (BENCHMARKS.md §1.4, §1.5)."""
+"""Aggregation test vectors for GenEval's summary (docs/benchmarks.md §1.4, §1.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Official image layouts and folder walks (BENCHMARKS.md §1.2, §2.2, §3.2, §4.2, §5.2)."""
+"""Official image layouts and folder walks (docs/benchmarks.md §1.2, §2.2, §3.2, §4.2, §5.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LongText-Bench clean-up and aggregation test vectors (BENCHMARKS.md §5.3–5.5)."""
+"""LongText-Bench clean-up and aggregation test vectors (docs/benchmarks.md §5.3–5.5)."""
 
 from __future__ import annotations
 

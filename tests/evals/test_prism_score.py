@@ -1,4 +1,4 @@
-"""PRISM-Bench reply parsing and aggregation test vectors (BENCHMARKS.md §3.3–3.5)."""
+"""PRISM-Bench reply parsing and aggregation test vectors (docs/benchmarks.md §3.3–3.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`score_images`: GenEval-style records (BENCHMARKS.md §1.3) and their summary (§1.4)."""
+"""`score_images`: GenEval-style records (docs/benchmarks.md §1.3) and their summary (§1.4)."""
 
 from __future__ import annotations
 

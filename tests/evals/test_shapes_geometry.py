@@ -1,4 +1,4 @@
-"""GenEval's relative-position formula against hand-computed cases (BENCHMARKS.md §1.3.5)."""
+"""GenEval's relative-position formula against hand-computed cases (docs/benchmarks.md §1.3.5)."""
 
 from __future__ import annotations
 

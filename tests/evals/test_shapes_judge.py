@@ -1,4 +1,4 @@
-"""The exact pixel judge and GenEval's decision rules (BENCHMARKS.md §1.3 steps 2, 4, 5)."""
+"""The exact pixel judge and GenEval's decision rules (docs/benchmarks.md §1.3 steps 2, 4, 5)."""
 
 from __future__ import annotations
 

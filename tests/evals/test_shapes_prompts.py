@@ -1,4 +1,4 @@
-"""The GenEval-shaped prompt set, its JSONL file and the prompt parser (BENCHMARKS.md §1.1)."""
+"""The GenEval-shaped prompt set, its JSONL file and the prompt parser (docs/benchmarks.md §1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CLIP and SigLIP text towers against transformers' PyTorch classes (DESIGN_SPACE §4.1).
+"""The CLIP and SigLIP text towers against transformers' PyTorch classes (docs/design-space.md §4.1).
 
 Small random-weight models are built by transformers itself (hidden 64, 2 layers, 4 heads, 16
 positions), saved with `save_pretrained` next to a word tokenizer, read back by

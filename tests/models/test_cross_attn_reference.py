@@ -1,4 +1,4 @@
-"""A hand-written numpy reference of one cross_attn block with AdaLN (DESIGN_SPACE §2, §3, §5.2).
+"""A hand-written numpy reference of one cross_attn block with AdaLN (docs/design-space.md §2, §3, §5.2).
 
 The block is an out block (skip linear first), with RoPE, QK-norm, SwiGLU and RMSNorm, a padded
 context, and randomised biases and norm scales so that every parameter matters.

@@ -1,4 +1,4 @@
-"""The FLUX.2 VAE in Flax and its patchified BatchNorm latent normalisation (DESIGN_SPACE §7, §10).
+"""The FLUX.2 VAE in Flax and its patchified BatchNorm latent normalisation (docs/design-space.md §7, §10).
 
 Offline: random weights only. The diffusers weight layout is written out by hand below (names and
 PyTorch shapes, independent of the module code) and must load with every tensor mapped.

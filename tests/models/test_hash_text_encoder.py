@@ -1,4 +1,4 @@
-"""HashWordEncoder: the deterministic offline text encoder for tiny runs (DESIGN_SPACE §4.1)."""
+"""HashWordEncoder: the deterministic offline text encoder for tiny runs (docs/design-space.md §4.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IdentityVAE: pixel-space latents (DESIGN_SPACE §1, §10)."""
+"""IdentityVAE: pixel-space latents (docs/design-space.md §1, §10)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from models.params import param_shapes
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
-#: The reference's dataset folders and image counts (DESIGN_SPACE §11), in the baselines' order.
+#: The reference's dataset folders and image counts (docs/design-space.md §11), in the baselines' order.
 DATASETS = [
     ("yfcc", 98_121_424),
     ("imagenet22k", 13_673_551),
@@ -49,7 +49,7 @@ DATASETS = [
 
 
 def knobs(name: str) -> dict[str, Any]:
-    """The knob values of one of the six shipped configs (DESIGN_SPACE §9, §13)."""
+    """The knob values of one of the six shipped configs (docs/design-space.md §9, §13)."""
     base: dict[str, Any] = {
         "seed": 0,
         "total_steps": 500_000,
@@ -204,7 +204,7 @@ CONFIGS = [
 ]
 #: Closed-form parameter counts (every leaf, frozen pos_embed and null caption included).
 PARAMS = {
-    "cross_attn": 894_068_384,  # DESIGN_SPACE §6 calibration: 0.8941 B
+    "cross_attn": 894_068_384,  # docs/design-space.md §6 calibration: 0.8941 B
     "single_stream": 819_683_984,
     "dual_stream": 1_239_338_960,
     "256_resolution": 3_166_272_848,  # "i1-3B"

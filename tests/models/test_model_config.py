@@ -1,4 +1,4 @@
-"""ModelConfig validation, derived sizes and presets (DESIGN_SPACE §2, §5, §6)."""
+"""ModelConfig validation, derived sizes and presets (docs/design-space.md §2, §5, §6)."""
 
 from __future__ import annotations
 

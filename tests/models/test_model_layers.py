@@ -1,4 +1,4 @@
-"""Shared components (DESIGN_SPACE §2): norms, FFN widths, attention masking, timestep features."""
+"""Shared components (docs/design-space.md §2): norms, FFN widths, attention masking, timestep features."""
 
 from __future__ import annotations
 

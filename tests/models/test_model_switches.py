@@ -1,4 +1,4 @@
-"""Every ablation switch changes the forward pass (DESIGN_SPACE §13 "model" rows).
+"""Every ablation switch changes the forward pass (docs/design-space.md §13 "model" rows).
 
 Each variant is compared with the baseline on the same inputs. Parameters that exist in both trees
 with the same shape are shared, so a difference comes from the switch itself, not from new weights.

@@ -1,5 +1,5 @@
 """Several text encoders: one adapter and null caption each, concatenated outputs and masks,
-per-encoder vs shared caption dropout (DESIGN_SPACE §4.3, §8)."""
+per-encoder vs shared caption dropout (docs/design-space.md §4.3, §8)."""
 
 from __future__ import annotations
 

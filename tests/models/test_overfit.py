@@ -1,4 +1,4 @@
-"""End-to-end learning check: the tiny preset memorises a fixed batch (DESIGN_SPACE §7)."""
+"""End-to-end learning check: the tiny preset memorises a fixed batch (docs/design-space.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sinusoidal table layout and scaling, frozen-parameter helpers, 2-D RoPE (DESIGN_SPACE §3)."""
+"""Sinusoidal table layout and scaling, frozen-parameter helpers, 2-D RoPE (docs/design-space.md §3)."""
 
 from __future__ import annotations
 

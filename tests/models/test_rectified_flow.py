@@ -1,4 +1,4 @@
-"""Rectified-flow objective (DESIGN_SPACE §7)."""
+"""Rectified-flow objective (docs/design-space.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Euler sampler with CFG (DESIGN_SPACE §8), against a python-loop reference."""
+"""Euler sampler with CFG (docs/design-space.md §8), against a python-loop reference."""
 
 from __future__ import annotations
 

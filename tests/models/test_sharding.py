@@ -1,4 +1,4 @@
-"""data × fsdp × model sharding (DESIGN_SPACE §9): rules, one device, and 4 simulated CPU devices.
+"""data × fsdp × model sharding (docs/design-space.md §9): rules, one device, and 4 simulated CPU devices.
 
 The multi-device test runs in a subprocess with `XLA_FLAGS=--xla_force_host_platform_device_count=4`
 (the flag must be set before JAX starts) and checks that a sharded train step — loss, gradients and

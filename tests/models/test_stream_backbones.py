@@ -1,5 +1,5 @@
 """The single_stream and dual_stream backbones in the full model: every switch, AdaLN-off invariance,
-masking, parameter layout and long skips (DESIGN_SPACE §5.1, §5.3, §5.4, §5.5, §12).
+masking, parameter layout and long skips (docs/design-space.md §5.1, §5.3, §5.4, §5.5, §12).
 
 As in `test_model_switches`, a variant shares every parameter that the baseline has at the same path
 and shape. The baseline's norm scales and biases are randomised, so that switches which only add

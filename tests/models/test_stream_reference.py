@@ -1,5 +1,5 @@
 """Hand-written numpy references of one single-stream and one dual-stream block, and of the 3-axis
-RoPE position ids and tables (DESIGN_SPACE §2, §3, §5.3, §5.4, §12 items 3, 4, 10).
+RoPE position ids and tables (docs/design-space.md §2, §3, §5.3, §5.4, §12 items 3, 4, 10).
 
 The blocks are out blocks (skip linears first) with a padded text mask, 3-axis RoPE, QK-norm,
 SwiGLU and RMSNorm, with randomised biases and norm scales so that every parameter matters.

@@ -1,4 +1,4 @@
-"""The existing T5 and BERT Flax encoders against transformers' PyTorch classes (DESIGN_SPACE §4.1).
+"""The existing T5 and BERT Flax encoders against transformers' PyTorch classes (docs/design-space.md §4.1).
 
 A tiny `T5EncoderModel` (v1.1: gated-GELU; relative-attention buckets 8 and max distance 8, so that the
 exact, logarithmic and clipped bucket ranges all occur within 12 tokens) and a tiny `BertModel` are
