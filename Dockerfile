@@ -34,7 +34,7 @@ COPY --chown=i1lab:i1lab models ./models
 COPY --chown=i1lab:i1lab evals ./evals
 COPY --chown=i1lab:i1lab dashboards ./dashboards
 COPY --chown=i1lab:i1lab experiments ./experiments
-RUN python -c "import i1lab.cli, dashboards.app, models, evals, ray, mlflow" \
+RUN python -c "import i1lab.cli.main, dashboards.app, models, evals, ray, mlflow" \
     && i1lab --help >/dev/null
 
 USER i1lab

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from i1lab.data.images import encode_png
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.runner import Hooks, train

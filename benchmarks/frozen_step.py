@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.build import model_config

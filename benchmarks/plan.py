@@ -16,7 +16,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 def main() -> None:
     t0 = time.perf_counter()
-    from i1lab.plan import expand, make_plan, report
+    from i1lab.plan.planner import expand, make_plan, report
     from i1lab.spec import load_study
 
     t_import = time.perf_counter() - t0

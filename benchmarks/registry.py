@@ -4,7 +4,8 @@ Builds a registry of ``--runs`` runs (default 100,000) with the real run spec (7
 5 benchmarks x ``--steps`` checkpoint steps (default 10) of scores, in studies of 20 runs, then times the
 median of ``--reps`` repetitions of:
 
-* filtered queries through ``i1lab.query.runs_frame`` (spec fields, scores at the latest / a given / the
+* filtered queries through ``i1lab.registry.query.runs_frame`` (spec fields, scores at the latest / a given /
+the
   best step, ``or`` / ``not`` / ``in``, study membership);
 * ``compare`` of a 20-variant study (baseline with 3 seeds, so the noise band is computed) and its curves;
 * the same questions through ``mlflow.search_runs`` on an MLflow store holding as many of the same runs
@@ -248,7 +249,7 @@ def mlflow_load(uri: str, runs: list[dict[str, Any]], seconds: float) -> tuple[s
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from i1lab.tracking import _params
+    from i1lab.registry.tracking import _params
 
     client = MlflowClient(uri)
     exp = client.create_experiment("bench")
@@ -290,9 +291,9 @@ def main() -> None:
 def run_bench(args: argparse.Namespace, work: Path) -> None:
     import os
 
-    from i1lab import report
-    from i1lab.query import runs_frame
     from i1lab.registry import Registry
+    from i1lab.registry.query import runs_frame
+    from i1lab.report import tables as report
 
     url = args.database_url or f"sqlite:///{work / 'registry.db'}"
     t0 = time.perf_counter()

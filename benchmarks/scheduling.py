@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/scheduling.py [--runs 200] [--reps 3] [--cpus 2] [--task-seconds 0]
                                               [--profile [--profile-filter i1lab] [--profile-lines 40]]
 
-The i1lab side is ``i1lab.submit.submit_study`` on a generated study of N runs (the tiny profile of the
-baseline with an N-1 value ``train.lr`` axis): it plans, records the plan, queues every run, launches
-Ray tasks through ``i1lab.scheduler.run_tasks`` (one per run until the runs prove short, then batches of
+The i1lab side is ``i1lab.execution.submit.submit_study`` on a generated study of N runs (the tiny profile of
+the baseline with an N-1 value ``train.lr`` axis): it plans, records the plan, queues every run, launches
+Ray tasks through ``i1lab.execution.scheduler.run_tasks`` (one per run until the runs prove short, then
+batches of
 them) and records each outcome — the code path of ``i1lab submit``. Only the body is a no-op: the task
-is the real ``i1lab.worker.execute_run`` (registry reads and writes, status and progress, everything
+is the real ``i1lab.execution.worker.execute_run`` (registry reads and writes, status and progress, everything
 around training) with ``train`` and the checkpoint evaluation replaced by functions that return at once.
 The bare side is N ``@ray.remote`` tasks that return their argument, with the same resource request (one
 CPU), on the same cluster, after the same warm-up (and a first small i1lab study, which imports i1lab in
@@ -110,7 +111,8 @@ def floor_run(db: str, logs: str, run_id: int, seconds: float) -> int:
 
 
 def noop_execute_run(*args: Any, **kwargs: Any) -> Any:
-    """``i1lab.worker.execute_run`` with training and evaluation that return at once (runs in the worker).
+    """``i1lab.execution.worker.execute_run`` with training and evaluation that return at once (runs in the
+    worker).
 
     Appends its own duration (imports included) to ``$I1LAB_HOME/task_seconds.txt``."""
     t0 = time.perf_counter()
@@ -123,7 +125,7 @@ def noop_execute_run(*args: Any, **kwargs: Any) -> Any:
 
     runner.train = train  # type: ignore[assignment]
     runner.eval_steps = lambda spec: set()
-    from i1lab.worker import execute_run
+    from i1lab.execution.worker import execute_run
 
     outcome = execute_run(*args, **kwargs)
     with open(Path(os.environ["I1LAB_HOME"]) / "task_seconds.txt", "a") as f:
@@ -191,18 +193,18 @@ def main() -> None:
         [floor_task.remote(str(floor_db), str(home / "floor"), -1 - i, 0.0) for i in range(2 * args.cpus)]
     )
 
-    import i1lab.scheduler
-    import i1lab.worker
+    import i1lab.execution.scheduler
+    import i1lab.execution.worker
 
-    i1lab.worker.execute_run = noop_execute_run
-    if hasattr(i1lab.scheduler, "execute_run"):
-        i1lab.scheduler.execute_run = noop_execute_run
-    from i1lab.submit import submit_study
+    i1lab.execution.worker.execute_run = noop_execute_run
+    if hasattr(i1lab.execution.scheduler, "execute_run"):
+        i1lab.execution.scheduler.execute_run = noop_execute_run
+    from i1lab.execution.submit import submit_study
 
     quiet = Console(file=io.StringIO(), width=200)
     # the scheduling phase alone: run_tasks (queue, leases, attempts, outcomes), timed inside submit
     scheduling: list[float] = []
-    real_run_tasks = i1lab.scheduler.run_tasks
+    real_run_tasks = i1lab.execution.scheduler.run_tasks
 
     def timed_run_tasks(*a: Any, **k: Any) -> Any:
         t = time.perf_counter()
@@ -211,7 +213,7 @@ def main() -> None:
         finally:
             scheduling.append(time.perf_counter() - t)
 
-    i1lab.scheduler.run_tasks = timed_run_tasks
+    i1lab.execution.scheduler.run_tasks = timed_run_tasks
     # warm-up: a first small study imports i1lab in each worker process (about 0.4 s each), as the
     # warm-up above starts the bare side's workers
     warm = home / "sched_warmup.yaml"

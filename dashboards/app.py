@@ -36,7 +36,7 @@ from dashboards.data import (
     column_key,
 )
 from i1lab.errors import I1labError
-from i1lab.report import NOISE_SIGMAS, Cell, Table, fmt_params, fmt_value
+from i1lab.report.tables import NOISE_SIGMAS, Cell, Table, fmt_params, fmt_value
 
 ASSETS = Path(__file__).parent / "assets"
 LATEST = "latest"

@@ -36,7 +36,7 @@ from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.registry import MemberRecord, Registry, StudyRecord
 from i1lab.registry.schema import CheckpointRow, RunRow, ScoreRow, StudyRow, StudyRunRow
-from i1lab.report import HEADLINES, Column, Curve, Table, ablation_table, columns_of, curves
+from i1lab.report.tables import HEADLINES, Column, Curve, Table, ablation_table, columns_of, curves
 
 T = TypeVar("T")
 DONE = ("finished", "imported")
@@ -111,13 +111,14 @@ _ESTIMATES_LOCK = threading.Lock()
 
 
 def estimate_hours(run_hash: str, spec: dict[str, Any]) -> float | None:
-    """Accelerator-hours of a run from its resolved spec (``i1lab.cost``); None if it cannot be costed."""
+    """Accelerator-hours of a run from its resolved spec (``i1lab.plan.cost``); None if it cannot be
+    costed."""
     with _ESTIMATES_LOCK:
         if run_hash in _ESTIMATES:
             return _ESTIMATES[run_hash]
     hours: float | None
     try:
-        from i1lab.cost import run_cost
+        from i1lab.plan.cost import run_cost
         from i1lab.spec.run import RunSpec
         from i1lab.train.build import model_config
 
@@ -139,7 +140,7 @@ class StudySummary(BaseModel):
     runs: int
     done: int  # finished or imported
     by_status: dict[str, int]
-    est_hours: float  # accelerator-hours planned (the runs' specs through i1lab.cost)
+    est_hours: float  # accelerator-hours planned (the runs' specs through i1lab.plan.cost)
     uncosted: int  # runs whose cost is unknown
     used_hours: float  # accelerator-hours measured so far
 

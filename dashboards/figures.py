@@ -6,7 +6,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from i1lab.report import Curve, Table
+from i1lab.report.tables import Curve, Table
 
 LAYOUT: dict[str, Any] = {
     "template": "plotly_white",

@@ -69,9 +69,9 @@ def build(
 ) -> SyntheticStudy:
     """Plan a study (a file, or YAML text) and record it as finished with synthetic results."""
     from evals.shapes import prompts as shape_prompts
-    from i1lab.plan import expand, make_plan
+    from i1lab.execution.submit import planned_members
+    from i1lab.plan.planner import expand, make_plan
     from i1lab.spec import load_study
-    from i1lab.submit import planned_members
 
     with tempfile.TemporaryDirectory() as tmp:
         path = study_file or EXPERIMENTS / "adapter_size.yaml"

@@ -45,7 +45,7 @@ from i1lab.registry.schema import (
 )
 
 if TYPE_CHECKING:
-    from i1lab.plan import ExistingRun
+    from i1lab.plan.planner import ExistingRun
 
 RunStatus = Literal["queued", "running", "finished", "failed", "cancelled", "imported"]
 STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled", "imported")
@@ -336,7 +336,7 @@ class LeaseState(BaseModel):
 
 
 class PlannedMember(BaseModel):
-    """What ``record_plan`` needs of each planned run (a subset of :class:`i1lab.plan.PlannedRun`)."""
+    """What ``record_plan`` needs of each planned run (a subset of :class:`i1lab.plan.planner.PlannedRun`)."""
 
     name: str
     label: str
@@ -617,7 +617,7 @@ class Registry:
 
     def existing_runs(self, hashes: Iterable[str]) -> dict[str, ExistingRun]:
         """Runs already registered under these hashes, with the study/name of each membership."""
-        from i1lab.plan import ExistingRun
+        from i1lab.plan.planner import ExistingRun
 
         found = self.existing(hashes)
         names: dict[int, list[str]] = {}

@@ -9,7 +9,7 @@ the search as member ``trial-NNNN`` whose ``varied`` holds the trial's params. T
 2. the same run is already in flight for another trial of this search -> the trial waits for it;
 3. otherwise one Ray task runs it: an inference trial restores the checkpoint's EMA weights and samples
    and scores the study's benchmarks at that step (:func:`score_checkpoint`); a training trial is
-   :func:`i1lab.worker.execute_run`, whose intermediate checkpoint scores feed the pruner.
+   :func:`i1lab.execution.worker.execute_run`, whose intermediate checkpoint scores feed the pruner.
 
 Only the driver writes the Optuna study, so trials are never lost or duplicated by racing workers; the
 workers write the registry (one short transaction per fact, see :mod:`i1lab.registry.store`).
@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from i1lab import paths
 from i1lab.errors import I1labError, SpecError
+from i1lab.execution.worker import Outcome
 from i1lab.hashing import canonical_json, content_hash, training_hash
 from i1lab.registry import PlannedMember, Registry
 from i1lab.search.setup import Setup
@@ -46,7 +47,6 @@ from i1lab.search.space import (
     trial_label,
 )
 from i1lab.spec.run import RunSpec
-from i1lab.worker import Outcome
 
 if TYPE_CHECKING:
     import optuna
@@ -75,10 +75,10 @@ class SearchResult(BaseModel):
 def score_checkpoint(run_id: int, database_url: str, workdir: str, step: int) -> Outcome:
     """An inference trial (a Ray task): sample and score registry run ``run_id`` on the EMA weights of
     checkpoint ``step`` in ``workdir``, which it only reads; record the scores and finish the run."""
-    from i1lab.evaluate import evaluate
+    from i1lab.evaluation.evaluate import evaluate
+    from i1lab.execution.worker import record_scores
     from i1lab.train.checkpoint import CheckpointCorrupt, Checkpoints
     from i1lab.train.runner import _enable_compilation_cache, initial_state
-    from i1lab.worker import record_scores
 
     _enable_compilation_cache()
     t0 = time.perf_counter()
@@ -134,7 +134,7 @@ class _Job:
     ref: Any = None
     owner: str = ""
     retry_at: float = 0.0
-    slice: Any = None  # i1lab.gang.SliceShape of a training run on a multi-host TPU slice
+    slice: Any = None  # i1lab.execution.gang.SliceShape of a training run on a multi-host TPU slice
     reported: set[int] = field(default_factory=set)
 
 
@@ -446,7 +446,7 @@ class Driver:
 
     @staticmethod
     def _cost(spec: RunSpec) -> tuple[int | None, float | None]:
-        from i1lab.cost import run_cost
+        from i1lab.plan.cost import run_cost
         from i1lab.train.build import model_config
 
         try:
@@ -460,26 +460,26 @@ class Driver:
         import ray
 
         if not ray.is_initialized():
-            from i1lab.scheduler import _init_ray
+            from i1lab.execution.scheduler import _init_ray
 
             _init_ray(self.address)
             self.started_ray = self.address is None
         if kind not in self.remote:
-            from i1lab.gang import execute_slice
-            from i1lab.worker import execute_run
+            from i1lab.execution.gang import execute_slice
+            from i1lab.execution.worker import execute_run
 
             fn: Any = {"inference": score_checkpoint, "slice": execute_slice}.get(kind, execute_run)
             self.remote[kind] = ray.remote(fn)
         return self.remote[kind]
 
     def _submit(self, trial: Any, run_id: int, digest: str, spec: RunSpec, workdir: str) -> None:
-        from i1lab.scheduler import ray_options
+        from i1lab.execution.scheduler import ray_options
 
         self.registry.set_status(run_id, "queued")
         options = {**ray_options(spec.resources), "max_retries": 0, "name": f"i1lab:{self.setup.name}"}
         job = _Job(run_id, digest, workdir, self.setup.kind == "training", options, [trial])
         if job.training and spec.resources.slice_hosts > 1:
-            from i1lab.gang import slice_shape
+            from i1lab.execution.gang import slice_shape
 
             job.slice = slice_shape(spec.resources)
         self.jobs[digest] = job
@@ -504,7 +504,7 @@ class Driver:
                 continue  # one training per work directory: after the run in flight there
             remote = self._remote(self.setup.kind).options(**job.options)
             url = self.registry.url
-            if job.slice is not None:  # the slice reserved whole, one process per host (i1lab.gang)
+            if job.slice is not None:  # the slice reserved whole, one process per host (i1lab.execution.gang)
                 job.owner = f"{self.driver}/{job.run_id}/{uuid.uuid4().hex[:6]}"
                 call = {"run_id": job.run_id, "database_url": url, "workdir": job.workdir, "owner": job.owner}
                 job.ref = self._remote("slice").options(num_cpus=0, max_retries=0).remote(call, job.slice)
@@ -562,7 +562,7 @@ class Driver:
     def _release_slice(self, job: _Job) -> None:
         """Remove the placement groups of a slice job's attempt (left behind when its task is killed)."""
         if job.slice is not None and job.owner:
-            from i1lab.gang import remove_slice_groups
+            from i1lab.execution.gang import remove_slice_groups
 
             with contextlib.suppress(Exception):
                 remove_slice_groups(job.owner)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from i1lab.errors import I1labError, Location, SpecError
-from i1lab.evaluate import SHAPES_JUDGE
+from i1lab.evaluation.evaluate import SHAPES_JUDGE
 from i1lab.hashing import content_hash
 from i1lab.registry import Registry
 from i1lab.search.space import extremes, grid_points, show
@@ -155,7 +155,7 @@ def prepare(
     registry: Registry | None = None,
 ) -> Setup:
     """Load and check a search (see the module doc). Reads the registry only to resolve ``checkpoint``."""
-    from i1lab.plan import scale
+    from i1lab.plan.planner import scale
     from i1lab.spec import load_study
 
     study = load_study(study_file)

@@ -2,7 +2,7 @@
 
 Every command that touches a model goes through here (training, checkpoint evaluation, searches,
 ``i1lab generate``, ``i1lab forward``, ``i1lab encode-text``, ``i1lab vae``), so every encoder and VAE
-of the catalogue reaches all of them. Weights are found by :mod:`i1lab.weights`; a frozen model is
+of the catalogue reaches all of them. Weights are found by :mod:`i1lab.plan.weights`; a frozen model is
 loaded once per process and shared by every run that process executes.
 """
 
@@ -26,7 +26,7 @@ def model_config(spec: RunSpec) -> ModelConfig:
 
     Each text encoder's width D is its weights' own (when they are present here), else the catalogue's.
     """
-    from i1lab.weights import text_dims
+    from i1lab.plan.weights import text_dims
 
     m = spec.model
     vae = VAES[m.vae]
@@ -81,8 +81,8 @@ def caption_dropout(spec: RunSpec) -> float | tuple[float, ...]:
 
 def load_text_encoder(enc: TextEncoderSpec) -> Any:
     """The frozen encoder ``enc`` names (``encode(captions) -> (features, mask)``), its weights found by
-    :mod:`i1lab.weights`; loaded once per process."""
-    from i1lab.weights import locate
+    :mod:`i1lab.plan.weights`; loaded once per process."""
+    from i1lab.plan.weights import locate
 
     status = locate("text_encoder", enc.type)
     if not status.usable:
@@ -127,8 +127,9 @@ class TextEncoder:
 
 
 def load_codec(name: str) -> Any:
-    """The latent codec (VAE) ``name``, its weights found by :mod:`i1lab.weights`; loaded once per process."""
-    from i1lab.weights import locate
+    """The latent codec (VAE) ``name``, its weights found by :mod:`i1lab.plan.weights`; loaded once per
+    process."""
+    from i1lab.plan.weights import locate
 
     status = locate("vae", name)
     if not status.usable:

@@ -402,8 +402,8 @@ def _primary() -> bool:
 def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -> dict[str, Any]:
 
     from i1lab.data.pipeline import data_fingerprint
+    from i1lab.plan.weights import run_weights
     from i1lab.train.build import model_config
-    from i1lab.weights import run_weights
     from models.dit import DiT
 
     _enable_compilation_cache()

@@ -1,7 +1,8 @@
 """Short runs batched into Ray tasks, on a real local Ray cluster and a real registry.
 
 Once a study's runs prove short (``SHORT_SAMPLE`` attempts under ``SHORT_SECONDS``) the driver hands
-each Ray task several of them (:func:`i1lab.scheduler.batches`, :func:`i1lab.worker.execute_batch`).
+each Ray task several of them (:func:`i1lab.execution.scheduler.batches`,
+:func:`i1lab.execution.worker.execute_batch`).
 Each run must keep its own lease and outcome: one that raises fails alone, and a worker that dies in
 the middle of a batch costs an interruption only to the run it was running."""
 
@@ -14,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from i1lab.execution.scheduler import Policy, batches, run_tasks
+from i1lab.execution.worker import Outcome
 from i1lab.registry import Registry
-from i1lab.scheduler import Policy, batches, run_tasks
-from i1lab.worker import Outcome
 from tests.core.test_policy import record
 
 # 24 runs on two slots: r0 and r1 (or r0 to r2) run alone, then the first batch is r2-r12, r3-r13 or
@@ -42,8 +43,8 @@ def quick(
     named by ``$BATCH_TEST_FAIL`` records itself failed, as a run whose loss went NaN does."""
     import ray
 
+    from i1lab.execution.worker import Outcome
     from i1lab.registry import Registry
-    from i1lab.worker import Outcome
 
     registry = Registry(database_url)
     grant = registry.acquire_lease(run_id, owner or "quick", ttl=30, node="n", expect_token=expect_token)
@@ -212,9 +213,9 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def planned_calls(registry: Registry, tmp_path: Path) -> list[dict[str, Any]]:
     """A four-run study planned and recorded as ``i1lab submit`` does, queued, as a driver's calls."""
-    from i1lab.plan import expand, make_plan
+    from i1lab.execution.submit import planned_members
+    from i1lab.plan.planner import expand, make_plan
     from i1lab.spec import load_study
-    from i1lab.submit import planned_members
     from tests.core.test_ray_cluster import EXPERIMENTS
 
     path = tmp_path / "handover.yaml"
@@ -238,7 +239,7 @@ def test_each_run_of_a_batch_is_leased_in_the_transaction_that_ends_the_one_befo
     """One transaction per run instead of two: recording run k's end also takes run k+1's lease. A
     run another submitter holds is refused in that hand-over (and left alone), and the run after it
     takes its own lease."""
-    from i1lab.worker import execute_batch
+    from i1lab.execution.worker import execute_batch
 
     registry = Registry(None if backend == "sqlite" else request.getfixturevalue("postgres_url"))
     calls = planned_calls(registry, tmp_path)
@@ -276,7 +277,7 @@ def test_a_lease_handed_to_a_run_the_batch_function_does_not_run_is_released(
 ) -> None:
     """A batch function that skips a run (it answers without calling the worker) leaves no lease
     behind: the run is queued again, with no interruption counted, and the batch goes on."""
-    from i1lab.worker import execute_batch, execute_run
+    from i1lab.execution.worker import execute_batch, execute_run
 
     registry = Registry()
     calls = planned_calls(registry, tmp_path)

@@ -89,7 +89,7 @@ def test_missing_study_file_and_unknown_study(home: Path) -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["plan", str(EXPERIMENTS / "i1.yaml"), "--json"]])
 def test_help_and_plan_do_not_import_heavy_libraries(home: Path, argv: list[str]) -> None:
     code = (
-        f"import sys; sys.argv=['i1lab', *{argv!r}]\nfrom i1lab.cli import main\n"
+        f"import sys; sys.argv=['i1lab', *{argv!r}]\nfrom i1lab.cli.main import main\n"
         "try:\n  main()\nexcept SystemExit:\n  pass\n"
         "heavy=[m for m in ('jax','ray','mlflow','flax','optax','torch') if m in sys.modules]\n"
         "print('HEAVY', heavy)"

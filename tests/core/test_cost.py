@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from i1lab.cost import chips_of, run_cost
 from i1lab.errors import SpecError
-from i1lab.plan import expand, make_plan, report
+from i1lab.plan.cost import chips_of, run_cost
+from i1lab.plan.planner import expand, make_plan, report
 from i1lab.spec import RunSpec, load_study
 from i1lab.train.build import model_config
 

@@ -21,9 +21,9 @@ from PIL import Image
 from evals import geneval, longtext
 from evals.benchdir import benchmarks_dir
 from evals.judges.render import render_lines, wrap_words
-from i1lab.evaluate import evaluate, sample
-from i1lab.judging import judge_images
-from i1lab.plan import expand
+from i1lab.evaluation.evaluate import evaluate, sample
+from i1lab.evaluation.judging import judge_images
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 
@@ -87,7 +87,7 @@ def test_geneval_dpg_prism_none_judge_writes_images_records_nothing(
     tmp_path: Path, params: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     spec = tiny_spec(benchmarks=["geneval", "dpg", "prism"], prompt_limit=2)
-    with caplog.at_level(logging.WARNING, logger="i1lab.judging"):
+    with caplog.at_level(logging.WARNING, logger="i1lab.evaluation.judging"):
         assert evaluate(spec, params, STEP, tmp_path) == []
     for bench in ("geneval", "dpg", "prism"):
         assert f"{bench}: judge 'none'" in caplog.text

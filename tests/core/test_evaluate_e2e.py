@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -42,8 +42,8 @@ def i1lab(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_longtext_ocr_score_reaches_the_registry_and_compare(home: Path, tmp_path: Path) -> None:
+    from i1lab.execution.worker import execute_run
     from i1lab.registry import PlannedMember, Registry
-    from i1lab.worker import execute_run
 
     path = tmp_path / "longtext_micro.yaml"
     path.write_text(STUDY.format(baseline=EXPERIMENTS / "baseline.yaml"))

@@ -13,7 +13,7 @@ import pytest
 
 from evals.benchdir import benchmarks_dir
 from i1lab.errors import I1labError
-from i1lab.fetch import I1_RAW, fetch, missing, remotes
+from i1lab.evaluation.fetch import I1_RAW, fetch, missing, remotes
 
 FIXTURES = benchmarks_dir()  # the shipped copies (shared/benchmarks), a complete directory
 

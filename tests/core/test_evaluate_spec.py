@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from i1lab.errors import I1labError, SpecError
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import EvalSpec
 
@@ -88,7 +88,7 @@ def test_default_needs_match_the_official_default_commands() -> None:
 
 
 def test_judging_bad_input_is_one_line(tmp_path: Path) -> None:
-    from i1lab.judging import judge_images
+    from i1lab.evaluation.judging import judge_images
 
     with pytest.raises(I1labError, match=r"^longtext: image folder .* does not exist$"):
         judge_images("longtext", tmp_path / "nope", "ocr", step=1)
@@ -104,7 +104,7 @@ def test_judging_bad_input_is_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_prompt_files_point_at_fetch(tmp_path: Path) -> None:
-    from i1lab.evaluate import load_benchmark_prompts
+    from i1lab.evaluation.evaluate import load_benchmark_prompts
 
     with pytest.raises(I1labError) as info:
         load_benchmark_prompts("cvtg", directory=tmp_path)
@@ -114,7 +114,7 @@ def test_missing_prompt_files_point_at_fetch(tmp_path: Path) -> None:
 
 def test_prompt_variants_generate_and_originals_score() -> None:
     from evals import longtext
-    from i1lab.evaluate import load_benchmark_prompts
+    from i1lab.evaluation.evaluate import load_benchmark_prompts
 
     originals, prompts = load_benchmark_prompts("longtext", "complex_rewrite", 3)
     assert originals == longtext.load_prompts()[:3]

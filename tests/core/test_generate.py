@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from i1lab.errors import I1labError
-from i1lab.generate import _check_runnable, generate_images, read_prompts, sampling_spec
-from i1lab.plan import expand
+from i1lab.evaluation.generate import _check_runnable, generate_images, read_prompts, sampling_spec
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.runner import train

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from i1lab import jobs
+from i1lab.execution import jobs
 
 BASELINE = Path(__file__).resolve().parents[2] / "experiments" / "baseline.yaml"
 
@@ -70,7 +70,7 @@ def cli(*args: str) -> str:
     """The CLI in this process (no interpreter start-up while a run trains); returns its output."""
     from typer.testing import CliRunner
 
-    from i1lab.cli import app
+    from i1lab.cli.main import app
 
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
     assert result.exit_code == 0, f"{args}: {result.output}{result.exception!r}"
@@ -214,10 +214,10 @@ def test_detached_run_status_logs_cancel_resume(head: tuple[Path, jobs.HeadRecor
 def test_cancel_without_a_job_fences_out_a_foreground_worker(home: Path) -> None:
     """No Ray needed: a study run by a foreground submit is cancelled in the registry; the worker
     holding a run's lease loses it (its token is stale) and so stops at its next step."""
-    from i1lab.plan import expand, make_plan
+    from i1lab.execution.submit import planned_members
+    from i1lab.plan.planner import expand, make_plan
     from i1lab.registry import Registry
     from i1lab.spec import load_study
-    from i1lab.submit import planned_members
 
     study = load_study(BASELINE.parent / "adapter_size.yaml")
     plan = make_plan(study, expand(study, "tiny"), {}, "tiny")

@@ -159,7 +159,7 @@ def test_a_training_worker_that_loses_its_lease_stops(
 ) -> None:
     """A real in-process training run; its lease is taken over mid-run (its driver presumed it dead and
     another worker got the run): it stops within a step, and writes nothing after the takeover."""
-    from i1lab import worker
+    from i1lab.execution import worker
     from tests.core.test_train_step import shared_xla_cache, tiny_spec
 
     monkeypatch.setenv("I1LAB_LEASE_SECONDS", "2")
@@ -270,7 +270,7 @@ def test_two_submitters_of_one_study_at_once_train_every_run_exactly_once(
 def test_one_heartbeat_thread_renews_every_lease_and_none_after_stop(home: Path) -> None:
     """The process's heartbeat thread renews each lease it holds every quarter of the time-to-live; a
     stopped lease is never renewed again; a lease whose renewal is refused is marked lost."""
-    from i1lab.leases import Lease
+    from i1lab.execution.leases import Lease
 
     registry = Registry(f"sqlite:///{home / 'registry.db'}")
     ids = registry.record_plan("beats", [member(f"r{i}", f"{i}" * 64, f"/runs/beat{i}") for i in range(3)])

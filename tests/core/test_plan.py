@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from i1lab.hashing import content_hash
-from i1lab.plan import ExistingRun, expand, make_plan
+from i1lab.plan.planner import ExistingRun, expand, make_plan
 from i1lab.spec import RunSpec, load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -72,7 +72,7 @@ def test_make_plan_marks_new_reused_and_resume() -> None:
 
 
 def test_tasks_run_parents_first() -> None:
-    from i1lab.scheduler import Task, order_tasks
+    from i1lab.execution.scheduler import Task, order_tasks
     from i1lab.spec.run import ResourcesSpec
 
     def task(name: str, parent: str | None = None) -> Task:
@@ -105,7 +105,7 @@ def test_slice_hosts_and_the_slice_ray_reserves_for_a_multi_host_run() -> None:
     import pytest
     from ray._private.accelerators.tpu import get_chips_per_host, get_num_chips_from_topology
 
-    from i1lab.gang import slice_shape
+    from i1lab.execution.gang import slice_shape
     from i1lab.spec.run import ResourcesSpec
 
     hosts = {

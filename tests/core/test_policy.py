@@ -17,10 +17,18 @@ from typing import Any
 
 import pytest
 
+from i1lab.execution.scheduler import (
+    Policy,
+    Task,
+    capacity,
+    missing_resources,
+    plan_launches,
+    retry_delay,
+    run_tasks,
+)
+from i1lab.execution.worker import Outcome
 from i1lab.registry import PlannedMember, Registry
-from i1lab.scheduler import Policy, Task, capacity, missing_resources, plan_launches, retry_delay, run_tasks
 from i1lab.spec.run import ResourcesSpec
-from i1lab.worker import Outcome
 
 SLEEP = 1.0
 
@@ -35,8 +43,8 @@ def sleeper(
     eval_options: dict[str, Any] | None = None,
 ) -> Outcome:
     """A run that takes its lease like a worker, holds it for SLEEP seconds and finishes."""
+    from i1lab.execution.worker import Outcome
     from i1lab.registry import Registry
-    from i1lab.worker import Outcome
 
     registry = Registry(database_url)
     grant = registry.acquire_lease(run_id, owner or "sleeper", ttl=30, node="n", expect_token=expect_token)
@@ -258,7 +266,7 @@ def test_the_heap_is_frozen_once_per_process() -> None:
     """Drivers and workers move their import graph out of the collector's sight once (``gc.freeze``)."""
     import gc
 
-    from i1lab import worker
+    from i1lab.execution import worker
 
     gc.unfreeze()
     worker._FROZEN = False
@@ -275,7 +283,7 @@ def test_the_heap_is_frozen_once_per_process() -> None:
 
 
 def test_short_runs_are_queued_in_ray_about_a_second_per_slot() -> None:
-    from i1lab.scheduler import PIPELINE_MAX, SHORT_SAMPLE, pipeline_room
+    from i1lab.execution.scheduler import PIPELINE_MAX, SHORT_SAMPLE, pipeline_room
 
     assert pipeline_room(2, []) == 2  # nothing learnt yet: one per slot
     assert pipeline_room(2, [0.01] * (SHORT_SAMPLE - 1)) == 2  # too few attempts seen

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from i1lab.errors import I1labError
-from i1lab.query import (
+from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
+from i1lab.registry.query import (
     And,
     Compare,
     Compiler,
@@ -25,7 +26,6 @@ from i1lab.query import (
     runs_frame,
     tokenize,
 )
-from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
 
 
 def spec(adapter: str, blocks: int, lr: float, res: int = 256, **extra: object) -> dict[str, object]:
@@ -249,7 +249,7 @@ def test_unknown_fields_are_named_with_a_suggestion(reg: Registry) -> None:
 def test_cli_query_formats(reg: Registry, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from i1lab import cli
+    from i1lab.cli import main as cli
 
     monkeypatch.setattr(cli.out, "width", 250)
     runner = CliRunner()

@@ -12,8 +12,8 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from i1lab.errors import I1labError
-from i1lab.query import And, Compare, Compiler, In, Node, Not, Number, Or, parse, runs_frame
 from i1lab.registry import PlannedMember, Registry, ScoreRecord
+from i1lab.registry.query import And, Compare, Compiler, In, Node, Not, Number, Or, parse, runs_frame
 from i1lab.registry.schema import Base, RunFieldRow, RunRow, ScoreRow
 
 INJECTION = "'; DROP TABLE runs; --"

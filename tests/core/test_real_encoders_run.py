@@ -18,8 +18,8 @@ from PIL import Image
 
 from i1lab.data.images import encode_png
 from i1lab.errors import I1labError
-from i1lab.generate import generate_images
-from i1lab.plan import expand
+from i1lab.evaluation.generate import generate_images
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.build import TextEncoder, caption_dropout, encode_images, model_config
@@ -82,7 +82,7 @@ def test_two_encoders_and_the_flux2_vae_train_and_generate(weights: Path, tmp_pa
     images = [np.asarray(Image.open(f)) for f in out.files]
     assert [i.shape for i in images] == [(32, 32, 3)] * 2 and images[0].tobytes() != images[1].tobytes()
     # one forward pass from the checkpoint with both encoders' features (text, text_1)
-    from i1lab.forward import forward
+    from i1lab.evaluation.forward import forward
 
     x = np.random.default_rng(1).normal(size=(2, 32, 4, 4)).astype(np.float32)
     arrays = {

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from i1lab import report
 from i1lab.errors import I1labError
 from i1lab.registry import PlannedMember, Registry, ScoreRecord
+from i1lab.report import tables as report
 
 BASE = {0: (0.40, 0.50), 1: (0.42, 0.52), 2: (0.44, 0.54)}  # seed -> values at steps 10, 20
 
@@ -151,7 +151,7 @@ def test_curves_are_step_by_run_tables(reg: Registry) -> None:
 
 
 def test_cli_compare_formats_and_curves(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    from i1lab import cli
+    from i1lab.cli import main as cli
 
     monkeypatch.setattr(cli.out, "width", 250)
     runner = CliRunner()

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from i1lab import report
 from i1lab.errors import I1labError
-from i1lab.importer import import_results, read_results, spec_hash
-from i1lab.query import runs_frame
 from i1lab.registry import PlannedMember, Registry
+from i1lab.registry.importer import import_results, read_results, spec_hash
+from i1lab.registry.query import runs_frame
 from i1lab.registry.schema import RunRow, ScoreRow, StudyRow, StudyRunRow
+from i1lab.report import tables as report
 
 
 def line(name: str, spec: dict[str, Any], scores: list[tuple[str, str, float, int]], **extra: Any) -> str:
@@ -231,7 +231,7 @@ def test_conflicts_found_in_the_registry_roll_everything_back(home: Path, tmp_pa
 def test_cli_import_results(home: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from i1lab.cli import app
+    from i1lab.cli.main import app
 
     ok = CliRunner().invoke(app, ["import-results", str(write(tmp_path, GOOD))])
     assert ok.exit_code == 0 and "imported 3 lines: 3 runs, 4 scores into paper" in ok.stdout, ok.output

@@ -18,10 +18,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from i1lab.cli import app
-from i1lab.importer import import_results
+from i1lab.cli.main import app
 from i1lab.registry import PlannedMember, Registry, ScoreRecord
-from i1lab.tracking import TAG_BASELINE, TAG_HASH, TAG_IMPORTED, TAG_REGISTRY_ID, _params, score_metrics
+from i1lab.registry.importer import import_results
+from i1lab.registry.tracking import (
+    TAG_BASELINE,
+    TAG_HASH,
+    TAG_IMPORTED,
+    TAG_REGISTRY_ID,
+    _params,
+    score_metrics,
+)
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from i1lab.registry import MemberRecord, RunRecord, ScoreRecord
-from i1lab.report import ablation_table, fmt_delta, render_csv, render_markdown
+from i1lab.report.tables import ablation_table, fmt_delta, render_csv, render_markdown
 
 
 def run(rid: int) -> RunRecord:

@@ -51,7 +51,7 @@ def i1lab_logs(ref: str, home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_real_runs_log_has_its_attempt_training_checkpoints_and_scores(env: Path, tmp_path: Path) -> None:
-    from i1lab.worker import execute_run
+    from i1lab.execution.worker import execute_run
 
     spec = tiny_spec(
         **{
@@ -110,8 +110,8 @@ def test_a_real_runs_log_has_its_attempt_training_checkpoints_and_scores(env: Pa
 def test_every_attempt_appends_and_a_crash_leaves_its_traceback(
     env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from i1lab.execution.worker import execute_run
     from i1lab.train import runner
-    from i1lab.worker import execute_run
 
     def crash(spec: RunSpec, wd: Path, hooks: Any, init_from: Any = None) -> dict[str, Any]:
         hooks.on_start(0, [])

@@ -89,9 +89,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     cluster that every search of the module shares (so four trials can run at once on 2 cores)."""
     import ray
 
-    from i1lab.plan import expand
+    from i1lab.execution.worker import execute_run
+    from i1lab.plan.planner import expand
     from i1lab.spec import load_study
-    from i1lab.worker import execute_run
 
     folder = tmp_path_factory.mktemp("search")
     home = folder / "home"
@@ -204,7 +204,7 @@ def test_an_inference_search_records_every_trial_and_reports_the_best(
 
     from typer.testing import CliRunner
 
-    from i1lab.cli import app
+    from i1lab.cli.main import app
 
     shown = CliRunner().invoke(app, ["compare", "cfg_tiny", "--format", "json"])
     assert shown.exit_code == 0, shown.output

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from i1lab.errors import SpecError
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -165,7 +165,7 @@ def test_search_block_is_validated(tmp_path: Path) -> None:
 
 
 def test_every_paper_study_plans_and_shares_one_baseline() -> None:
-    from i1lab.plan import make_plan, report
+    from i1lab.plan.planner import make_plan, report
 
     files = sorted(EXPERIMENTS.glob("*.yaml"))
     assert len(files) >= 17

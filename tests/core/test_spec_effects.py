@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from i1lab.evaluate import generate_benchmark
-from i1lab.plan import expand
+from i1lab.evaluation.evaluate import generate_benchmark
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec
 from i1lab.train.build import TextEncoder, model_config

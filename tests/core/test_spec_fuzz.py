@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from i1lab.errors import SpecError
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from i1lab.logs import format_metrics, stream_run
-from i1lab.plan import expand, make_plan
+from i1lab.execution.submit import planned_members
+from i1lab.plan.planner import expand, make_plan
 from i1lab.registry import Registry
+from i1lab.registry.logs import format_metrics, stream_run
+from i1lab.registry.status import eta_seconds, fmt_duration, short_node, throughput_from_metrics
 from i1lab.registry.store import now
 from i1lab.spec import load_study
-from i1lab.status import eta_seconds, fmt_duration, short_node, throughput_from_metrics
-from i1lab.submit import planned_members
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -114,7 +114,8 @@ def test_status_of_unknown_study_is_one_line(home: Path) -> None:
 def test_status_imports_neither_ray_nor_jax(home: Path) -> None:
     record_adapter_study()
     code = (
-        "import sys; sys.argv=['i1lab', 'status', 'adapter_size', '--json']\nfrom i1lab.cli import main\n"
+        "import sys; sys.argv=['i1lab', 'status', 'adapter_size', '--json']\n"
+        "from i1lab.cli.main import main\n"
         "try:\n  main()\nexcept SystemExit:\n  pass\n"
         "print('HEAVY', [m for m in ('jax', 'ray', 'mlflow', 'flax') if m in sys.modules])"
     )

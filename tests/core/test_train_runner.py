@@ -193,7 +193,7 @@ def test_a_resume_onto_another_data_stream_is_refused(env: Path, reference: tupl
 def test_a_nan_loss_stops_the_run_at_once_and_the_registry_records_why(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from i1lab import worker
+    from i1lab.execution import worker
     from i1lab.registry import PlannedMember, Registry
     from i1lab.train import runner
 

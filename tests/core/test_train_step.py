@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from i1lab.data.pipeline import BatchStream
-from i1lab.plan import expand
+from i1lab.plan.planner import expand
 from i1lab.spec import load_study
 from i1lab.spec.run import RunSpec, TrainSpec
 from i1lab.train.build import TextEncoder, encode_images, model_config

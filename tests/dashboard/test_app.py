@@ -257,7 +257,7 @@ def test_browsing_never_writes(dash_home: Path, built: Built) -> None:
 
 def test_cells_show_the_direction_of_a_delta_and_its_band() -> None:
     from dashboards.app import cell_html
-    from i1lab.report import Cell
+    from i1lab.report.tables import Cell
 
     down = parse(f"<table><tr>{cell_html(Cell(value=0.5, delta=-0.125, step=10))}</tr></table>")
     assert down.rows == [["0.5000 -0.1250 ↓"]]

@@ -98,8 +98,7 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    from i1lab import tracking
-    from i1lab.registry import Registry
+    from i1lab.registry import Registry, tracking
 
     root = tmp_path_factory.mktemp("browser")
     home = root / "home"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from i1lab.cli import app
-from i1lab.dashboard_cli import bind_address, mlflow_ui_command
+from i1lab.cli.dashboard import bind_address, mlflow_ui_command
+from i1lab.cli.main import app
 from i1lab.errors import I1labError
 
 

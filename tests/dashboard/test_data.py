@@ -63,7 +63,7 @@ def test_study_summaries_count_progress_and_cost(dash_home: Path, built: Built) 
     assert planned > 0 and plain.est_hours == pytest.approx(planned)
     assert plain.used_hours == pytest.approx(sum(m.run.accelerator_hours or 0.0 for m in members))
 
-    # A run still going, and runs recorded without a planned cost: costed from their specs (i1lab.cost).
+    # A run still going, and runs recorded without a planned cost: costed from their specs (i1lab.plan.cost).
     writer.set_fields(members[1].run.id, status="running", step=7)
     for m in members:
         writer.set_fields(m.run.id, accelerator_hours_est=None)
@@ -75,7 +75,7 @@ def test_study_summaries_count_progress_and_cost(dash_home: Path, built: Built) 
 
 
 def test_estimates_come_from_the_cost_model(built: Built) -> None:
-    from i1lab.cost import run_cost
+    from i1lab.plan.cost import run_cost
     from i1lab.spec.run import RunSpec
     from i1lab.train.build import model_config
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from dashboards import plotly_bundle
 from dashboards.app import create_app
 from dashboards.data import Source
-from i1lab.dashboard_cli import warm_up
+from i1lab.cli.dashboard import warm_up
 
 
 def test_warm_up_builds_the_study_list_and_every_study_page_through_the_app(dash_home: Path) -> None:

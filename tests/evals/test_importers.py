@@ -1,4 +1,4 @@
-"""Importers of per-sample output files into the exact scorers, and `i1lab.benchmarks_io`."""
+"""Importers of per-sample output files into the exact scorers, and `i1lab.evaluation.benchmarks_io`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from evals import cvtg, dpg, geneval, longtext, prism
 from evals.benchdir import BenchmarkFileMissing
 from evals.scoring import score_output
-from i1lab.benchmarks_io import report_json, score_path
+from i1lab.evaluation.benchmarks_io import report_json, score_path
 
 
 def _dpg_vectors():  # type: ignore[no-untyped-def]

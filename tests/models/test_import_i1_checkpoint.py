@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import pytest
 
-from i1lab.forward import apply_model, forward, load_checkpoint, read_inputs
+from i1lab.evaluation.forward import apply_model, forward, load_checkpoint, read_inputs
 from i1lab.i1import.convert import ConversionError, convert_checkpoint, export_npz, values_equal
 from i1lab.i1import.knobs import import_config
 from i1lab.i1import.layout import jax_layout

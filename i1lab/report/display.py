@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from i1lab.registry import MemberRecord
-from i1lab.report import Curve, Table, fmt_delta, fmt_params, fmt_value, noise_note
+from i1lab.report.tables import Curve, Table, fmt_delta, fmt_params, fmt_value, noise_note
 
 
 def rich_table(table: Table) -> RichTable:

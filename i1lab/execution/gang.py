@@ -7,7 +7,7 @@ the head resource of a slice's host 0, which names the slice through its ``ray.i
 label), then reserves every host of that slice with :class:`ray.util.tpu.SlicePlacementGroup`, asks
 host 0 for a free port for JAX's coordination service, and starts one :func:`member` task per host,
 host ``i`` on the slice's TPU worker ``i``. Member 0 is the run's worker proper
-(:func:`i1lab.worker.execute_run`: the lease, the fencing token, the log, the registry records, the
+(:func:`i1lab.execution.worker.execute_run`: the lease, the fencing token, the log, the registry records, the
 evaluations); the others only train (:func:`follow`). Both placement groups are named after the
 attempt (:func:`slice_group_names`) and held until the run ends (the head too, so no single-host run
 lands on a slice whose chips a gang uses); the driver removes them when it stops an attempt, since a
@@ -36,10 +36,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from i1lab.leases import node_name
+from i1lab.execution.leases import node_name
+from i1lab.execution.worker import Outcome, first_line
 from i1lab.spec.run import ResourcesSpec
 from i1lab.train.distributed import Gang
-from i1lab.worker import Outcome, first_line
 
 GANG_GRACE_SECONDS = 30.0
 
@@ -86,11 +86,11 @@ def coordinator_address() -> str:
 
 def member(call: dict[str, Any], gang: Gang, fn: Any = None) -> Outcome | str:
     """One host's process of a multi-host run: join the gang, then host 0 runs the run (lease and
-    all: ``fn``, :func:`i1lab.worker.execute_run` by default) and returns its outcome; the others
+    all: ``fn``, :func:`i1lab.execution.worker.execute_run` by default) and returns its outcome; the others
     train beside it and then wait, alive, to be stopped once host 0 is done (its evaluations may take
     a while). A host that cannot join returns why (the slice's fault, not the run's: it is retried)."""
+    from i1lab.execution.worker import execute_run
     from i1lab.train.distributed import join
-    from i1lab.worker import execute_run
 
     try:
         join(gang)
@@ -112,9 +112,9 @@ def follow(run_id: int, database_url: str | None, workdir: str | None) -> None:
     batch, no records (host 0 keeps them)."""
     from pathlib import Path
 
+    from i1lab.execution.worker import _parent_dir, _registry, freeze_heap
     from i1lab.spec.run import RunSpec
     from i1lab.train.runner import Hooks, train
-    from i1lab.worker import _parent_dir, _registry, freeze_heap
 
     registry = _registry(database_url)
     record = registry.run(run_id)
@@ -143,7 +143,7 @@ def remove_slice_groups(owner: str) -> None:
 
 
 def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Outcome:
-    """Run ``call`` (:func:`i1lab.worker.execute_run`'s arguments) on a whole slice of ``shape``.
+    """Run ``call`` (:func:`i1lab.execution.worker.execute_run`'s arguments) on a whole slice of ``shape``.
 
     The slice is claimed as Ray claims one (a placement group on the head resource of a slice's host 0,
     whose ``ray.io/tpu-slice-name`` label then names the slice), but with a named group the driver can
@@ -282,11 +282,11 @@ def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
 
 def _failed(exc: BaseException | str, call: dict[str, Any], t0: float) -> Outcome:
     """The outcome of a gang one of whose hosts ended without one: its code raised (the run is failed
-    here, as :func:`i1lab.worker.execute_batch` fails a run that raised), or it died or could not join
-    (interrupted)."""
+    here, as :func:`i1lab.execution.worker.execute_batch` fails a run that raised), or it died or could not
+    join (interrupted)."""
     from ray.exceptions import RayTaskError
 
-    from i1lab.worker import _registry
+    from i1lab.execution.worker import _registry
 
     reason = exc if isinstance(exc, str) else first_line(exc)
     seconds = time.perf_counter() - t0

@@ -40,7 +40,7 @@ def plan(
 
     Planning never writes anything; it reads the registry (if one exists) to mark runs reused.
     """
-    from i1lab.plan import expand, make_plan, report
+    from i1lab.plan.planner import expand, make_plan, report
     from i1lab.spec import load_study
 
     loaded = [load_study(path) for path in studies]
@@ -55,7 +55,7 @@ def plan(
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    from i1lab.display import plan_blockers, plan_table
+    from i1lab.report.display import plan_blockers, plan_table
 
     out.print(plan_table(payload))
     blockers = plan_blockers(payload)
@@ -127,7 +127,7 @@ def submit(
     if max_concurrent is not None and max_concurrent < 1:
         raise I1labError(f"--max-concurrent must be at least 1 (got {max_concurrent})")
     if detach:  # checked here first: the job would only find bad options on the cluster
-        from i1lab.jobs import submit_detached
+        from i1lab.execution.jobs import submit_detached
 
         options = [] if mlflow else ["--no-mlflow"]
         if budget is not None:
@@ -143,7 +143,7 @@ def submit(
                 options += [flag, str(value)]
         submit_detached(study, profile, address=address, options=options, budget_hours=budget, console=out)
         return
-    from i1lab.submit import submit_study
+    from i1lab.execution.submit import submit_study
 
     submit_study(
         study,
@@ -168,9 +168,9 @@ def status(
 ) -> None:
     """Show runs: state, step/total, throughput, ETA, retries, interruptions, node, failure reason;
     and the state of the study's detached Ray job, if it has one."""
-    from i1lab import jobs
-    from i1lab import status as st
+    from i1lab.execution import jobs
     from i1lab.registry import Registry
+    from i1lab.registry import status as st
 
     record = jobs.job_record(study) if study else None
     job = jobs.job_state(record) if record is not None else None
@@ -223,8 +223,8 @@ def compare(
 
     With several baseline seeds (baseline#seed=N), a delta within ±2σ of the baseline's seeds is
     marked (noise)."""
-    from i1lab import report
     from i1lab.registry import Registry
+    from i1lab.report import tables as report
 
     formats = ("table", "markdown", "latex", "csv", "json")
     if fmt not in formats:
@@ -244,7 +244,7 @@ def compare(
         elif fmt == "markdown":
             sys.stdout.write(report.render_curves_markdown(items) + "\n")
         else:
-            from i1lab.display import rich_curves
+            from i1lab.report.display import rich_curves
 
             for curve_table in rich_curves(study, items):
                 out.print(curve_table)
@@ -261,7 +261,7 @@ def compare(
     elif fmt == "latex":
         sys.stdout.write(report.render_latex(table) + "\n")
     else:
-        from i1lab.display import rich_table
+        from i1lab.report.display import rich_table
 
         out.print(rich_table(table))
 
@@ -287,7 +287,7 @@ def query(
     limit: Annotated[int | None, typer.Option("--limit", help="at most this many runs")] = None,
 ) -> None:
     """Find runs by their spec fields, status, studies and scores; print them with score columns."""
-    from i1lab.query import plain, runs_frame
+    from i1lab.registry.query import plain, runs_frame
 
     if fmt not in ("table", "csv", "json"):
         raise I1labError(f"--format must be table, csv or json (got {fmt!r})")
@@ -332,7 +332,7 @@ def train(
     evaluate: Annotated[bool, typer.Option(help="score checkpoints on the spec's benchmarks")] = True,
 ) -> None:
     """Train one run of a study in a work directory, without the registry (what a worker runs)."""
-    from i1lab.plan import expand
+    from i1lab.plan.planner import expand
     from i1lab.spec import load_study
 
     variants = {v.name: v for v in expand(load_study(study), profile)}
@@ -353,7 +353,7 @@ def train(
 
     hooks = Hooks(on_log=on_log, on_start=on_start)
     if evaluate:
-        from i1lab.evaluate import evaluate as run_eval
+        from i1lab.evaluation.evaluate import evaluate as run_eval
 
         def on_eval(step: int, ema: object) -> None:
             for res in run_eval(spec, ema, step, workdir / "eval"):
@@ -378,7 +378,7 @@ def score(
     ] = None,
 ) -> None:
     """Score a benchmark's per-sample outputs exactly as its authors do; optionally record the result."""
-    from i1lab.scoring_cli import score_command
+    from i1lab.evaluation.scores import score_command
 
     score_command(
         bench, path, as_json=as_json, run=run, step=step, benchmarks_dir=benchmarks_dir, console=out
@@ -388,8 +388,7 @@ def score(
 @sync_app.command("mlflow")
 def sync_mlflow(study: Annotated[str | None, typer.Argument(help="one study (default: all)")] = None) -> None:
     """Mirror the registry into MLflow (idempotent)."""
-    from i1lab import tracking
-    from i1lab.registry import Registry
+    from i1lab.registry import Registry, tracking
 
     registry = Registry()
     counts = {study: len(tracking.sync_study(registry, study))} if study else tracking.sync_all(registry)
@@ -426,7 +425,7 @@ def evals_fetch(
     import os
 
     from evals.benchdir import DEFAULT_RELATIVE, ENV_VAR, REPO_ROOT
-    from i1lab.fetch import fetch
+    from i1lab.evaluation.fetch import fetch
 
     target = directory or Path(os.environ.get(ENV_VAR) or (REPO_ROOT / DEFAULT_RELATIVE).resolve())
     report = fetch(target, include_optional=dpg_questions, timeout=timeout)
@@ -459,7 +458,7 @@ def evals_judge(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Judge an existing image folder (e.g. eval/<bench>/step_N/) and score it exactly; optionally record."""
-    from i1lab.judging import judge_images
+    from i1lab.evaluation.judging import judge_images
 
     if run is not None and step is None:
         raise I1labError("--run needs --step: the checkpoint step the images belong to")
@@ -468,8 +467,8 @@ def evals_judge(
         out.print(f"{bench}: judge none: nothing judged", markup=False)
         return
     if run is not None:
+        from i1lab.execution.worker import record_scores
         from i1lab.registry import Registry
-        from i1lab.worker import record_scores
 
         registry = Registry()
         record_scores(registry, registry.find_run(run).id, [score])
@@ -503,7 +502,7 @@ def import_results(
 
     Each line: {"study", "name", "baseline", "spec": {dotted.key: value}, "params", "scores":
     [{"benchmark", "metric", "value", "step", "judge"}]}. All lines or none are recorded."""
-    from i1lab.importer import import_results as run_import
+    from i1lab.registry.importer import import_results as run_import
 
     summary = run_import(path)
     out.print(
@@ -522,7 +521,7 @@ def dashboard(
     ] = "127.0.0.1",
 ) -> None:
     """Serve the web dashboard over the registry (read-only): studies, ablation tables, curves, samples."""
-    from i1lab.dashboard_cli import serve_dashboard
+    from i1lab.cli.dashboard import serve_dashboard
 
     serve_dashboard(host, port)
 
@@ -533,7 +532,7 @@ def mlflow_ui(
     host: Annotated[str, typer.Option(help="interface to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
 ) -> None:
     """Serve the MLflow UI on the configured MLflow store (compare a study's runs)."""
-    from i1lab.dashboard_cli import serve_mlflow_ui
+    from i1lab.cli.dashboard import serve_mlflow_ui
 
     serve_mlflow_ui(host, port)
 
@@ -580,7 +579,7 @@ def search(
         setup, registry=registry, address=address, on_event=lambda line: out.print(line, markup=False)
     )
     if mlflow:
-        from i1lab import tracking
+        from i1lab.registry import tracking
 
         try:
             tracking.sync_study(registry, setup.name)
@@ -680,7 +679,7 @@ def weights_cmd(
 ) -> None:
     """What the weights directory holds: every text encoder and VAE of the catalogue, present, missing
     or mismatched, with the folder read (or looked for) and its feature width / latent channels."""
-    from i1lab.weights import inventory, weights_dir
+    from i1lab.plan.weights import inventory, weights_dir
 
     rows = inventory()
     if as_json:
@@ -715,7 +714,7 @@ def encode_text_cmd(
     dtype: Annotated[str, typer.Option(help="bfloat16 (as training) or float32")] = "bfloat16",
 ) -> None:
     """One text encoder's features for a file of captions: last hidden state, float32, and the mask."""
-    from i1lab.frozen import encode_text
+    from i1lab.evaluation.frozen import encode_text
 
     shape = encode_text(encoder, captions, out_path, weights=weights, token_len=token_len, dtype=dtype)
     out.print(f"wrote {out_path}: features {shape}, mask {shape[:2]}")
@@ -741,7 +740,7 @@ def vae_encode(
 ) -> None:
     """``images`` (N, H, W, 3) uint8 -> ``latents`` (N, C, H/8, W/8) float32, normalised as the model sees
     them (posterior mean)."""
-    from i1lab.frozen import vae_code
+    from i1lab.evaluation.frozen import vae_code
 
     shape = vae_code("encode", vae, inputs, out_path, weights=weights)
     out.print(f"wrote {out_path}: latents {shape}")
@@ -757,7 +756,7 @@ def vae_moments(
     """``images`` (N, H, W, 3) uint8 -> ``moments`` (N, 2C, H/8, W/8) float32: the raw posterior mean and
     log-variance, what a WebDataset sample stores as ``KEY.latents.<vae>.<resolution>.npy`` so that
     training samples the posterior from it instead of running the encoder."""
-    from i1lab.frozen import vae_code
+    from i1lab.evaluation.frozen import vae_code
 
     shape = vae_code("moments", vae, inputs, out_path, weights=weights)
     out.print(f"wrote {out_path}: moments {shape}")
@@ -771,7 +770,7 @@ def vae_decode(
     weights: VaeWeightsOpt = None,
 ) -> None:
     """``latents`` (N, C, h, w) normalised -> ``images`` (N, 8h, 8w, 3) uint8."""
-    from i1lab.frozen import vae_code
+    from i1lab.evaluation.frozen import vae_code
 
     shape = vae_code("decode", vae, inputs, out_path, weights=weights)
     out.print(f"wrote {out_path}: images {shape}")
@@ -787,7 +786,7 @@ def forward_cmd(
     weights: Annotated[str, typer.Option(help="ema or params")] = "ema",
 ) -> None:
     """Apply the model once to given arrays and save the predicted velocity `v` (deterministic)."""
-    from i1lab.forward import forward
+    from i1lab.evaluation.forward import forward
 
     if weights not in ("ema", "params"):
         raise I1labError(f"--weights must be ema or params, not {weights!r}")
@@ -814,7 +813,7 @@ def generate_cmd(
     batch_size: Annotated[int, typer.Option(help="images sampled together")] = 8,
 ) -> None:
     """Generate one image per prompt from a checkpoint (EMA weights) into a folder of PNGs."""
-    from i1lab.generate import generate_images, read_prompts
+    from i1lab.evaluation.generate import generate_images, read_prompts
 
     texts = read_prompts(prompt, prompts)
     result = generate_images(
@@ -846,7 +845,7 @@ def logs(
 ) -> None:
     """Stream a run's log (scheduling events, logged training steps, errors) or a detached study's
     job output (its `i1lab submit` on the cluster)."""
-    from i1lab import jobs
+    from i1lab.execution import jobs
 
     def write(text: str) -> None:
         sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
@@ -858,8 +857,8 @@ def logs(
         return
     if not paths.registry_exists():
         raise I1labError(f"no run or detached study matches {target!r}")
-    from i1lab.logs import stream_run
     from i1lab.registry import Registry
+    from i1lab.registry.logs import stream_run
 
     registry = Registry()
     if "/" not in target and target in {s.name for s in registry.studies()}:
@@ -877,7 +876,7 @@ def logs(
 def cancel(study: Annotated[str, typer.Argument(help="study name")]) -> None:
     """Stop a study: end its detached Ray job (its runs stop with it) and mark its unfinished runs
     cancelled. Checkpoints are kept; `i1lab resume STUDY` continues from them."""
-    from i1lab.jobs import cancel_study
+    from i1lab.execution.jobs import cancel_study
 
     cancel_study(study, out)
 
@@ -895,7 +894,7 @@ def resume(
 ) -> None:
     """Submit a study again from its recorded file and profile: finished runs are reused, cancelled,
     failed or interrupted ones resume from their latest checkpoints."""
-    from i1lab.jobs import resume_study
+    from i1lab.execution.jobs import resume_study
 
     resume_study(study, detach=detach, address=address, console=out)
 

@@ -1,7 +1,7 @@
 """Ablation tables: one row per variant, each benchmark's value and its delta against the baseline.
 
 ``ablation_table`` and ``curves`` are pure functions of registry records; the renderers turn their
-results into text (markdown, LaTeX, CSV, JSON; the rich terminal table lives in ``i1lab.display``).
+results into text (markdown, LaTeX, CSV, JSON; the rich terminal table lives in ``i1lab.report.display``).
 
 **Seed noise.** When a study's baseline was trained with several seeds (members ``baseline#seed=N``, or
 ``CELL,baseline#seed=N`` in a grid), each cell of a variant carries ``sigma``: the sample standard

@@ -8,8 +8,8 @@ compare runs:
   step (``<benchmark>/<metric>:<judge>`` when a run has that metric from several judges), time-stamped
   with the moment the registry recorded it, so a re-scored checkpoint shows its newest value;
 * tags = ``i1lab.registry_id`` and ``i1lab.content_hash`` (the registry run), ``i1lab.baseline``,
-  ``i1lab.imported``, ``i1lab.status``, ``i1lab.study`` / ``i1lab.name``; the registry stores the MLflow
-  run id in ``runs.mlflow_run_id``;
+  ``i1lab.imported``, ``i1lab.registry.status``, ``i1lab.study`` / ``i1lab.name``; the registry stores the
+  MLflow run id in ``runs.mlflow_run_id``;
 * artifacts = the sample grids (``eval/<hash>/<benchmark>/step_N/grid.png``, recorded in the registry's
   ``artifacts`` table) under ``grids/<benchmark>/step_N.png``.
 
@@ -41,7 +41,7 @@ TAG_BASELINE = "i1lab.baseline"
 TAG_PARENT = "i1lab.study_parent"
 TAG_LINES = "i1lab.synced_metric_lines"
 TAG_SCORES = "i1lab.synced_scores"
-TAG_STATUS = "i1lab.status"
+TAG_STATUS = "i1lab.registry.status"
 TAG_IMPORTED = "i1lab.imported"
 TAG_ARTIFACTS = "i1lab.synced_artifacts"
 GRID = re.compile(r"step_(\d+)$")

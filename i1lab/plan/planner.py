@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from i1lab.cost import RunCost, run_cost
 from i1lab.errors import I1labError, Location, SpecError
 from i1lab.hashing import content_hash, run_hashes
+from i1lab.plan.cost import RunCost, run_cost
 from i1lab.spec.fields import located_error
 from i1lab.spec.layers import Layer, merge, set_path, split_dotted, sub_where
 from i1lab.spec.run import RunSpec
@@ -404,9 +404,10 @@ def make_plan(
 
 def run_problems(spec: RunSpec) -> list[str]:
     """What stops ``spec`` running here, one line each: frozen models whose weights are missing or
-    mismatched (:mod:`i1lab.weights`), data sources whose shards are not found. Reads configs and globs."""
+    mismatched (:mod:`i1lab.plan.weights`), data sources whose shards are not found. Reads configs and
+    globs."""
     from i1lab.data.sources import source_problem
-    from i1lab.weights import weight_problems
+    from i1lab.plan.weights import weight_problems
 
     data = [p for s in spec.data.kept_sources() if (p := source_problem(s)) is not None]
     return weight_problems(spec) + [f"data.sources: {p}" for p in data]

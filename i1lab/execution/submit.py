@@ -12,12 +12,12 @@ from rich.live import Live
 from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.hashing import training_hash
-from i1lab.plan import Plan, expand, make_plan
+from i1lab.plan.planner import Plan, expand, make_plan
 from i1lab.registry import PlannedMember, Registry
 from i1lab.spec import load_study
 
 if TYPE_CHECKING:
-    from i1lab.scheduler import Policy
+    from i1lab.execution.scheduler import Policy
 
 
 def planned_members(plan: Plan, total_steps: int | None = None) -> list[PlannedMember]:
@@ -98,7 +98,7 @@ def submit_study(
     )
     todo = [r for r in plan.runs if r.status != "reused"]
     if todo:
-        from i1lab.scheduler import Policy
+        from i1lab.execution.scheduler import Policy
 
         policy = Policy(
             study=plan.study,
@@ -122,8 +122,8 @@ def submit_study(
         )
     if mlflow:
         _mirror(registry, plan.study, console)
-    from i1lab import report
-    from i1lab.display import rich_table
+    from i1lab.report import tables as report
+    from i1lab.report.display import rich_table
 
     final = registry.members(plan.study)
     console.print(rich_table(report.ablation_table(plan.study, final)))
@@ -137,7 +137,7 @@ def submit_study(
 
 
 def _mirror(registry: Registry, study: str, console: Console) -> None:
-    from i1lab import tracking
+    from i1lab.registry import tracking
 
     try:
         tracking.sync_study(registry, study)
@@ -161,8 +161,8 @@ def _run(
     console: Console,
     policy: Policy,
 ) -> None:
-    from i1lab.display import progress_table
-    from i1lab.scheduler import Task, run_tasks
+    from i1lab.execution.scheduler import Task, run_tasks
+    from i1lab.report.display import progress_table
 
     workdirs = {m.hash: m.workdir for m in members}
     tasks = [
@@ -198,7 +198,7 @@ def _run(
     names = {t.run_id: t.name for t in tasks}
 
     def on_done(outcome: object) -> None:
-        from i1lab.worker import Outcome
+        from i1lab.execution.worker import Outcome
 
         assert isinstance(outcome, Outcome)
         name = names[outcome.run_id]

@@ -464,7 +464,7 @@ def submit_detached(
     console: Console,
 ) -> JobRecord:
     """Validate and plan the study here, then submit it as a Ray Job and record the job's id."""
-    from i1lab.plan import expand, make_plan
+    from i1lab.plan.planner import expand, make_plan
     from i1lab.spec import load_study
 
     study_file = study_file.resolve()
@@ -730,7 +730,7 @@ def resume_study(
         return submit_detached(
             study_file, profile, address=target, options=options, budget_hours=None, console=console
         )
-    from i1lab.submit import submit_study
+    from i1lab.execution.submit import submit_study
 
     submit_study(
         study_file,

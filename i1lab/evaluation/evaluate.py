@@ -1,8 +1,8 @@
 """Evaluating a checkpoint: sample a benchmark's prompts with the run's sampling settings, judge, score.
 
 Generation uses ``models/`` (EMA weights, the run's sampler settings); judging and the exact aggregation
-live in ``evals/`` (through :mod:`i1lab.judging`). Images are written in the benchmark's official folder
-layout under ``<out_dir>/<bench>/step_<step:07d>/``, so official tools can read them unchanged; i1lab's
+live in ``evals/`` (through :mod:`i1lab.evaluation.judging`). Images are written in the benchmark's official
+folder layout under ``<out_dir>/<bench>/step_<step:07d>/``, so official tools can read them unchanged; i1lab's
 own files (generation record, prompts, sample grid, judge outputs) go to its ``i1lab/`` sub-folder, which
 no official walk reads.
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from i1lab.errors import I1labError
-from i1lab.judging import EXTRAS, BenchmarkScore, judge_images
+from i1lab.evaluation.judging import EXTRAS, BenchmarkScore, judge_images
 from i1lab.spec.run import RunSpec
 
 __all__ = [

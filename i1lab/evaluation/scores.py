@@ -22,7 +22,7 @@ def score_command(
     console: Console,
 ) -> None:
     from evals.benchdir import BenchmarkFileMissing
-    from i1lab.benchmarks_io import score_report
+    from i1lab.evaluation.benchmarks_io import score_report
 
     if (run is None) != (step is None):
         raise I1labError("--run and --step go together: give both to record the scores, or neither")
@@ -64,7 +64,7 @@ def _record(bench: str, judge: str, metrics: dict[str, float], run: str, step: i
         ]
     )
     console.print(f"recorded {len(metrics)} {bench} metrics for run {record.id} at step {step}", markup=False)
-    from i1lab import tracking
+    from i1lab.registry import tracking
 
     for study in {m.split("/", 1)[0] for m in _memberships(registry, record.id)}:
         try:

@@ -2,8 +2,8 @@
 
 The run's own sampler settings (``sampling`` of its spec: steps, CFG scale and rescale, interval,
 time grid, seed) apply unless overridden. Sampling uses the EMA weights (docs/design-space.md §8), the run's
-text encoder and VAE, and the evaluator's sampler (:func:`i1lab.evaluate.sample`): the initial noise
-of image ``i`` depends only on the seed and ``i``, so the images do not change with ``--batch-size``.
+text encoder and VAE, and the evaluator's sampler (:func:`i1lab.evaluation.evaluate.sample`): the initial
+noise of image ``i`` depends only on the seed and ``i``, so the images do not change with ``--batch-size``.
 
 ``--size`` samples at another resolution than the one trained: the frozen sinusoidal table is
 recomputed for it and image positions are scaled by 256/size, as for the reference's resolution
@@ -103,7 +103,7 @@ def sampling_spec(
 
 def _check_runnable(spec: RunSpec) -> None:
     """One line naming the first frozen model (text encoder, VAE) whose weights are not usable here."""
-    from i1lab.weights import weight_problems
+    from i1lab.plan.weights import weight_problems
 
     problems = weight_problems(spec)
     if problems:
@@ -159,8 +159,8 @@ def generate_images(
     console: Any = None,
 ) -> Generated:
     """Sample one image per prompt from ``checkpoint`` (EMA weights) into ``out`` (see the module doc)."""
-    from i1lab.evaluate import sample
-    from i1lab.forward import load_checkpoint
+    from i1lab.evaluation.evaluate import sample
+    from i1lab.evaluation.forward import load_checkpoint
 
     if batch_size < 1:
         raise I1labError(f"--batch-size must be >= 1, got {batch_size}")
@@ -169,7 +169,7 @@ def generate_images(
         loaded.spec, cfg_scale=cfg_scale, cfg_rescale=cfg_rescale, steps=steps, seed=seed, size=size
     )
     _check_runnable(spec)
-    from i1lab.weights import check_recorded
+    from i1lab.plan.weights import check_recorded
 
     check_recorded(loaded.spec, loaded.folder)
     params = loaded.state.ema

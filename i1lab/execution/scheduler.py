@@ -1,12 +1,13 @@
 """Scheduling runs on Ray: an in-process local cluster by default, any cluster with ``--address``.
 
-Each run attempt is one Ray task that calls :func:`i1lab.worker.execute_run`; the task asks for the
+Each run attempt is one Ray task that calls :func:`i1lab.execution.worker.execute_run`; the task asks for the
 resources its spec names (CPU cores, GPUs, or a TPU slice's head resource) and Ray places it. Runs
 that prove short (under ``SHORT_SECONDS``) are batched: one task runs several, one after the other,
 each with its own lease and outcome (:func:`batches`). On top of Ray the driver adds only study-level
 policy and the registry's exactly-once guarantees:
 
-- **Exactly once.** A task trains its run only if it acquires the run's lease (:mod:`i1lab.leases`). A
+- **Exactly once.** A task trains its run only if it acquires the run's lease
+(:mod:`i1lab.execution.leases`). A
   run leased by another submitter's worker is watched in the registry until it ends, and its result
   reused; a run whose lease expired (its worker vanished unseen) is taken over.
 - **Preemption.** A task whose worker or node died (any Ray system error) is an interruption: the
@@ -37,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from i1lab import paths
+from i1lab.execution.worker import Outcome, first_line, freeze_heap
 from i1lab.spec.run import ResourcesSpec
-from i1lab.worker import Outcome, first_line, freeze_heap
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry
@@ -318,7 +319,7 @@ class _Driver:
     ) -> None:
         import ray
 
-        from i1lab.worker import execute_batch, execute_run
+        from i1lab.execution.worker import execute_batch, execute_run
 
         self.ray = ray
         self.tasks = {t.run_id: t for t in order_tasks(tasks)}
@@ -331,7 +332,7 @@ class _Driver:
         self.fn: Callable[..., Outcome] = fn or execute_run
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
-        self.slice_remote: Any = None  # i1lab.gang.execute_slice, made remote on first use
+        self.slice_remote: Any = None  # i1lab.execution.gang.execute_slice, made remote on first use
         self.slices: set[Any] = set()  # the tasks of runs on multi-host slices in flight
         self.url = registry.url
         self.driver = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -484,7 +485,7 @@ class _Driver:
 
     def launch(self, batch: list[Task]) -> None:
         """One Ray task for these runs (of one kind): :func:`execute_run` for one, else
-        :func:`i1lab.worker.execute_batch`, which runs them one after the other."""
+        :func:`i1lab.execution.worker.execute_batch`, which runs them one after the other."""
         attempts, calls = [], []
         for t in batch:
             n = self.attempts.get(t.run_id, 0) + 1
@@ -514,17 +515,17 @@ class _Driver:
         self.launched[ref] = attempts
 
     def launch_on_slice(self, t: Task, call: dict[str, Any]) -> Any:
-        """A run on a multi-host TPU slice: :func:`i1lab.gang.execute_slice` reserves the slice and runs
-        one process per host. The task itself asks for nothing (the slice's placement group holds the
+        """A run on a multi-host TPU slice: :func:`i1lab.execution.gang.execute_slice` reserves the slice and
+        runs one process per host. The task itself asks for nothing (the slice's placement group holds the
         hosts) and stays beside this driver where it can."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from i1lab.gang import execute_slice, slice_shape
+        from i1lab.execution.gang import execute_slice, slice_shape
 
         if self.slice_remote is None:
             self.slice_remote = self.ray.remote(execute_slice)
         here = NodeAffinitySchedulingStrategy(node_id=self.ray.get_runtime_context().get_node_id(), soft=True)
-        from i1lab.worker import execute_run
+        from i1lab.execution.worker import execute_run
 
         fn = None if self.fn is execute_run else self.fn
         ref = self.slice_remote.options(
@@ -537,7 +538,7 @@ class _Driver:
         """Remove the placement groups of a slice attempt that ended or was stopped (its task removes
         them when it ends normally; not when it was killed)."""
         if ref in self.slices:
-            from i1lab.gang import remove_slice_groups
+            from i1lab.execution.gang import remove_slice_groups
 
             self.slices.discard(ref)
             for a in attempts:
@@ -788,8 +789,8 @@ def run_tasks(
     """Run every task on Ray under ``policy`` and wait until each has an outcome (finished, failed or
     cancelled; by this driver's workers or, for runs another submitter holds, by theirs).
 
-    ``fn`` replaces :func:`i1lab.worker.execute_run` as the task body (same arguments and result; for
-    measuring the scheduler itself). Ray is started (and stopped at the end) unless it runs already."""
+    ``fn`` replaces :func:`i1lab.execution.worker.execute_run` as the task body (same arguments and result;
+    for measuring the scheduler itself). Ray is started (and stopped at the end) unless it runs already."""
     if not tasks:
         return []
     import ray

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from i1lab.errors import I1labError
-from i1lab.forward import write_npz
+from i1lab.evaluation.forward import write_npz
+from i1lab.plan.weights import Kind, locate
 from i1lab.spec.catalog import TEXT_ENCODERS, VAES
 from i1lab.train.build import codec_from, encoder_from
-from i1lab.weights import Kind, locate
 
 #: Captions longer than this many characters are refused (a line that is a whole file is a mistake).
 MAX_CAPTION_CHARS = 100_000

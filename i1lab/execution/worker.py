@@ -3,8 +3,8 @@
 This is what a Ray task runs: every fact goes to the registry as it happens, so the driver, ``i1lab
 status`` and the dashboard see progress without talking to the worker.
 
-Exactly-once: :func:`execute_run` first acquires the run's lease (:mod:`i1lab.leases`); if someone else
-holds it, or the run is already done, it returns at once without touching the run. While training, a
+Exactly-once: :func:`execute_run` first acquires the run's lease (:mod:`i1lab.execution.leases`); if someone
+else holds it, or the run is already done, it returns at once without touching the run. While training, a
 heartbeat renews the lease and every write is fenced by the lease's token; a worker that loses its lease
 stops at its next step (outcome ``lost``).
 
@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from i1lab.errors import I1labError
-from i1lab.leases import Lease, LeaseLost, lease_seconds, new_owner, node_name
+from i1lab.execution.leases import Lease, LeaseLost, lease_seconds, new_owner, node_name
 from i1lab.registry import Registry, ScoreRecord
 from i1lab.registry.store import LeaseGrant, LeaseRequest
 from i1lab.spec.run import RunSpec
@@ -214,7 +214,7 @@ def evaluate_checkpoint(
     """A Ray task: score checkpoint ``step`` of the run on its benchmarks and record the scores (fenced
     by the training attempt's ``token``) with the time it took."""
     _limit_threads()
-    from i1lab.evaluate import evaluate
+    from i1lab.evaluation.evaluate import evaluate
 
     t0 = time.perf_counter()
     registry = _registry(database_url)
@@ -222,7 +222,7 @@ def evaluate_checkpoint(
     spec = RunSpec.model_validate(record.spec)
     wd = Path(workdir)
     node, pid = node_name(), os.getpid()
-    from i1lab.weights import check_recorded
+    from i1lab.plan.weights import check_recorded
 
     check_recorded(spec, wd)  # this node must sample with the frozen weights the run trained with
     ema = _restore_ema(spec, wd, step)
@@ -549,7 +549,7 @@ def _train_and_evaluate(
     t0: float,
     log: _AttemptLog,
 ) -> Outcome:
-    from i1lab.evaluate import evaluate
+    from i1lab.evaluation.evaluate import evaluate
     from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
 
     freeze_heap()  # JAX and Flax are imported by now

@@ -1,0 +1,1 @@
+"""The ``i1lab`` command, split by command family."""

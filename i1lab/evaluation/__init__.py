@@ -1,0 +1,1 @@
+"""Evaluating checkpoints: sampling, judging, recording scores."""

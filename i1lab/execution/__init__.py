@@ -1,0 +1,1 @@
+"""Running a plan: the Ray driver, workers and gangs, leases, jobs, submit."""

@@ -1,0 +1,1 @@
+"""Reading the registry into ablation tables and terminal displays."""
