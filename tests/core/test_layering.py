@@ -81,7 +81,9 @@ def test_no_module_imports_another_modules_private_names() -> None:
 def test_the_check_sees_both_kinds_of_private_use(tmp_path: Path) -> None:
     sample = tmp_path / "probe.py"
     sample.write_text(
-        "from i1lab.execution.worker import _registry\nimport i1lab.execution.scheduler as s\nx = s._init_ray\n"
+        "from i1lab.execution.worker import _registry\n"
+        "import i1lab.execution.scheduler as s\n"
+        "x = s._init_ray\n"
     )
     uses = private_uses(sample, module="i1lab.probe")
     assert [u.split(": ", 1)[1] for u in uses] == [
