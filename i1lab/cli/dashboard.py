@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from i1lab import paths
 from i1lab.errors import I1labError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bind_address(host: str, port: int) -> str:
@@ -157,3 +159,21 @@ def serve_mlflow_ui(host: str = "127.0.0.1", port: int = 5000) -> None:
     paths.mlflow_artifacts().mkdir(parents=True, exist_ok=True)
     print(f"MLflow UI on http://{bind_address(host, port)} (store {uri})", file=sys.stderr, flush=True)
     os.execv(cmd[0], cmd)
+
+
+def dashboard(
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8050,
+    host: Annotated[
+        str, typer.Option(help="interface to bind (127.0.0.1: this machine only; 0.0.0.0: every one)")
+    ] = "127.0.0.1",
+) -> None:
+    """Serve the web dashboard over the registry (read-only): studies, ablation tables, curves, samples."""
+    serve_dashboard(host, port)
+
+
+def mlflow_ui(
+    port: Annotated[int, typer.Option(help="port to serve on")] = 5000,
+    host: Annotated[str, typer.Option(help="interface to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
+) -> None:
+    """Serve the MLflow UI on the configured MLflow store (compare a study's runs)."""
+    serve_mlflow_ui(host, port)

@@ -1,0 +1,105 @@
+"""``i1lab score`` and ``i1lab evals fetch/judge``: benchmark files, judges and exact scores."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from i1lab.cli.common import JsonOpt, err, out
+from i1lab.errors import I1labError
+
+evals_app = typer.Typer(help="Benchmark files and judges.", no_args_is_help=True)
+
+
+def score(
+    bench: Annotated[str, typer.Argument(help="geneval, dpg, prism, cvtg or longtext")],
+    path: Annotated[Path, typer.Argument(help="output file or folder of the benchmark's judge")],
+    as_json: JsonOpt = False,
+    run: Annotated[
+        str | None, typer.Option(help="record for this run (id, hash prefix or study/name)")
+    ] = None,
+    step: Annotated[int | None, typer.Option(help="the checkpoint step the outputs belong to")] = None,
+    benchmarks_dir: Annotated[
+        Path | None, typer.Option(help="official prompt files (default: see README)")
+    ] = None,
+) -> None:
+    """Score a benchmark's per-sample outputs exactly as its authors do; optionally record the result."""
+    from i1lab.evaluation.scores import score_command
+
+    score_command(
+        bench, path, as_json=as_json, run=run, step=step, benchmarks_dir=benchmarks_dir, console=out
+    )
+
+
+@evals_app.command("fetch")
+def evals_fetch(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="benchmarks directory (default: $I1LAB_BENCHMARKS_DIR or ../shared/benchmarks)"
+        ),
+    ] = None,
+    dpg_questions: Annotated[
+        bool, typer.Option("--dpg-questions", help="also fetch DPG's question table dpg_bench.csv")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds per download")] = 30.0,
+) -> None:
+    """Download the official prompt files from their upstream repositories (files present are kept)."""
+    import os
+
+    from evals.benchdir import DEFAULT_RELATIVE, ENV_VAR, REPO_ROOT
+    from i1lab.evaluation.fetch import fetch
+
+    target = directory or Path(os.environ.get(ENV_VAR) or (REPO_ROOT / DEFAULT_RELATIVE).resolve())
+    report = fetch(target, include_optional=dpg_questions, timeout=timeout)
+    for note in report.notes:
+        err.print(note, markup=False)
+    if report.complete:
+        out.print(
+            f"{target}: complete ({len(report.present)} files present, nothing to download)", markup=False
+        )
+    else:
+        out.print(
+            f"{target}: downloaded {len(report.downloaded)} files ({len(report.present)} already present)",
+            markup=False,
+        )
+
+
+@evals_app.command("judge")
+def evals_judge(
+    bench: Annotated[str, typer.Argument(help="geneval, dpg, prism, cvtg or longtext")],
+    images: Annotated[Path, typer.Argument(help="image folder in the benchmark's official layout")],
+    judge: Annotated[str, typer.Option(help="ocr[:engine], official or vlm:/weights")] = "ocr",
+    command: Annotated[str | None, typer.Option(help="official command template")] = None,
+    run: Annotated[
+        str | None, typer.Option(help="record for this run (id, hash prefix or study/name)")
+    ] = None,
+    step: Annotated[int | None, typer.Option(help="the checkpoint step of the images")] = None,
+    benchmarks_dir: Annotated[
+        Path | None, typer.Option(help="official prompt files (default: see README)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge an existing image folder (e.g. eval/<bench>/step_N/) and score it exactly; optionally record."""
+    from i1lab.evaluation.judging import judge_images
+
+    if run is not None and step is None:
+        raise I1labError("--run needs --step: the checkpoint step the images belong to")
+    score = judge_images(bench, images, judge, step=step or 0, command=command, directory=benchmarks_dir)
+    if score is None:
+        out.print(f"{bench}: judge none: nothing judged", markup=False)
+        return
+    if run is not None:
+        from i1lab.execution.worker import record_scores
+        from i1lab.registry import Registry
+
+        registry = Registry()
+        record_scores(registry, registry.find_run(run).id, [score])
+    if as_json:
+        sys.stdout.write(score.model_dump_json(indent=2) + "\n")
+        return
+    value = score.metrics[score.headline]
+    out.print(f"{bench} {score.headline} = {value:.6g}  [judge: {score.judge}]", markup=False)
