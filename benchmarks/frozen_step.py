@@ -28,8 +28,8 @@ import jax.numpy as jnp
 
 from i1lab.plan.planner import expand
 from i1lab.spec import load_study
+from i1lab.spec.model import model_config
 from i1lab.spec.run import RunSpec
-from i1lab.train.build import model_config
 from i1lab.train.runner import initial_state, step_key, train_step
 from models.dit import DiT
 from models.flux2_vae import FLUX2_VAE, Flux2VAE, VAEConfig

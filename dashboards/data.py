@@ -119,8 +119,8 @@ def estimate_hours(run_hash: str, spec: dict[str, Any]) -> float | None:
     hours: float | None
     try:
         from i1lab.plan.cost import run_cost
+        from i1lab.spec.model import model_config
         from i1lab.spec.run import RunSpec
-        from i1lab.train.build import model_config
 
         rs = RunSpec.model_validate(spec)
         hours = float(run_cost(rs, model_config(rs)).accelerator_hours)

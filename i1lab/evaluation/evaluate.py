@@ -66,7 +66,8 @@ def generate(
     import jax
     import jax.numpy as jnp
 
-    from i1lab.train.build import TextEncoder, decode_latents, model_config
+    from i1lab.spec.model import model_config
+    from i1lab.train.build import TextEncoder, decode_latents
     from models.sampler import euler_sample
 
     config = model_config(spec)
@@ -186,7 +187,8 @@ def sample(
     import jax
     import jax.numpy as jnp
 
-    from i1lab.train.build import TextEncoder, decode_latents, model_config
+    from i1lab.spec.model import model_config
+    from i1lab.train.build import TextEncoder, decode_latents
     from models.sampler import euler_sample
 
     if len(captions) != len(noise_ids):

@@ -171,7 +171,7 @@ def apply_model(spec: RunSpec, params: Any, inputs: ForwardInputs) -> np.ndarray
     import jax
     import jax.numpy as jnp
 
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
     from models.dit import DiT
     from models.rectified_flow import velocity_model
 
@@ -200,7 +200,7 @@ def forward(
 ) -> tuple[int, tuple[int, ...]]:
     """Apply the checkpoint's model (EMA or raw weights) to the arrays of ``inputs``; save ``v`` to
     ``out``. Returns (step, shape of v)."""
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
 
     loaded = load_checkpoint(checkpoint)
     params = loaded.weights(weights)

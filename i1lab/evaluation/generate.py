@@ -116,7 +116,7 @@ def _params_at(spec: RunSpec, params: Any) -> Any:
         return params
     import jax.numpy as jnp
 
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
     from models.posemb import pos_embed_table
 
     return {**params, "pos_embed": jnp.asarray(pos_embed_table(model_config(spec)))}

@@ -442,7 +442,7 @@ def convert_checkpoint(
 ) -> Report:
     """Convert a reference checkpoint (``.npz`` or ``.pt``) of ``spec``'s model into the run folder ``out``
     (``spec.json``, ``checkpoints/<step>/``, ``import.json`` and the imported ``study.yaml``)."""
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
     from i1lab.train.checkpoint import Checkpoints
     from i1lab.train.digest import state_digests
 

@@ -198,7 +198,7 @@ class Imported:
         from collections import Counter
 
         from i1lab.i1import.layout import jax_layout
-        from i1lab.train.build import model_config
+        from i1lab.spec.model import model_config
         from models.param_count import count_params_fast
 
         n = Counter(r.status for r in self.rows)

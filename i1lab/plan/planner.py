@@ -414,7 +414,7 @@ def run_problems(spec: RunSpec) -> list[str]:
 
 
 def _cost(spec: RunSpec) -> RunCost | None:
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
 
     try:
         return run_cost(spec, model_config(spec))

@@ -447,7 +447,7 @@ class Driver:
     @staticmethod
     def _cost(spec: RunSpec) -> tuple[int | None, float | None]:
         from i1lab.plan.cost import run_cost
-        from i1lab.train.build import model_config
+        from i1lab.spec.model import model_config
 
         try:
             cost = run_cost(spec, model_config(spec))

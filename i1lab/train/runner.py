@@ -209,7 +209,7 @@ def initial_state(
     import jax
     import jax.numpy as jnp
 
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
     from i1lab.train.optim import frozen_mask, make_optimizer
     from i1lab.train.step import TrainState
     from models.dit import init_variables
@@ -296,7 +296,7 @@ def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None =
     frozen sinusoidal table recomputed for this run's resolution (docs/design-space.md §3 "Frozen")."""
     import jax.numpy as jnp
 
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
     from i1lab.train.step import TrainState
     from models.posemb import pos_embed_table
 
@@ -403,7 +403,7 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
 
     from i1lab.data.pipeline import data_fingerprint
     from i1lab.plan.weights import run_weights
-    from i1lab.train.build import model_config
+    from i1lab.spec.model import model_config
     from models.dit import DiT
 
     _enable_compilation_cache()

@@ -10,7 +10,7 @@ from i1lab.errors import SpecError
 from i1lab.plan.cost import chips_of, run_cost
 from i1lab.plan.planner import expand, make_plan, report
 from i1lab.spec import RunSpec, load_study
-from i1lab.train.build import model_config
+from i1lab.spec.model import model_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 

@@ -21,8 +21,9 @@ from i1lab.errors import I1labError
 from i1lab.evaluation.generate import generate_images
 from i1lab.plan.planner import expand
 from i1lab.spec import load_study
+from i1lab.spec.model import model_config
 from i1lab.spec.run import RunSpec
-from i1lab.train.build import TextEncoder, caption_dropout, encode_images, model_config
+from i1lab.train.build import TextEncoder, caption_dropout, encode_images
 from i1lab.train.runner import Hooks, train
 from models.rectified_flow import velocity_model, velocity_mse, x_to_velocity
 from tests.core.test_weights import write_flux2, write_t5gemma

@@ -16,8 +16,9 @@ import pytest
 from i1lab.data.pipeline import BatchStream
 from i1lab.plan.planner import expand
 from i1lab.spec import load_study
+from i1lab.spec.model import model_config
 from i1lab.spec.run import RunSpec, TrainSpec
-from i1lab.train.build import TextEncoder, encode_images, model_config
+from i1lab.train.build import TextEncoder, encode_images
 from i1lab.train.optim import make_optimizer
 from i1lab.train.runner import initial_state
 from i1lab.train.step import TrainState, make_train_step

@@ -76,8 +76,8 @@ def test_study_summaries_count_progress_and_cost(dash_home: Path, built: Built) 
 
 def test_estimates_come_from_the_cost_model(built: Built) -> None:
     from i1lab.plan.cost import run_cost
+    from i1lab.spec.model import model_config
     from i1lab.spec.run import RunSpec
-    from i1lab.train.build import model_config
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("I1LAB_HOME", str(built.home))

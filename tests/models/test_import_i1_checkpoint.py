@@ -26,7 +26,7 @@ from i1lab.evaluation.forward import apply_model, forward, load_checkpoint, read
 from i1lab.i1import.convert import ConversionError, convert_checkpoint, export_npz, values_equal
 from i1lab.i1import.knobs import import_config
 from i1lab.i1import.layout import jax_layout
-from i1lab.train.build import model_config
+from i1lab.spec.model import model_config
 from models.dit import DiT
 from tests.models.test_import_i1_config import knobs, write_reference_config
 

@@ -25,7 +25,7 @@ from i1lab.i1import.layout import jax_layout
 from i1lab.i1import.pyconfig import ConfigReadError, read_config
 from i1lab.plan.planner import expand
 from i1lab.spec import load_study
-from i1lab.train.build import model_config
+from i1lab.spec.model import model_config
 from models.param_count import count_params_fast
 from models.params import param_shapes
 
