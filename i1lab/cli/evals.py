@@ -93,11 +93,12 @@ def evals_judge(
         out.print(f"{bench}: judge none: nothing judged", markup=False)
         return
     if run is not None:
-        from i1lab.execution.worker import record_scores
+        from i1lab.execution.evaluation import record_scores
         from i1lab.registry import Registry
 
         registry = Registry()
-        record_scores(registry, registry.find_run(run).id, [score])
+        detail = f"step {step} by `i1lab evals judge`"
+        record_scores(registry, registry.find_run(run).id, [score], detail=detail)
     if as_json:
         sys.stdout.write(score.model_dump_json(indent=2) + "\n")
         return

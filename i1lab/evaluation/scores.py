@@ -51,18 +51,15 @@ def score_command(
 
 
 def _record(bench: str, judge: str, metrics: dict[str, float], run: str, step: int, console: Console) -> None:
-    from i1lab.registry import Registry, ScoreRecord
+    from i1lab.evaluation.judging import BenchmarkScore
+    from i1lab.execution.evaluation import record_scores
+    from i1lab.registry import Registry
 
     registry = Registry()
     record = registry.find_run(run)
-    registry.add_scores(
-        [
-            ScoreRecord(
-                run_id=record.id, step=step, benchmark=bench, metric=name, judge=judge, value=float(value)
-            )
-            for name, value in metrics.items()
-        ]
-    )
+    values = {name: float(value) for name, value in metrics.items()}
+    score = BenchmarkScore(benchmark=bench, judge=judge, step=step, metrics=values, headline="")
+    record_scores(registry, record.id, [score], detail=f"step {step} by `i1lab score`")
     console.print(f"recorded {len(metrics)} {bench} metrics for run {record.id} at step {step}", markup=False)
     from i1lab.registry import tracking
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from i1lab.execution.leases import node_name
+from i1lab.execution.nodes import node_name
 from i1lab.execution.worker import Outcome, first_line
 from i1lab.spec.run import ResourcesSpec
 from i1lab.train.distributed import Gang
@@ -112,15 +112,15 @@ def follow(run_id: int, database_url: str | None, workdir: str | None) -> None:
     batch, no records (host 0 keeps them)."""
     from pathlib import Path
 
-    from i1lab.execution.worker import _parent_dir, _registry, freeze_heap
+    from i1lab.execution.worker import freeze_heap, parent_dir, registry_for
     from i1lab.spec.run import RunSpec
     from i1lab.train.runner import Hooks, train
 
-    registry = _registry(database_url)
+    registry = registry_for(database_url)
     record = registry.run(run_id)
     spec = RunSpec.model_validate(record.spec)
     freeze_heap()
-    train(spec, Path(workdir or record.workdir or "."), Hooks(), init_from=_parent_dir(registry, spec))
+    train(spec, Path(workdir or record.workdir or "."), Hooks(), init_from=parent_dir(registry, spec))
 
 
 def slice_group_names(owner: str) -> tuple[str, str]:
@@ -286,14 +286,14 @@ def _failed(exc: BaseException | str, call: dict[str, Any], t0: float) -> Outcom
     join (interrupted)."""
     from ray.exceptions import RayTaskError
 
-    from i1lab.execution.worker import _registry
+    from i1lab.execution.worker import registry_for
 
     reason = exc if isinstance(exc, str) else first_line(exc)
     seconds = time.perf_counter() - t0
     if isinstance(exc, RayTaskError):
         owner = call.get("owner")
         if owner:
-            _registry(call.get("database_url")).interrupt_lease(
+            registry_for(call.get("database_url")).interrupt_lease(
                 call["run_id"], owner, reason, status="failed", reason=reason, interrupted=False
             )
         return Outcome(

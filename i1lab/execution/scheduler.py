@@ -7,7 +7,7 @@ each with its own lease and outcome (:func:`batches`). On top of Ray the driver 
 policy and the registry's exactly-once guarantees:
 
 - **Exactly once.** A task trains its run only if it acquires the run's lease
-(:mod:`i1lab.execution.leases`). A
+(:mod:`i1lab.registry.lease_holder`). A
   run leased by another submitter's worker is watched in the registry until it ends, and its result
   reused; a run whose lease expired (its worker vanished unseen) is taken over.
 - **Preemption.** A task whose worker or node died (any Ray system error) is an interruption: the
@@ -18,7 +18,9 @@ policy and the registry's exactly-once guarantees:
 - **Policy.** At most ``max_concurrent`` runs of the study at once (counting other submitters' leases),
   at most as many runs in flight per accelerator kind as the cluster has room for, none of a kind that
   a study of higher priority is waiting for, and none past the global accelerator-hours budget.
-- **Evaluation** of checkpoints runs as separate Ray tasks on their own resources (``eval_options``).
+- **Evaluation** of checkpoints runs as separate Ray tasks on their own resources (``eval_options``);
+  the evaluation steps a run already trained lacks (a study asks it for another benchmark or judge)
+  run as such tasks too (:func:`run_evaluations`).
 
 Runs sharing a work directory (a sampling-only variant) run one after the other, and a resolution stage
 after the run it resumes from.
@@ -38,12 +40,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from i1lab import paths
-from i1lab.execution.worker import Outcome, first_line, freeze_heap
-from i1lab.spec.run import ResourcesSpec
+from i1lab.execution.worker import EVAL_TRIES, Outcome, first_line, freeze_heap
+from i1lab.plan.steps import EvalStep, RunEvals
+from i1lab.spec.run import ResourcesSpec, RunSpec
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry
-    from i1lab.registry.store import LeaseState
+    from i1lab.registry.leases import LeaseState
 
 WAITING_FRESH_SECONDS = 10.0  # a run marked waiting longer ago than this no longer holds others back
 CLUSTER_SECONDS = 5.0  # the cluster's total resources are read again at most this often
@@ -265,7 +268,9 @@ def plan_launches(
     return LaunchPlan(launch=launch, over_budget=over)
 
 
-def _init_ray(address: str | None) -> None:
+def init_ray(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address`` (None: start an in-process one), passing i1lab's
+    settings to the workers; nothing if Ray is already initialised."""
     import ray
 
     if ray.is_initialized():
@@ -768,8 +773,104 @@ class _Driver:
         self.launched.clear()
 
 
+class EvalTask(BaseModel):
+    """Evaluation steps of one checkpoint of a run already trained: one Ray task
+    (:func:`i1lab.execution.evaluation.run_evaluation`)."""
+
+    run_id: int
+    name: str
+    workdir: str
+    resources: ResourcesSpec
+    step: int
+    steps: list[EvalStep]
+    eval: dict[str, Any]  # the EvalSpec the steps come from (the asking study's)
+
+
+def eval_tasks(runs: list[RunEvals], specs: dict[int, RunSpec], workdirs: dict[int, str]) -> list[EvalTask]:
+    """One task per run and checkpoint of the evaluation steps ``runs`` lack. Pure."""
+    return [
+        EvalTask(
+            run_id=r.run_id,
+            name=r.name,
+            workdir=workdirs[r.run_id],
+            resources=specs[r.run_id].resources,
+            step=step,
+            steps=steps,
+            eval=specs[r.run_id].eval.model_dump(mode="json"),
+        )
+        for r in runs
+        for step, steps in sorted(r.by_step().items())
+    ]
+
+
+def run_evaluations(
+    tasks: list[EvalTask],
+    *,
+    address: str | None = None,
+    policy: Policy | None = None,
+    registry: Registry | None = None,
+    on_note: Callable[[str], None] = lambda line: None,
+) -> list[str]:
+    """Run evaluation tasks on Ray, on the resources ``policy.eval_accelerator`` names (``auto`` and
+    ``inline``: the run's own), each started again once if its worker dies; the errors, one line each
+    (empty: all recorded). Ray is started (and stopped at the end) unless it runs already."""
+    if not tasks:
+        return []
+    import ray
+
+    from i1lab.execution.evaluation import EvalCall, EvalOutcome, run_evaluation
+    from i1lab.registry import Registry
+
+    started = not ray.is_initialized()
+    init_ray(address)
+    url = (registry or Registry()).url
+    p = policy or Policy()
+    remote: Any = ray.remote(run_evaluation)
+    pending: dict[Any, tuple[EvalTask, int]] = {}
+
+    def launch(t: EvalTask, tries: int) -> None:
+        options = eval_options(p.eval_accelerator, t.resources) or ray_options(t.resources)
+        call = EvalCall(
+            run_id=t.run_id, database_url=url, workdir=t.workdir, step=t.step, steps=t.steps, eval=t.eval
+        )
+        ref = remote.options(**options, max_retries=0, name=f"i1lab-eval:{t.name}@{t.step}").remote(call)
+        pending[ref] = (t, tries)
+
+    errors: list[str] = []
+    try:
+        for t in tasks:
+            launch(t, 1)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                t, tries = pending.pop(ref)
+                benches = ", ".join(s.benchmark for s in t.steps)
+                try:
+                    done = ray.get(ref)
+                except Exception as exc:
+                    if failure_kind(exc) == "interrupted" and tries < EVAL_TRIES:
+                        launch(t, tries + 1)
+                        continue
+                    errors.append(f"{t.name}: evaluation of step {t.step} ({benches}): {first_line(exc)}")
+                    on_note(errors[-1])
+                    continue
+                assert isinstance(done, EvalOutcome)
+                if not done.recorded:
+                    errors.append(f"{t.name}: step {t.step} ({benches}) not evaluated: checkpoint not kept")
+                    on_note(errors[-1])
+                else:
+                    on_note(f"{t.name}: evaluated step {t.step} on {benches}")
+    finally:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        if started and address is None:
+            ray.shutdown()
+    return errors
+
+
 def _now() -> Any:
-    from i1lab.registry.store import now
+    from i1lab.registry.records import now
 
     return now()
 
@@ -798,7 +899,7 @@ def run_tasks(
     from i1lab.registry import Registry
 
     started = not ray.is_initialized()
-    _init_ray(address)
+    init_ray(address)
     freeze_heap()
     try:
         driver = _Driver(

@@ -120,6 +120,9 @@ def submit_study(
             console=console,
             policy=policy,
         )
+    failed_evals = _evaluate_missing(
+        plan, ids, registry, address=address, console=console, eval_accelerator=eval_accelerator
+    )
     if mlflow:
         _mirror(registry, plan.study, console)
     from i1lab.report import tables as report
@@ -133,7 +136,56 @@ def submit_study(
         raise I1labError(
             f"{len(unfinished)} run(s) did not finish: {names} (see `i1lab status {plan.study}`)"
         )
+    if failed_evals:
+        more = f" (and {len(failed_evals) - 1} more)" if len(failed_evals) > 1 else ""
+        raise I1labError(f"an evaluation was not recorded: {failed_evals[0]}{more}")
     return plan
+
+
+def _evaluate_missing(
+    plan: Plan,
+    ids: dict[str, int],
+    registry: Registry,
+    *,
+    address: str | None,
+    console: Console,
+    eval_accelerator: str,
+) -> list[str]:
+    """Run the evaluation steps the plan's finished runs lack as this study asks them (a reused run asked
+    for another benchmark or judge, a run trained for another study); the errors, one line each."""
+    from i1lab.plan.steps import evaluation_history, missing_evaluations
+
+    asked = {r.name: r for r in plan.runs if r.spec.eval.benchmarks}
+    records = {m.run.id: m.run for m in registry.members(plan.study) if m.name in asked}
+    runs = {
+        ids[name]: (f"{plan.study}/{name}", r.spec, r.hash)
+        for name, r in asked.items()
+        if ids[name] in records and records[ids[name]].status == "finished"
+    }
+    history = evaluation_history(registry, runs)
+    lacking = missing_evaluations(runs, history)
+    if not lacking:
+        return []
+    kept = {r.run_id: {c[0] for c in registry.checkpoints(r.run_id) if c[2]} for r in lacking}
+    lacking = missing_evaluations({r.run_id: runs[r.run_id] for r in lacking}, history, kept)
+    if not lacking:
+        return []
+    from i1lab.execution.scheduler import Policy, eval_tasks, run_evaluations
+
+    tasks = eval_tasks(
+        lacking,
+        {i: v[1] for i, v in runs.items()},
+        {i: records[i].workdir or "" for i in runs},
+    )
+    n = sum(len(t.steps) for t in tasks)
+    console.print(f"{n} evaluation(s) of {len(lacking)} run(s) trained before: {len(tasks)} task(s)")
+    return run_evaluations(
+        tasks,
+        address=address,
+        policy=Policy(study=plan.study, eval_accelerator=eval_accelerator),
+        registry=registry,
+        on_note=lambda line: _write(console, line),
+    )
 
 
 def _mirror(registry: Registry, study: str, console: Console) -> None:
@@ -231,3 +283,7 @@ def _run(
     else:
         go()
     console.print(f"{len(tasks)} runs done in {time.perf_counter() - started:.0f} s")
+
+
+def _write(console: Console, line: str) -> None:
+    console.file.write(line + "\n")

@@ -3,16 +3,17 @@
 This is what a Ray task runs: every fact goes to the registry as it happens, so the driver, ``i1lab
 status`` and the dashboard see progress without talking to the worker.
 
-Exactly-once: :func:`execute_run` first acquires the run's lease (:mod:`i1lab.execution.leases`); if someone
-else holds it, or the run is already done, it returns at once without touching the run. While training, a
-heartbeat renews the lease and every write is fenced by the lease's token; a worker that loses its lease
-stops at its next step (outcome ``lost``).
+Exactly-once: :func:`execute_run` first acquires the run's lease (:mod:`i1lab.registry.lease_holder`); if
+someone else holds it, or the run is already done, it returns at once without touching the run. While
+training, a heartbeat renews the lease and every write is fenced by the lease's token; a worker that loses
+its lease stops at its next step (outcome ``lost``).
 
 Evaluation: inside Ray, each permanent checkpoint the run is scored at is evaluated by a separate Ray task
-(:func:`evaluate_checkpoint`) on its own resources, which reads the checkpoint from disk and records its
-scores, while training goes on; the worker waits for those tasks only once training is done. Outside Ray
-(or for an evaluation step that is not a permanent checkpoint) evaluation runs in a background thread of
-the training process, on a host copy of the EMA parameters.
+(:func:`i1lab.execution.evaluation.run_evaluation`) on its own resources, which reads the checkpoint from
+disk and records its scores, while training goes on; the worker waits for those tasks only once training
+is done. Outside Ray (or for an evaluation step that is not a permanent checkpoint) evaluation runs in a
+background thread of the training process, on a host copy of the EMA parameters. Either way the scores
+are recorded with the keys of the evaluation steps they are (:mod:`i1lab.plan.steps`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from i1lab.errors import I1labError
-from i1lab.execution.leases import Lease, LeaseLost, lease_seconds, new_owner, node_name
-from i1lab.registry import Registry, ScoreRecord
-from i1lab.registry.store import LeaseGrant, LeaseRequest
+from i1lab.execution.evaluation import EvalCall, EvalOutcome, record_scores, restore_ema, scores_line
+from i1lab.execution.nodes import node_name
+from i1lab.plan.steps import evaluations
+from i1lab.registry import Registry
+from i1lab.registry.lease_holder import Lease, LeaseLost, lease_seconds, new_owner
+from i1lab.registry.leases import LeaseGrant, LeaseRequest
 from i1lab.spec.run import RunSpec
 
 if TYPE_CHECKING:
@@ -61,16 +65,6 @@ class Outcome(BaseModel):
 
 class EvalInterrupted(Exception):
     """An evaluation task's worker or node died again and again: the attempt is interrupted, not failed."""
-
-
-class EvalOutcome(BaseModel):
-    run_id: int
-    step: int
-    recorded: bool  # False: checkpoint not kept, or the lease moved on (the scores were not recorded)
-    seconds: float
-    node: str
-    pid: int
-    scores: str = ""  # the scores recorded, as a log line
 
 
 class _Handover(threading.local):
@@ -114,7 +108,7 @@ def freeze_heap() -> None:
 _FROZEN = False
 
 
-def _limit_threads() -> None:
+def limit_threads() -> None:
     """One XLA CPU thread pool per worker sized to the worker's share of cores."""
     n = os.environ.get("I1LAB_WORKER_THREADS")
     if n:
@@ -125,21 +119,7 @@ def _limit_threads() -> None:
             )
 
 
-def score_records(run_id: int, results: list[Any]) -> list[ScoreRecord]:
-    return [
-        ScoreRecord(
-            run_id=run_id, step=r.step, benchmark=r.benchmark, metric=metric, judge=r.judge, value=value
-        )
-        for r in results
-        for metric, value in r.metrics.items()
-    ]
-
-
-def record_scores(registry: Registry, run_id: int, results: list[Any]) -> None:
-    registry.add_scores(score_records(run_id, results))
-
-
-def _parent_dir(registry: Registry, spec: RunSpec) -> Path | None:
+def parent_dir(registry: Registry, spec: RunSpec) -> Path | None:
     """The work directory of the run this one resumes from (resolution stages), which must be finished."""
     ref = spec.data.resume_from
     if ref is None:
@@ -154,7 +134,7 @@ def _parent_dir(registry: Registry, spec: RunSpec) -> Path | None:
 _REGISTRIES: dict[str, Registry] = {}
 
 
-def _registry(database_url: str | None) -> Registry:
+def registry_for(database_url: str | None) -> Registry:
     """One registry handle per database for this process: a Ray worker runs many tasks, and a handle
     keeps its connection pool and compiled statements."""
     from i1lab import paths
@@ -186,69 +166,6 @@ def _is_permanent(spec: RunSpec, step: int) -> bool:
     return step % spec.train.keep_every == 0 or step == spec.train.steps
 
 
-def _restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
-    """The EMA parameters of checkpoint ``step``, read without modifying the folder (the training
-    process may be writing beside it); None if that checkpoint is not kept or cannot be trusted."""
-    from i1lab.train.checkpoint import CheckpointCorrupt, Checkpoints
-    from i1lab.train.runner import initial_state
-
-    folder = workdir / "checkpoints"
-    if not (folder / str(step)).is_dir():
-        return None
-    t = spec.train
-    ckpts = Checkpoints(
-        folder, every=t.checkpoint_every, keep_every=t.keep_every, total_steps=t.steps, read_only=True
-    )
-    try:
-        abstract, _, _ = initial_state(spec, abstract=True)
-        return ckpts.restore(step, abstract)[0].ema
-    except CheckpointCorrupt:
-        return None
-    finally:
-        ckpts.manager.close()
-
-
-def evaluate_checkpoint(
-    run_id: int, database_url: str | None, workdir: str, step: int, token: int
-) -> EvalOutcome:
-    """A Ray task: score checkpoint ``step`` of the run on its benchmarks and record the scores (fenced
-    by the training attempt's ``token``) with the time it took."""
-    _limit_threads()
-    from i1lab.evaluation.evaluate import evaluate
-
-    t0 = time.perf_counter()
-    registry = _registry(database_url)
-    record = registry.run(run_id)
-    spec = RunSpec.model_validate(record.spec)
-    wd = Path(workdir)
-    node, pid = node_name(), os.getpid()
-    from i1lab.plan.weights import check_recorded
-
-    check_recorded(spec, wd)  # this node must sample with the frozen weights the run trained with
-    ema = _restore_ema(spec, wd, step)
-    if ema is None:
-        return EvalOutcome(run_id=run_id, step=step, recorded=False, seconds=0.0, node=node, pid=pid)
-    results = evaluate(spec, ema, step, wd / "eval" / record.hash[:12])
-    seconds = time.perf_counter() - t0
-    recorded = registry.fenced_scores(
-        run_id,
-        token,
-        score_records(run_id, results),
-        eval_seconds=seconds,
-        node=node,
-        detail=f"step {step} by an evaluation task (pid {pid}) in {seconds:.1f} s",
-    )
-    return EvalOutcome(
-        run_id=run_id,
-        step=step,
-        recorded=recorded,
-        seconds=seconds,
-        node=node,
-        pid=pid,
-        scores=_scores_line(step, results, f"by an evaluation task on {node} (pid {pid}) in {seconds:.1f} s"),
-    )
-
-
 class _RemoteEvals:
     """Evaluation tasks of one training attempt, launched as checkpoints become durable."""
 
@@ -259,13 +176,18 @@ class _RemoteEvals:
 
         self.run_id, self.url, self.workdir, self.token = run_id, url, workdir, token
         self.log = log
-        self.fn: Any = ray.remote(evaluate_checkpoint).options(
+        from i1lab.execution.evaluation import run_evaluation
+
+        self.fn: Any = ray.remote(run_evaluation).options(
             **options, max_retries=0, name=f"i1lab-eval:{run_id}"
         )
         self.pending: dict[Any, tuple[int, int]] = {}  # ref -> (step, tries)
 
     def submit(self, step: int, tries: int = 1) -> None:
-        ref = self.fn.remote(self.run_id, self.url, str(self.workdir), step, self.token)
+        call = EvalCall(
+            run_id=self.run_id, database_url=self.url, workdir=str(self.workdir), step=step, token=self.token
+        )
+        ref = self.fn.remote(call)
         self.pending[ref] = (step, tries)
 
     def wait(self, lease: Lease) -> None:
@@ -356,13 +278,6 @@ def _metrics_line(record: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _scores_line(step: int, results: list[Any], where: str) -> str:
-    values = ", ".join(
-        f"{r.benchmark}/{metric}={value:.4g}" for r in results for metric, value in r.metrics.items()
-    )
-    return f"evaluated step {step} {where}: {values or 'no scores'}"
-
-
 class _Clock:
     """Training time of this attempt and its throughput (steps/s after the first, compiling, step)."""
 
@@ -409,9 +324,9 @@ def execute_run(
     ``expect_token``: the fencing token the scheduler saw when it queued the run (the lease is refused
     if anyone took the run since). ``owner``: the lease owner's name (the scheduler's, to recognise its
     own attempts). ``eval_options``: Ray task options for evaluation tasks; None evaluates in-process."""
-    _limit_threads()
+    limit_threads()
     t0 = time.perf_counter()
-    registry = _registry(database_url)
+    registry = registry_for(database_url)
     node = node_name()
     ttl = lease_seconds()
     handed = _HANDOVER.grants.pop((run_id, owner), None) if owner else None
@@ -484,7 +399,7 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
         except (Exception, SystemExit) as exc:
             reason = first_line(exc)
             if owner:  # failed now, not when the batch ends: its lease would expire meanwhile
-                _registry(call.get("database_url")).interrupt_lease(
+                registry_for(call.get("database_url")).interrupt_lease(
                     run_id, owner, reason, status="failed", reason=reason, interrupted=False
                 )
             outcome = Outcome(
@@ -496,12 +411,12 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
             )
         else:
             if outcome.status == "interrupted" and owner:  # released now, for the driver to retry it
-                _registry(call.get("database_url")).interrupt_lease(
+                registry_for(call.get("database_url")).interrupt_lease(
                     run_id, owner, outcome.reason or "interrupted"
                 )
             unused = _HANDOVER.grants.pop((run_id, owner), None) if owner else None
             if unused is not None and unused.state == "acquired" and owner:  # ``fn`` took it another way
-                _registry(call.get("database_url")).interrupt_lease(
+                registry_for(call.get("database_url")).interrupt_lease(
                     run_id, owner, "the lease handed to it was not used", interrupted=False
                 )
         finally:
@@ -549,14 +464,14 @@ def _train_and_evaluate(
     t0: float,
     log: _AttemptLog,
 ) -> Outcome:
-    from i1lab.evaluation.evaluate import evaluate
+    from i1lab.execution.evaluation import evaluate_checkpoint
+    from i1lab.plan.steps import evaluation_history
     from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
 
     freeze_heap()  # JAX and Flax are imported by now
     run_id = record.id
     spec = RunSpec.model_validate(record.spec)
     wd = Path(workdir or record.workdir or ".")
-    eval_dir = wd / "eval" / record.hash[:12]
     evals = eval_steps(spec) if spec.eval.benchmarks else set()
     remote = (
         _RemoteEvals(run_id, registry.url, wd, lease.token, eval_options, log)
@@ -612,12 +527,16 @@ def _train_and_evaluate(
         if remote is not None and _is_permanent(spec, step):
             return  # an evaluation task scores it from the checkpoint
         t = time.perf_counter()
-        results = evaluate(spec, ema, step, eval_dir)
+        results = evaluate_checkpoint(spec, ema, step, wd, record.hash)
         seconds = time.perf_counter() - t
-        log.write(_scores_line(step, results, f"in the training process in {seconds:.1f} s"))
-        lease.scores(
-            score_records(run_id, results),
-            eval_seconds=seconds,
+        log.write(scores_line(step, results, f"in the training process in {seconds:.1f} s"))
+        record_scores(
+            registry,
+            run_id,
+            results,
+            steps=evaluations(spec, record.hash, [step]),
+            lease=lease,
+            seconds=seconds,
             detail=f"step {step} in the training process in {seconds:.1f} s",
         )
 
@@ -626,7 +545,7 @@ def _train_and_evaluate(
     if in_process:
         hooks.on_eval = on_eval
     try:
-        train(spec, wd, hooks, init_from=_parent_dir(registry, spec))
+        train(spec, wd, hooks, init_from=parent_dir(registry, spec))
         clock.stop()
         trained = f"step {spec.train.steps} after {clock.train_seconds:.1f} s of training"
         log.write(f"trained: {trained}")
@@ -638,19 +557,20 @@ def _train_and_evaluate(
             remote.wait(lease)
         # Checkpoints trained earlier (by a run sharing this training, or by an attempt that lost its
         # lease before its evaluations were recorded) that lack scores.
-        scored = {s.step for s in registry.scores([run_id])} if evals else set()
-        if remote is None and evals - scored and _in_gang() and _ray_running():
+        history = evaluation_history(registry, [run_id])[run_id] if evals else None
+        unscored = {s.step for s in evaluations(spec, record.hash) if history and not history.done(s)}
+        if remote is None and unscored and _in_gang() and _ray_running():
             # an Orbax restore in this process would wait for the other hosts, which restore nothing:
             # checkpoints trained earlier are scored by evaluation tasks on a CPU
             remote = _RemoteEvals(run_id, registry.url, wd, lease.token, {"num_cpus": 1}, log)
-        for step in sorted(evals - scored):
+        for step in sorted(unscored):
             if not (wd / "checkpoints" / str(step)).is_dir():
                 continue
             lease.checkpoint(step, str(wd / "checkpoints" / str(step)), True)
             if remote is not None:
                 remote.submit(step)
                 continue
-            ema = _restore_ema(spec, wd, step)
+            ema = restore_ema(spec, wd, step)
             if ema is not None:
                 on_eval(step, ema)
         if remote is not None:

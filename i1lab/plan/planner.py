@@ -11,7 +11,7 @@ import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +22,9 @@ from i1lab.spec.fields import located_error
 from i1lab.spec.layers import Layer, merge, set_path, split_dotted, sub_where
 from i1lab.spec.run import RunSpec
 from i1lab.spec.study import Study
+
+if TYPE_CHECKING:
+    from i1lab.registry import ExistingRun
 
 
 class Variant(BaseModel):
@@ -37,16 +40,6 @@ class Variant(BaseModel):
     varied: dict[str, Any]
     aliases: tuple[str, ...] = ()
     training_hash: str = Field("", exclude=True)  # of its work directory (computed with ``hash``)
-
-
-class ExistingRun(BaseModel):
-    """What the planner needs to know about a run already in the registry."""
-
-    id: int
-    hash: str
-    status: str
-    step: int = 0
-    names: list[str] = []  # study/name of the run in every study that has it
 
 
 class PlannedRun(BaseModel):

@@ -12,7 +12,7 @@ the search as member ``trial-NNNN`` whose ``varied`` holds the trial's params. T
    :func:`i1lab.execution.worker.execute_run`, whose intermediate checkpoint scores feed the pruner.
 
 Only the driver writes the Optuna study, so trials are never lost or duplicated by racing workers; the
-workers write the registry (one short transaction per fact, see :mod:`i1lab.registry.store`).
+workers write the registry (one short transaction per fact, see :mod:`i1lab.registry.base`).
 Re-running a search resumes its Optuna study: finished trials count toward ``trials`` and are not
 redone; trials left running by an interrupted driver are failed and their params asked again first.
 """
@@ -75,12 +75,11 @@ class SearchResult(BaseModel):
 def score_checkpoint(run_id: int, database_url: str, workdir: str, step: int) -> Outcome:
     """An inference trial (a Ray task): sample and score registry run ``run_id`` on the EMA weights of
     checkpoint ``step`` in ``workdir``, which it only reads; record the scores and finish the run."""
-    from i1lab.evaluation.evaluate import evaluate
-    from i1lab.execution.worker import record_scores
-    from i1lab.train.checkpoint import CheckpointCorrupt, Checkpoints
-    from i1lab.train.runner import _enable_compilation_cache, initial_state
+    from i1lab.execution.evaluation import evaluate_checkpoint, record_scores, restore_ema
+    from i1lab.plan.steps import evaluations
+    from i1lab.train.runner import enable_compilation_cache
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
     t0 = time.perf_counter()
     registry = Registry(database_url)
     record = registry.run(run_id)
@@ -88,25 +87,21 @@ def score_checkpoint(run_id: int, database_url: str, workdir: str, step: int) ->
     wd = Path(workdir)
     registry.set_status(run_id, "running")
     try:
-        t = spec.train
-        ckpts = Checkpoints(
-            wd / "checkpoints",
-            every=t.checkpoint_every,
-            keep_every=t.keep_every,
-            total_steps=t.steps,
-            read_only=True,
-        )
-        try:
-            if step not in ckpts.steps():
-                raise I1labError(f"checkpoint {step} is no longer kept in {wd / 'checkpoints'}")
-            abstract, _, _ = initial_state(spec, abstract=True)
-            ema = ckpts.restore(step, abstract)[0].ema
-        except CheckpointCorrupt as exc:
-            raise I1labError(f"checkpoint {step} in {wd} is corrupt: {exc}") from None
-        finally:
-            ckpts.close()
+        if not (wd / "checkpoints" / str(step)).is_dir():
+            raise I1labError(f"checkpoint {step} is no longer kept in {wd / 'checkpoints'}")
+        ema = restore_ema(spec, wd, step)
+        if ema is None:
+            raise I1labError(f"checkpoint {step} in {wd} is corrupt")
         registry.add_checkpoint(run_id, step, str(wd / "checkpoints" / str(step)), True)
-        record_scores(registry, run_id, evaluate(spec, ema, step, wd / "eval" / record.hash[:12]))
+        results = evaluate_checkpoint(spec, ema, step, wd, record.hash)
+        seconds = time.perf_counter() - t0
+        record_scores(
+            registry,
+            run_id,
+            results,
+            steps=evaluations(spec, record.hash, [step]),
+            detail=f"step {step} by a search's inference trial in {seconds:.1f} s",
+        )
     except (I1labError, NotImplementedError, OSError) as exc:
         registry.set_status(run_id, "failed", f"{type(exc).__name__}: {exc}")
         return Outcome(run_id=run_id, status="failed", reason=str(exc), seconds=time.perf_counter() - t0)
@@ -460,9 +455,9 @@ class Driver:
         import ray
 
         if not ray.is_initialized():
-            from i1lab.execution.scheduler import _init_ray
+            from i1lab.execution.scheduler import init_ray
 
-            _init_ray(self.address)
+            init_ray(self.address)
             self.started_ray = self.address is None
         if kind not in self.remote:
             from i1lab.execution.gang import execute_slice

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from i1lab.hashing import content_hash
-from i1lab.plan.planner import ExistingRun, expand, make_plan
+from i1lab.plan.planner import expand, make_plan
+from i1lab.registry import ExistingRun
 from i1lab.spec import RunSpec, load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
