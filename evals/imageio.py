@@ -30,3 +30,15 @@ def load_rgb(path: Path) -> npt.NDArray[np.uint8]:
     """An image file as an ``(H, W, 3)`` uint8 array."""
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"))
+
+
+def grid(images: npt.ArrayLike, columns: int) -> npt.NDArray[np.uint8]:
+    """Tile (N, H, W, 3) images into one picture, ``columns`` per row (white where a row runs short)."""
+    array = np.asarray(images, dtype=np.uint8)
+    n, h, w, c = array.shape
+    rows = -(-n // columns)
+    canvas = np.full((rows * h, columns * w, c), 255, np.uint8)
+    for i, img in enumerate(array):
+        r, col = divmod(i, columns)
+        canvas[r * h : (r + 1) * h, col * w : (col + 1) * w] = img
+    return canvas

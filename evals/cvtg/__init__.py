@@ -1,5 +1,6 @@
 """CVTG-2K (docs/benchmarks.md §4): prompts and GT words, OCR metrics, exact aggregation, layout."""
 
+from evals.cvtg.benchmark import BENCHMARK
 from evals.cvtg.io import read_judgements, read_results_json, write_judgements, write_results_json
 from evals.cvtg.layout import cells, flat_path, image_path, walk, write_images
 from evals.cvtg.prompts import (
@@ -29,6 +30,7 @@ from evals.cvtg.score import (
 
 __all__ = [
     "AREAS",
+    "BENCHMARK",
     "TYPES",
     "AreaResult",
     "CvtgJudgement",

@@ -1,5 +1,6 @@
 """DPG-Bench (docs/benchmarks.md §2): prompts, question table, 2×2 grids, exact aggregation."""
 
+from evals.dpg.benchmark import BENCHMARK
 from evals.dpg.io import read_answers, write_answers
 from evals.dpg.layout import crop_boxes, crop_tiles, grid_path, sample_path, stitch_2x2, walk, write_images
 from evals.dpg.prompts import N_PROMPTS, load_prompts, parse_prompts
@@ -26,6 +27,7 @@ from evals.dpg.score import (
 )
 
 __all__ = [
+    "BENCHMARK",
     "N_PROMPTS",
     "DpgCsvError",
     "DpgSummary",

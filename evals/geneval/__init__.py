@@ -1,5 +1,6 @@
 """GenEval (docs/benchmarks.md §1): prompt set, per-image decision, aggregation, layout, importers."""
 
+from evals.geneval.benchmark import BENCHMARK
 from evals.geneval.decide import COLORS, decide, details_json, filter_boxes, make_record, relations
 from evals.geneval.io import read_results, records_from_judgements, write_results
 from evals.geneval.layout import (
@@ -22,6 +23,7 @@ from evals.geneval.prompts import (
 from evals.geneval_score import GenEvalRecord, GenEvalSummary, TagScore, format_summary, summarize
 
 __all__ = [
+    "BENCHMARK",
     "COLORS",
     "N_PROMPTS",
     "TAG_RANGES",

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from evals.geneval.decide import make_record
 from evals.geneval_score import GenEvalRecord
 
@@ -52,6 +50,8 @@ def read_results(path: Path) -> list[GenEvalRecord]:
 
 def write_results(records: Iterable[Mapping[str, Any]], path: Path) -> Path:
     """Write rows exactly as the official evaluator does (pandas JSON lines)."""
+    import pandas as pd
+
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([dict(r) for r in records], columns=list(RECORD_KEYS))
     with path.open("w") as fp:

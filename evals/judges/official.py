@@ -5,7 +5,7 @@ A command is a template; placeholders are filled with shell-quoted values and th
 with `shlex` (no shell): ``{python}`` (the official environment's interpreter), ``{images}`` (the
 image folder in the official layout), ``{out}`` (a FRESH output folder — PRISM never recomputes an
 existing record file), plus any extra keyword given to `run` (``{model_path}``, ``{resolution}``…).
-`DEFAULT_COMMANDS` are the invocations of i1's `benchmark_eval/README.md`, to be run with the
+`default_commands()` are the invocations of i1's `benchmark_eval/README.md`, to be run with the
 benchmark's folder as working directory.
 """
 
@@ -20,21 +20,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from evals.scoring import ScoreReport, canonical, score_output
+from evals.benchmark import benchmarks, canonical, lookup
+from evals.scoring import ScoreReport, score_output
 
 NAME: Final = "official"
 
-DEFAULT_COMMANDS: Final[dict[str, str]] = {
-    "geneval": "{python} evaluation/evaluate_images.py {images} --outfile {out}/results.jsonl "
-    "--model-path {model_path}",
-    "dpg": "{python} compute_dpg_bench.py --image-root-path {images}/processed --resolution {resolution} "
-    "--pic-num 4 --vqa-model mplug --res-path {out}/dpg-bench_results.txt",
-    "prism": "{python} evaluation/eval_qwen25.py --model_path {model_path} --image_path {images} "
-    "--output_dir {out}",
-    "cvtg": "{python} unified_metrics_eval.py --benchmark_dir prompts --result_dir {images} "
-    "--output_file {out}/results.json --no_hf_mirror",
-    "longtext": "{python} evaluate_text_reward.py --sample_dir {images} --output_dir {out} --mode en",
-}
+
+def default_commands() -> dict[str, str]:
+    """Each benchmark's default official command template (`evals.benchmark.Benchmark.official_command`)."""
+    return {name: b.official_command for name, b in benchmarks().items() if b.official_command}
 
 
 class OfficialJudgeError(RuntimeError):
@@ -68,7 +62,10 @@ class OfficialJudge:
     def __post_init__(self) -> None:
         object.__setattr__(self, "bench", canonical(self.bench))
         if not self.command:
-            object.__setattr__(self, "command", DEFAULT_COMMANDS[self.bench])
+            command = lookup(self.bench).official_command
+            if command is None:
+                raise ValueError(f"{self.bench} has no official command; give one")
+            object.__setattr__(self, "command", command)
 
     def argv(self, images: Path, out: Path, **extra: object) -> list[str]:
         values = {"python": self.python, "images": str(images), "out": str(out)}
@@ -106,7 +103,6 @@ class OfficialJudge:
             raise OfficialJudgeError(
                 f"{self.bench} official command exited {proc.returncode}: {argv!r}\n{tail}"
             )
-        if self.bench == "longtext":
-            concat_chunks(out)
+        lookup(self.bench).after_official(out)
         report = score_output(self.bench, out, benchmarks_dir)
         return replace(report, judge=self.name)

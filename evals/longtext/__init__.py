@@ -1,5 +1,6 @@
 """LongText-Bench (docs/benchmarks.md §5): prompts, OCR clean-up, exact aggregation, layout, results files."""
 
+from evals.longtext.benchmark import BENCHMARK
 from evals.longtext.io import read_results, write_results
 from evals.longtext.layout import generation_path, image_path, prompt_id_of, walk, write_images
 from evals.longtext.prompts import N_PROMPTS, LongTextPrompt, load_prompts, parse_prompts
@@ -14,6 +15,7 @@ from evals.longtext.score import (
 )
 
 __all__ = [
+    "BENCHMARK",
     "N_PROMPTS",
     "LongTextPrompt",
     "LongTextRecord",

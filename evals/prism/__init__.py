@@ -1,5 +1,6 @@
 """PRISM-Bench (docs/benchmarks.md §3): prompts, reply parsing, exact aggregation, layout, judge files."""
 
+from evals.prism.benchmark import BENCHMARK
 from evals.prism.io import read_judge_dir, read_replies, record_path, write_record, write_replies
 from evals.prism.layout import flat_path, image_path, processed_location, walk, write_images
 from evals.prism.prompts import (
@@ -27,6 +28,7 @@ from evals.prism.score import (
 )
 
 __all__ = [
+    "BENCHMARK",
     "CATEGORIES",
     "EVAL_ORDER",
     "EVAL_TYPES",

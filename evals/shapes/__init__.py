@@ -1,6 +1,6 @@
 """Synthetic GenEval on coloured shapes (docs/benchmarks.md §1, §1.6): scenes, prompts, exact judge."""
 
-from evals.shapes.benchmark import NAME, default_filenames, record_for, score_images
+from evals.shapes.benchmark import BENCHMARK, JUDGE, NAME, default_filenames, record_for, score_images
 from evals.shapes.detect import Detection, classify_fill, detect
 from evals.shapes.geometry import position_ratios, relative_position
 from evals.shapes.judge import Judgement, evaluate, filter_detections, judge, judge_detections
@@ -35,7 +35,9 @@ from evals.shapes.scene import (
 
 __all__ = [
     "BACKGROUND",
+    "BENCHMARK",
     "COLORS",
+    "JUDGE",
     "NAME",
     "RELATIONS",
     "SHAPES",

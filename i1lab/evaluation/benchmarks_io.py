@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evals.scoring import BENCHES, ScoreReport, canonical, score_output
+from evals.scoring import ScoreReport, canonical, score_output
 
-__all__ = ["BENCHES", "report_json", "score_path", "score_report"]
+__all__ = ["report_json", "score_path", "score_report"]
 
 
 def score_report(bench: str, path: Path, benchmarks_dir: Path | None = None) -> ScoreReport:

@@ -1,4 +1,4 @@
-"""Named things a spec may refer to: text encoders, VAEs, model sizes, benchmarks.
+"""Named things a spec may refer to: text encoders, VAEs, model sizes (benchmarks: `evals.benchmark`).
 
 These tables are facts from docs/design-space.md (§4.1, §6, §10) and docs/benchmarks.md; validation and the
 cost model read them, so they live here rather than inside the model code.
@@ -84,5 +84,3 @@ VAES: dict[str, VaeInfo] = {
 
 # Model sizes come from models.presets (pure Python, no JAX import).
 SIZES = PRESETS
-
-BENCHMARKS: tuple[str, ...] = ("shapes", "geneval", "dpg", "prism", "cvtg", "longtext")

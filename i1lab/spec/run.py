@@ -13,7 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from i1lab.spec.catalog import BENCHMARKS, SIZES, TEXT_ENCODERS, VAES
+from evals.benchmark import NONE, OFFICIAL, benchmarks
+from i1lab.spec.catalog import SIZES, TEXT_ENCODERS, VAES
 
 COSMETIC: JsonDict = {"semantic": False}
 #: A knob added after runs were recorded: left out of the content hash while at its default, so the
@@ -294,7 +295,7 @@ class EvalSpec(Strict):
     images_per_prompt: Annotated[int, Field(ge=1)] | None = Field(
         None,
         description="override the benchmark's images per prompt (GenEval 4, DPG 4, LongText 4, shapes 4); "
-        "PRISM and CVTG-2K layouts hold one",
+        "ignored where the layout holds one (PRISM, CVTG-2K)",
     )
     prompts_per_tag: Annotated[int, Field(ge=1)] = Field(
         8, description="prompt count per tag (shapes benchmark)"
@@ -315,39 +316,33 @@ class EvalSpec(Strict):
     judges: dict[str, str] = Field(
         default_factory=dict,
         description="judge per benchmark: none (generate only), ocr[:tesseract|rapidocr], official, "
-        "vlm:/path/to/local/weights; default ocr for cvtg and longtext, none for geneval, dpg, prism",
+        "vlm:/path/to/local/weights, or the benchmark's own (shapes: exact-pixel); default: the "
+        "benchmark's (ocr for cvtg and longtext, exact-pixel for shapes, else none)",
         json_schema_extra=COSMETIC,
     )
 
-    #: Benchmarks with official prompt sets, images and judges (``shapes`` has its exact pixel judge).
-    JUDGED: ClassVar[tuple[str, ...]] = ("geneval", "dpg", "prism", "cvtg", "longtext")
-    #: Which judge kinds apply to which benchmark.
-    JUDGE_KINDS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "none": JUDGED,
-        "official": JUDGED,
-        "ocr": ("cvtg", "longtext"),
-        "vlm": ("prism", "cvtg", "longtext"),
-    }
+    #: Which benchmarks exist, their judges and default judges: the catalogue of `evals.benchmark`.
     OCR_ENGINES: ClassVar[tuple[str, ...]] = ("auto", "tesseract", "rapidocr")
     #: Placeholders i1lab fills in an official command template.
     PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("python", "images", "out", "resolution", "step", "benchmarks")
-    #: Placeholders of the default official commands that only the user can give (so a command is needed).
-    DEFAULT_NEEDS: ClassVar[dict[str, str]] = {"geneval": "model_path", "prism": "model_path"}
 
     @field_validator("benchmarks")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
+        known = benchmarks()
         for name in value:
-            if name not in BENCHMARKS:
-                raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+            if name not in known:
+                raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(known)}")
         if len(set(value)) != len(value):
             raise ValueError("benchmarks listed twice")
         return value
 
     @classmethod
-    def _bench_key(cls, bench: str, what: str) -> None:
-        if bench not in cls.JUDGED:
-            raise ValueError(f"{what}: unknown benchmark {bench!r}; known: {', '.join(cls.JUDGED)}")
+    def _bench_key(cls, bench: str, what: str, judge: str | None = None) -> None:
+        """``bench`` must be a benchmark (that accepts ``judge``, when given)."""
+        known = [n for n, b in benchmarks().items() if judge is None or judge in b.judges]
+        if bench not in known:
+            raise ValueError(f"{what}: unknown benchmark {bench!r}; known: {', '.join(known)}")
 
     @classmethod
     def parse_judge(cls, bench: str, value: str) -> tuple[str, str]:
@@ -355,13 +350,14 @@ class EvalSpec(Strict):
         ("none", ""). Raises ValueError naming the benchmark and what is allowed."""
         kind, sep, arg = value.partition(":")
         kind = kind.strip()
-        if kind not in cls.JUDGE_KINDS:
+        known = benchmarks()
+        if kind not in {NONE}.union(*(b.judges for b in known.values())):
             raise ValueError(
                 f"judges.{bench}: unknown judge {value!r}; expected none, official, ocr, ocr:<engine> "
                 "or vlm:<weights folder>"
             )
-        if bench not in cls.JUDGE_KINDS[kind]:
-            allowed = [k for k, benches in cls.JUDGE_KINDS.items() if bench in benches]
+        allowed = (NONE, *known[bench].judges) if bench in known else ()
+        if kind not in allowed:
             raise ValueError(f"judges.{bench}: {kind} cannot judge {bench}; use {' or '.join(allowed)}")
         if kind == "ocr":
             arg = arg.strip() or "auto"
@@ -383,8 +379,8 @@ class EvalSpec(Strict):
         for bench, judge in value.items():
             cls._bench_key(bench, "judges")
             kind, _ = cls.parse_judge(bench, judge)
-            need = cls.DEFAULT_NEEDS.get(bench)
-            if kind == "official" and bench not in commands and need:
+            need = benchmarks()[bench].official_needs
+            if kind == OFFICIAL and bench not in commands and need:
                 raise ValueError(
                     f"judges.{bench}: the default official command needs {{{need}}}; "
                     f"give the full command in eval.commands.{bench}"
@@ -397,7 +393,7 @@ class EvalSpec(Strict):
         import string
 
         for bench, template in value.items():
-            cls._bench_key(bench, "commands")
+            cls._bench_key(bench, "commands", OFFICIAL)
             if not template.strip():
                 raise ValueError(f"commands.{bench}: empty command")
             try:
@@ -414,10 +410,11 @@ class EvalSpec(Strict):
         return value
 
     def judge_for(self, bench: str) -> str:
-        """The configured judge of ``bench`` (defaults: ocr for cvtg and longtext, else none)."""
+        """The configured judge of ``bench``, else the benchmark's default (none for an unknown name)."""
         if bench in self.judges:
             return self.judges[bench].strip()
-        return "ocr" if bench in ("cvtg", "longtext") else "none"
+        known = benchmarks()
+        return known[bench].default_judge if bench in known else NONE
 
 
 RESOURCE_RE = re.compile(r"^(cpu(:\d+)?|gpu:\d+|tpu-v6e-(8|16|32|64|128|256))$")

@@ -79,12 +79,14 @@ def test_eval_bookkeeping_does_not_change_the_run_hash(tmp_path: Path) -> None:
 
 def test_default_needs_match_the_official_default_commands() -> None:
     """The spec's plan-time check knows which default commands need a value only the user can give."""
-    from evals.judges.official import DEFAULT_COMMANDS
+    from evals import lookup
+    from evals.judges.official import default_commands
 
-    for bench, template in DEFAULT_COMMANDS.items():
+    for bench, template in default_commands().items():
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
         user_only = fields - set(EvalSpec.PLACEHOLDERS)
-        assert user_only == ({EvalSpec.DEFAULT_NEEDS[bench]} if bench in EvalSpec.DEFAULT_NEEDS else set())
+        need = lookup(bench).official_needs
+        assert user_only == ({need} if need else set())
 
 
 def test_judging_bad_input_is_one_line(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from evals import geneval, longtext
 from evals.benchdir import benchmarks_dir
-from evals.judges.official import DEFAULT_COMMANDS, OfficialJudge, OfficialJudgeError
+from evals.judges.official import OfficialJudge, OfficialJudgeError, default_commands
 
 FAKE_GENEVAL = r"""
 import json, os, re, sys
@@ -100,5 +100,5 @@ def test_failing_command_and_missing_placeholder(tmp_path: Path) -> None:
         Path("/im ages"), Path("/o"), model_path="/m"
     )
     assert argv[:2] == ["/env/bin/python", "evaluation/eval_qwen25.py"] and "/im ages" in argv
-    assert set(DEFAULT_COMMANDS) == {"geneval", "dpg", "prism", "cvtg", "longtext"}
+    assert set(default_commands()) == {"geneval", "dpg", "prism", "cvtg", "longtext"}
     assert OfficialJudge("dpg").python == sys.executable

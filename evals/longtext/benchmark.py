@@ -1,0 +1,104 @@
+"""LongText-Bench as a `Benchmark`: English prompts, four images each, judged by OCR or a VLM.
+
+Scored files: the official `results.jsonl` (i1lab's OCR and VLM stand-ins write the same format).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from evals.benchmark import OFFICIAL, Benchmark, Dir, Images
+
+if TYPE_CHECKING:
+    from evals.scoring import ScoreReport
+
+
+class LongText(Benchmark):
+    name = "longtext"
+    headline = "text_score"
+    images_per_prompt = 4
+    judges = (OFFICIAL, "ocr", "vlm")
+    default_judge = "ocr"
+    official_command = "{python} evaluate_text_reward.py --sample_dir {images} --output_dir {out} --mode en"
+    aliases = ("longtext-bench",)
+    variant_files: ClassVar[Mapping[str, str]] = {
+        "original": "longtext.jsonl",
+        "simple_rewrite": "longtext_simple_rewrite.jsonl.gz",
+        "complex_rewrite": "longtext_complex_rewrite.jsonl.gz",
+    }
+    order = 5
+
+    def load_prompts(self, directory: Dir = None, *, per_tag: int = 8) -> tuple[list[Any], list[str]]:
+        from evals.longtext.prompts import load_prompts
+
+        originals: list[Any] = load_prompts(directory)
+        return originals, [p.prompt for p in originals]
+
+    def read_variant(self, text: str, path: Path) -> tuple[list[Any], list[str]]:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [int(r["prompt_id"]) for r in rows], [str(r["prompt"]) for r in rows]
+
+    def write_images(self, root: Path, originals: list[Any], images: Images) -> list[Path]:
+        from evals.longtext.layout import write_images
+
+        return write_images(root, originals, images)
+
+    def count(self, images: Path, directory: Dir = None) -> tuple[int, int]:
+        from evals import longtext
+
+        pairs = longtext.walk(images, {p.prompt_id: p for p in longtext.load_prompts(directory)})
+        return len({pid for pid, _ in pairs}), len(pairs)
+
+    def judge(self, kind: str, reader: Any, images: Path, out: Path, directory: Dir = None) -> None:
+        """Per-image OCR (or VLM-as-OCR) results in the official `results.jsonl` format."""
+        from evals import longtext
+        from evals.jsonio import write_jsonl
+
+        prompts = {p.prompt_id: p for p in longtext.load_prompts(directory)}
+        items = [(path.name, pid, path) for pid, path in longtext.walk(images, prompts)]
+        if kind == "ocr":
+            from evals.judges import ocr
+
+            records = ocr.judge_longtext(reader, items)
+        elif kind == "vlm":
+            records = reader.judge_longtext(items)
+        else:
+            return super().judge(kind, reader, images, out, directory)
+        rows = [
+            {
+                "image": r.image,
+                "prompt": prompts[r.prompt_id].prompt,
+                "ocr_gt": list(prompts[r.prompt_id].text),
+                "ocr_results": r.ocr_results,
+                "judge": r.judge,
+            }
+            for r in records
+        ]
+        write_jsonl(rows, out / "results.jsonl")
+
+    def after_official(self, out: Path) -> None:
+        from evals.judges.official import concat_chunks
+
+        concat_chunks(out)
+
+    def score(self, path: Path, directory: Dir = None) -> ScoreReport:
+        from evals import longtext
+        from evals.scoring import ScoreReport, pick
+
+        source = pick(path, ("results.jsonl",), self.name)
+        prompts = longtext.load_prompts(directory)
+        gt = {p.prompt_id: p.text for p in prompts}
+        records, _ = longtext.read_results(source, gt)
+        summary = longtext.summarize(
+            records, gt, categories={p.prompt_id: (p.category, p.length) for p in prompts}
+        )
+        judge = "+".join(sorted({r.judge for r in records})) or OFFICIAL
+        return ScoreReport(
+            self.name, self.headline, summary.metrics(), judge, longtext.format_summary(summary), source
+        )
+
+
+BENCHMARK = LongText()
