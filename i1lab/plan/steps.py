@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from evals.benchmark import lookup
 from i1lab.hashing import canonical_json
-from i1lab.spec.run import EvalSpec, RunSpec
+from i1lab.spec.run import RunSpec
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry
@@ -59,8 +60,8 @@ def evaluations(spec: RunSpec, run_hash: str, steps: Iterable[int] | None = None
     out = []
     for step in sorted(eval_steps(spec) if steps is None else set(steps)):
         for bench in e.benchmarks:
-            shapes = bench not in EvalSpec.JUDGED
-            judge = "exact-pixel" if shapes else e.judge_for(bench)
+            generated = lookup(bench).generated
+            judge = e.judge_for(bench)
             out.append(
                 EvalStep(
                     run_hash=run_hash,
@@ -68,7 +69,7 @@ def evaluations(spec: RunSpec, run_hash: str, steps: Iterable[int] | None = None
                     benchmark=bench,
                     judge=judge,
                     images_per_prompt=e.images_per_prompt,
-                    prompts_per_tag=e.prompts_per_tag if shapes else None,
+                    prompts_per_tag=e.prompts_per_tag if generated else None,
                     prompt_limit=e.prompt_limit,
                     command=e.commands.get(bench) if judge == "official" else None,
                 )

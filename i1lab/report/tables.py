@@ -17,23 +17,33 @@ import csv
 import io
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel
 
+from evals.benchmark import benchmarks
 from i1lab.errors import I1labError
 from i1lab.registry import MemberRecord, ScoreRecord
 
-# The headline metric of each benchmark (evals.scoring.HEADLINES plus the synthetic shapes benchmark).
-HEADLINES = {
-    "shapes": "overall",
-    "geneval": "overall",
-    "dpg": "dpg_score",
-    "prism": "final_combined_average",
-    "cvtg": "word_accuracy",
-    "longtext": "text_score",
-}
+
+class _Headlines(Mapping[str, str]):
+    """The headline metric of each benchmark, read from the catalogue (`evals.benchmark`) when asked."""
+
+    def __getitem__(self, bench: str) -> str:
+        found = benchmarks()
+        if bench not in found:
+            raise KeyError(bench)
+        return found[bench].headline
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(benchmarks())
+
+    def __len__(self) -> int:
+        return len(benchmarks())
+
+
+HEADLINES: Mapping[str, str] = _Headlines()
 
 
 class Column(BaseModel):

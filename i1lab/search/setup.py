@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from i1lab.errors import I1labError, Location, SpecError
-from i1lab.evaluation.evaluate import SHAPES_JUDGE
 from i1lab.hashing import content_hash
 from i1lab.registry import Registry
 from i1lab.search.space import extremes, grid_points, show
@@ -68,7 +67,7 @@ class Setup(BaseModel):
     def judges(self) -> dict[str, str]:
         """Benchmark -> the judge label (prefix) its scores carry."""
         ev = self.base.eval
-        return {b: SHAPES_JUDGE if b == "shapes" else ev.judge_for(b).split(":")[0] for b in ev.benchmarks}
+        return {b: ev.judge_for(b).split(":")[0] for b in ev.benchmarks}
 
     def trial_spec(self, params: dict[str, Any], name: str = "trial") -> RunSpec:
         """The base spec with ``params`` (dotted path -> spec value) set, validated. Pure."""
@@ -222,7 +221,7 @@ def _check_objective(setup: Setup, where: Location | None) -> None:
                 key=f"search.objective.{key}",
                 where=where,
             )
-        if bench != "shapes" and setup.base.eval.judge_for(bench) == "none":
+        if setup.base.eval.judge_for(bench) == "none":
             raise SpecError(
                 f"{bench} is judged 'none' (images only), so it has no score to optimise; "
                 f"set eval.judges.{bench}",
