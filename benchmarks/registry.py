@@ -126,6 +126,8 @@ def make_runs(n: int, steps: int, seed: int = 0) -> list[dict[str, Any]]:
 def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> None:
     from sqlalchemy import Index, insert
 
+    from i1lab.registry.fields import field_row, flatten, run_facts
+    from i1lab.registry.records import now
     from i1lab.registry.schema import (
         FieldKeyRow,
         RunFieldRow,
@@ -137,7 +139,7 @@ def bulk_load(registry: Any, runs: list[dict[str, Any]], batch: int = 2000) -> N
         StudyRow,
         StudyRunRow,
     )
-    from i1lab.registry.store import field_row, flatten, now, run_facts, summarize
+    from i1lab.registry.scores import summarize
     from i1lab.registry.vectors import key_id, pack
 
     tables = [RunFieldRow.__table__, ScoreRow.__table__, ScoreSummaryRow.__table__, StudyRunRow.__table__]

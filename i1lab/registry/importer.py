@@ -34,7 +34,8 @@ from pydantic import BaseModel
 from i1lab.errors import I1labError
 from i1lab.hashing import canonical_json
 from i1lab.registry import Registry
-from i1lab.registry.store import ImportConflict, ImportedRun, ImportedScore, flatten
+from i1lab.registry.fields import flatten
+from i1lab.registry.imports import ImportConflict, ImportedRun, ImportedScore
 
 LINE_KEYS = {"study", "name", "baseline", "spec", "params", "scores"}
 SCORE_KEYS = {"benchmark", "metric", "value", "step", "judge"}

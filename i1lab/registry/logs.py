@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from i1lab.registry import Registry, RunRecord
+from i1lab.registry.records import TERMINAL
 from i1lab.registry.schema import RunEventRow
-from i1lab.registry.store import TERMINAL
 
 FINAL = (*TERMINAL, "imported")
 

@@ -65,6 +65,8 @@ from sqlalchemy.sql import operators
 from i1lab.errors import I1labError
 from i1lab.registry import vectors
 from i1lab.registry.db import fetch_rows
+from i1lab.registry.fields import TEXT_CAP, field_text
+from i1lab.registry.records import STATUSES
 from i1lab.registry.schema import (
     FieldKeyRow,
     RunFieldRow,
@@ -76,7 +78,6 @@ from i1lab.registry.schema import (
     StudyRow,
     StudyRunRow,
 )
-from i1lab.registry.store import STATUSES, TEXT_CAP, field_text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from i1lab.registry import Registry
+from i1lab.registry.records import STATUSES, now
 from i1lab.registry.schema import RunRow, StudyRow, StudyRunRow
-from i1lab.registry.store import STATUSES, now
 
 COLUMNS = (
     RunRow.id,

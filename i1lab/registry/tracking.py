@@ -33,7 +33,8 @@ from typing import Any
 
 from i1lab import paths
 from i1lab.registry import MemberRecord, Registry, ScoreRecord
-from i1lab.registry.store import ArtifactRecord, RunRecord, flatten
+from i1lab.registry.fields import flatten
+from i1lab.registry.records import ArtifactRecord, RunRecord
 
 TAG_REGISTRY_ID = "i1lab.registry_id"
 TAG_HASH = "i1lab.content_hash"

@@ -270,7 +270,7 @@ def test_two_submitters_of_one_study_at_once_train_every_run_exactly_once(
 def test_one_heartbeat_thread_renews_every_lease_and_none_after_stop(home: Path) -> None:
     """The process's heartbeat thread renews each lease it holds every quarter of the time-to-live; a
     stopped lease is never renewed again; a lease whose renewal is refused is marked lost."""
-    from i1lab.execution.leases import Lease
+    from i1lab.registry.lease_holder import Lease
 
     registry = Registry(f"sqlite:///{home / 'registry.db'}")
     ids = registry.record_plan("beats", [member(f"r{i}", f"{i}" * 64, f"/runs/beat{i}") for i in range(3)])

@@ -89,7 +89,7 @@ def test_unknown_study_and_run_are_one_line_errors(home: Path) -> None:
 def test_field_text_keeps_types_apart_whatever_was_written_before() -> None:
     """``field_text`` remembers the text of each distinct value: equal-comparing values of other types
     (1, 1.0, True; [1] and [1.0]) must still get their own text, in any order."""
-    from i1lab.registry.store import field_text
+    from i1lab.registry.fields import field_text
 
     for _ in range(2):  # the second round answers from what the first remembered
         assert [field_text(v) for v in (1, 1.0, True, [1], [1.0], [True], "1", None)] == [

@@ -17,7 +17,7 @@ from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
 from i1lab.registry.db import MIGRATIONS, make_engine
 from i1lab.registry.provenance import capture, git_state
 from i1lab.registry.schema import Base, ScoreVectorRow
-from i1lab.registry.store import ArtifactRecord
+from i1lab.registry.records import ArtifactRecord
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -197,7 +197,7 @@ def test_artifacts_are_recorded_once_per_run_step_and_kind(home: Path) -> None:
 def test_a_runs_fields_are_written_once_and_stages_follow_a_parent_recorded_later(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import i1lab.registry.store as store
+    import i1lab.registry.studies as store
 
     written: list[int] = []
     real = store.execute_many

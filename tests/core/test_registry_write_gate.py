@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select, update
 from i1lab.registry import Registry
 from i1lab.registry.db import WriteGate
 from i1lab.registry.schema import RunRow, StudyRow
-from i1lab.registry.store import now
+from i1lab.registry.records import now
 
 
 def _entered_within(gate: WriteGate, seconds: float) -> tuple[threading.Event, threading.Event]:

@@ -1,7 +1,8 @@
-"""Run leases: a run trains on at most one worker at a time, however many submitters or retries there are.
+"""Leases, the holder's half: a run trains on at most one worker at a time, however many submitters or
+retries there are.
 
-A worker trains a run only while it holds the run's lease in the registry (see the lease methods of
-:class:`i1lab.registry.Registry`): it acquires it atomically before training, a heartbeat thread renews it
+A worker trains a run only while it holds the run's lease in the registry (the registry's half:
+:mod:`i1lab.registry.leases`): it acquires it atomically before training, a heartbeat thread renews it
 every quarter of its time-to-live, and every write it makes about the run (progress, checkpoints, scores,
 events, the final status) is conditional on its fencing token still being the current one. A worker whose
 lease was taken over (it stalled past the time-to-live, its node was presumed dead, the run was cancelled)
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from i1lab.errors import I1labError
-from i1lab.registry.store import LeaseEvent, LeaseGrant, LeaseRequest, now
+from i1lab.registry.leases import LeaseEvent, LeaseGrant, LeaseRequest
+from i1lab.registry.records import now
 
 if TYPE_CHECKING:
     from i1lab.registry import Registry, ScoreRecord
@@ -48,23 +49,6 @@ def lease_seconds() -> float:
     if not value > 0:
         raise I1labError(f"${LEASE_ENV}: must be above 0 seconds (got {raw})")
     return value
-
-
-def node_name() -> str:
-    """Where this process runs: ``hostname/IP/Ray node id`` inside Ray, else the hostname."""
-    host = socket.gethostname()
-    if "ray" not in sys.modules:
-        return host
-    import ray
-
-    if not ray.is_initialized():
-        return host
-    try:
-        ip = ray.util.get_node_ip_address()
-        node = ray.get_runtime_context().get_node_id()
-    except Exception:  # not in a worker of a live cluster: the hostname is all we know
-        return host
-    return f"{host}/{ip}/{node}"[:200]
 
 
 def new_owner() -> str:
