@@ -18,11 +18,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Final
 
 from evals.benchdir import benchmarks_dir, require
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CSV_FILE: Final = Path("dpg") / "dpg_bench.csv"
 COLUMNS: Final = (
@@ -110,6 +111,8 @@ def _rows(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 
 def parse_csv(text: str) -> QuestionSet:
     """Questions from CSV text, read with pandas defaults like the official script."""
+    import pandas as pd
+
     return build_question_set(_rows(pd.read_csv(io.StringIO(text))))
 
 
@@ -124,4 +127,6 @@ def load_questions(
     a missing one raises `BenchmarkFileMissing` naming where to put it."""
     target = Path(path) if path is not None else csv_path(directory)
     require(target, "dpg", "question/dependency/category table, not shipped in shared/benchmarks")
+    import pandas as pd
+
     return build_question_set(_rows(pd.read_csv(target)))
