@@ -17,23 +17,15 @@ ENV_VAR: Final = "I1LAB_BENCHMARKS_DIR"
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_RELATIVE: Final = Path("..") / "shared" / "benchmarks"
 
-UPSTREAM: Final[dict[str, str]] = {
-    "geneval": "github.com/djghosh13/geneval (prompts/evaluation_metadata.jsonl, "
-    "evaluation/object_names.txt)",
-    "dpg": "github.com/TencentQQGYLab/ELLA (dpg_bench/dpg_bench.csv; dpg_bench.json is i1's packaging of "
-    "dpg_bench/prompts/*.txt, in zlab-princeton/i1 benchmark_eval/dpg_bench/)",
-    "prism": "github.com/rongyaofang/prism-bench (captions/en/<category>.jsonl)",
-    "cvtg": "Hugging Face dataset dnkdnk/CVTG-2K (CVTG-2K.zip; i1 names the style folder CVTG-Style)",
-    "longtext": "github.com/X-Omni-Team/X-Omni (textbench/text_prompts.jsonl)",
-    "prompt_variants": "github.com/zlab-princeton/i1 (jax/inference/prompts/)",
-}
+#: Where the prompt variants come from (each benchmark's own files: its `Benchmark.upstream`).
+VARIANTS_UPSTREAM: Final = "github.com/zlab-princeton/i1 (jax/inference/prompts/)"
 
 
 class BenchmarkFileMissing(FileNotFoundError):
     """An official benchmark file is not where i1lab looks for it."""
 
     def __init__(self, path: Path, bench: str, what: str = "") -> None:
-        source = UPSTREAM.get(bench, "its upstream repository")
+        source = upstream(bench)
         detail = f" ({what})" if what else ""
         super().__init__(
             f"{bench}: expected file {path}{detail} is missing. Download it from {source} and put it at "
@@ -41,6 +33,16 @@ class BenchmarkFileMissing(FileNotFoundError):
         )
         self.path = path
         self.bench = bench
+
+
+def upstream(bench: str) -> str:
+    """Where ``bench``'s official files come from (``prompt_variants``: i1's packaging)."""
+    if bench == "prompt_variants":
+        return VARIANTS_UPSTREAM
+    from evals.benchmark import benchmarks
+
+    found = benchmarks().get(bench)
+    return found.upstream if found is not None else "its upstream repository"
 
 
 def benchmarks_dir(directory: str | os.PathLike[str] | None = None) -> Path:

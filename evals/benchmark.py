@@ -64,6 +64,8 @@ class Benchmark(ABC):
     official_needs: ClassVar[str | None] = None
     #: Metrics only the official judge computes; an OCR or VLM stand-in leaves them out.
     official_only: ClassVar[tuple[str, ...]] = ()
+    #: Where its official files come from (named when one is missing).
+    upstream: ClassVar[str] = "its upstream repository"
     #: Other spellings ``i1lab score`` accepts.
     aliases: ClassVar[tuple[str, ...]] = ()
     #: Generation prompt variants: name -> file under ``prompt_variants/`` (see `evals.variants`).

@@ -32,6 +32,7 @@ class Cvtg(Benchmark):
     )
     official_only = ("clipscore", "vqascore", "aesthetic_score")
     aliases = ("cvtg-2k", "cvtg2k")
+    upstream = "Hugging Face dataset dnkdnk/CVTG-2K (CVTG-2K.zip; i1 names the style folder CVTG-Style)"
     variant_files: ClassVar[Mapping[str, str]] = {
         "original": "CVTG-2K.json",
         "simple_rewrite": "CVTG-2K_simple_rewrite.json.gz",

@@ -54,6 +54,10 @@ class Dpg(Benchmark):
         "--pic-num 4 --vqa-model mplug --res-path {out}/dpg-bench_results.txt"
     )
     aliases = ("dpg-bench",)
+    upstream = (
+        "github.com/TencentQQGYLab/ELLA (dpg_bench/dpg_bench.csv; dpg_bench.json is i1's packaging of "
+        "dpg_bench/prompts/*.txt, in zlab-princeton/i1 benchmark_eval/dpg_bench/)"
+    )
     variant_files: ClassVar[Mapping[str, str]] = {
         "original": "dpg.json",
         "simple_rewrite": "dpg_simple_rewrite.json.gz",

@@ -30,6 +30,7 @@ class GenEval(Benchmark):
         "--model-path {model_path}"
     )
     official_needs = "model_path"
+    upstream = "github.com/djghosh13/geneval (prompts/evaluation_metadata.jsonl, evaluation/object_names.txt)"
     variant_files: ClassVar[Mapping[str, str]] = {
         "original": "geneval.jsonl",
         "simple_rewrite": "geneval_simple_rewrite.txt.gz",

@@ -24,6 +24,7 @@ class LongText(Benchmark):
     default_judge = "ocr"
     official_command = "{python} evaluate_text_reward.py --sample_dir {images} --output_dir {out} --mode en"
     aliases = ("longtext-bench",)
+    upstream = "github.com/X-Omni-Team/X-Omni (textbench/text_prompts.jsonl)"
     variant_files: ClassVar[Mapping[str, str]] = {
         "original": "longtext.jsonl",
         "simple_rewrite": "longtext_simple_rewrite.jsonl.gz",

@@ -28,6 +28,7 @@ class Prism(Benchmark):
     )
     official_needs = "model_path"
     aliases = ("prism-bench",)
+    upstream = "github.com/rongyaofang/prism-bench (captions/en/<category>.jsonl)"
     variant_files: ClassVar[Mapping[str, str]] = {
         "original": "prism.json",
         "simple_rewrite": "prism_simple_rewrite.json.gz",
