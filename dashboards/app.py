@@ -283,8 +283,8 @@ def _section(title: str, *children: Any) -> html.Section:
 def search_section(source: Source, name: str) -> list[Any]:
     """For a search (``i1lab search``): its trials, best configuration and Optuna's optimisation
     history; nothing for other studies."""
-    from i1lab.search.report import best_text, cell_text, figures, load_study, records, summarize
-    from i1lab.search.storage import search_exists
+    from i1lab.registry.search_storage import search_exists
+    from i1lab.report.search import best_text, cell_text, figures, load_study, records, summarize
 
     reg = source.registry
     if not search_exists(name, reg.url, reg.engine if reg.dialect != "sqlite" else None):

@@ -1,10 +1,10 @@
 """What the dashboard shows, read from the registry without ever writing to it.
 
-The registry is opened read-only: SQLite through a ``mode=ro`` connection with ``PRAGMA query_only``
-(a write fails with "attempt to write a readonly database"), PostgreSQL with
-``default_transaction_read_only`` (a write fails in the server). Everything here is a pure read that
-returns Pydantic models; :class:`Source` caches them until the registry changes (a cheap fingerprint
-query: row counts and latest timestamps), so a page of a 300-run study is built once per change.
+The registry is opened read-only (:mod:`i1lab.registry.readonly`) and read through its read functions
+(:mod:`i1lab.registry.overview` and the :class:`~i1lab.registry.Registry` methods). Everything here is a
+pure read that returns Pydantic models; :class:`Source` caches them until the registry changes (a cheap
+fingerprint query: row counts and latest timestamps), so a page of a 300-run study is built once per
+change.
 
 Sample images are read from each run's folder (``<workdir>/eval/<hash12>/<bench>/step_<N:07d>/``):
 per-prompt images in the GenEval-style layout (``<idx:05d>/samples/<k:05d>.png``, used by the shapes,
@@ -18,7 +18,6 @@ import base64
 import json
 import os
 import re
-import sqlite3
 import threading
 import time
 import urllib.parse
@@ -29,106 +28,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.pool import NullPool
 
 from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.registry import MemberRecord, Registry, StudyRecord
-from i1lab.registry.schema import CheckpointRow, RunRow, ScoreRow, StudyRow, StudyRunRow
+from i1lab.registry.overview import StudyRunCost, fingerprint, study_run_costs
+from i1lab.registry.readonly import mlflow_experiment_id, open_registry
 from i1lab.report.tables import HEADLINES, Column, Curve, Table, ablation_table, columns_of, curves
 
 T = TypeVar("T")
+Estimate = Callable[[str, dict[str, Any]], float | None]  # (run hash, resolved spec) -> accelerator-hours
 DONE = ("finished", "imported")
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 SAMPLE_FILE = re.compile(r"^(\d{1,6})-(\d{1,6})\.png$")
-
-
-# --- opening the registry read-only ----------------------------------------------------------------
-def sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///...`` URL (None for an in-memory database or another backend)."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[-1] if ":///" in url else ""
-    path = path.split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
-def _readonly_pragmas(dbapi_conn: Any, _record: object) -> None:
-    cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.close()
-
-
-def readonly_engine(url: str) -> Engine:
-    """An engine that cannot write: SQLite opened with ``mode=ro``, PostgreSQL in read-only transactions."""
-    if url.startswith("sqlite"):
-        path = sqlite_path(url)
-        if path is None or not path.is_file():
-            raise I1labError(
-                f"no registry at {path or url}: run a study first (i1lab submit), or point "
-                "I1LAB_HOME / I1LAB_DATABASE_URL at an existing registry"
-            )
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-
-        def connect() -> sqlite3.Connection:
-            return sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
-
-        engine = create_engine("sqlite+pysqlite://", creator=connect, poolclass=NullPool)
-        event.listen(engine, "connect", _readonly_pragmas)
-        return engine
-    connect_args: dict[str, Any] = {}
-    if url.startswith("postgresql"):
-        connect_args["options"] = "-c default_transaction_read_only=on"
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-
-
-def open_registry(url: str | None = None) -> Registry:
-    """The registry at ``url`` (default: ``$I1LAB_DATABASE_URL`` or ``$I1LAB_HOME/registry.db``), read-only.
-
-    A registry whose schema is older than this i1lab cannot be migrated from here: run any writing
-    i1lab command (e.g. ``i1lab status``) once first."""
-    url = url or paths.database_url()
-    return Registry(url, engine=readonly_engine(url))
-
-
-def fingerprint(registry: Registry) -> tuple[Any, ...]:
-    """Changes whenever the registry does: row counts and the latest timestamps of what is written."""
-    with registry.session() as s:
-        return (
-            tuple(s.execute(select(func.count(RunRow.id), func.max(RunRow.updated_at))).one()),
-            tuple(s.execute(select(func.count(ScoreRow.id), func.max(ScoreRow.created_at))).one()),
-            tuple(s.execute(select(func.count(StudyRow.id), func.max(StudyRow.updated_at))).one()),
-            tuple(s.execute(select(func.count(CheckpointRow.id))).one()),
-        )
-
-
-# --- cost -------------------------------------------------------------------------------------------
-_ESTIMATES: dict[str, float | None] = {}
-_ESTIMATES_LOCK = threading.Lock()
-
-
-def estimate_hours(run_hash: str, spec: dict[str, Any]) -> float | None:
-    """Accelerator-hours of a run from its resolved spec (``i1lab.plan.cost``); None if it cannot be
-    costed."""
-    with _ESTIMATES_LOCK:
-        if run_hash in _ESTIMATES:
-            return _ESTIMATES[run_hash]
-    hours: float | None
-    try:
-        from i1lab.plan.cost import run_cost
-        from i1lab.spec.model import model_config
-        from i1lab.spec.run import RunSpec
-
-        rs = RunSpec.model_validate(spec)
-        hours = float(run_cost(rs, model_config(rs)).accelerator_hours)
-    except Exception:  # an old or foreign spec: shown as not costed
-        hours = None
-    with _ESTIMATES_LOCK:
-        _ESTIMATES[run_hash] = hours
-    return hours
 
 
 # --- records ----------------------------------------------------------------------------------------
@@ -140,7 +53,7 @@ class StudySummary(BaseModel):
     runs: int
     done: int  # finished or imported
     by_status: dict[str, int]
-    est_hours: float  # accelerator-hours planned (the runs' specs through i1lab.plan.cost)
+    est_hours: float  # accelerator-hours planned (else as the source's ``estimate`` costs the spec)
     uncosted: int  # runs whose cost is unknown
     used_hours: float  # accelerator-hours measured so far
 
@@ -214,20 +127,23 @@ def column_key(col: Column) -> str:
 
 
 def summarize_runs(
-    record: StudyRecord, runs: Sequence[tuple[str, str, dict[str, Any], float | None, float | None]]
+    record: StudyRecord, runs: Sequence[StudyRunCost], estimate: Estimate | None = None
 ) -> StudySummary:
-    """A study's progress and cost from (hash, status, spec, planned hours, used hours) of its runs."""
+    """A study's progress and cost from its runs; a run without a planned cost is costed by ``estimate``
+    (uncosted without one)."""
     by_status: dict[str, int] = {}
     est = used = 0.0
     uncosted = 0
-    for digest, status, spec, planned, spent in runs:
-        by_status[status] = by_status.get(status, 0) + 1
-        hours = planned if planned is not None else estimate_hours(digest, spec)
+    for run in runs:
+        by_status[run.status] = by_status.get(run.status, 0) + 1
+        hours = run.planned_hours
+        if hours is None and estimate is not None:
+            hours = estimate(run.hash, run.spec)
         if hours is None:
             uncosted += 1
         else:
             est += hours
-        used += spent or 0.0
+        used += run.used_hours or 0.0
     return StudySummary(
         name=record.name,
         description=record.description,
@@ -305,41 +221,28 @@ class Mlflow:
             with urllib.request.urlopen(request, timeout=2) as response:
                 exp = json.load(response).get("experiment", {})
             return str(exp["experiment_id"]) if exp.get("lifecycle_stage", "active") == "active" else None
-        sql = "SELECT experiment_id FROM experiments WHERE name = :name AND lifecycle_stage = 'active'"
-        if uri.startswith("sqlite"):
-            path = sqlite_path(uri)
-            if path is None or not path.is_file():
-                return None
-            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5) as conn:
-                row = conn.execute(sql.replace(":name", "?"), (study,)).fetchone()
-            return str(row[0]) if row else None
-        if "://" in uri and not uri.startswith(("file:", "databricks")):
-            from sqlalchemy import text
-
-            engine = readonly_engine(uri)
-            try:
-                with engine.connect() as conn:
-                    value = conn.execute(text(sql), {"name": study}).scalar()
-            finally:
-                engine.dispose()
-            return str(value) if value is not None else None
-        return None
+        return mlflow_experiment_id(uri, study)
 
 
 # --- the source of every page -----------------------------------------------------------------------
 class Source:
     """Everything the pages read, cached until the registry changes. Thread-safe."""
 
-    def __init__(self, registry: Registry, mlflow: Mlflow | None = None) -> None:
+    def __init__(
+        self, registry: Registry, mlflow: Mlflow | None = None, estimate: Estimate | None = None
+    ) -> None:
         self.registry = registry
         self.mlflow = mlflow or Mlflow()
+        self.estimate = estimate  # costs a run recorded without a planned cost (``i1lab dashboard``'s)
         self._cache: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
         self._folders: dict[int, Path] = {}  # run id -> its eval folder (a run's hash and folder are fixed)
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, url: str | None = None, mlflow: Mlflow | None = None) -> Source:
-        return cls(open_registry(url), mlflow)
+    def open(
+        cls, url: str | None = None, mlflow: Mlflow | None = None, estimate: Estimate | None = None
+    ) -> Source:
+        return cls(open_registry(url), mlflow, estimate)
 
     def _cached(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:
         fp = fingerprint(self.registry)
@@ -360,23 +263,11 @@ class Source:
 
     def _studies(self) -> list[StudySummary]:
         records = {r.id: r for r in self.registry.studies()}
-        runs: dict[int, list[tuple[str, str, dict[str, Any], float | None, float | None]]] = {
-            i: [] for i in records
-        }
-        with self.registry.session() as s:
-            rows = s.execute(
-                select(
-                    StudyRunRow.study_id,
-                    RunRow.hash,
-                    RunRow.status,
-                    RunRow.spec,
-                    RunRow.accelerator_hours_est,
-                    RunRow.accelerator_hours,
-                ).join(RunRow, RunRow.id == StudyRunRow.run_id)
-            )
-            for study_id, digest, status, spec, planned, spent in rows:
-                runs.setdefault(study_id, []).append((digest, status, spec, planned, spent))
-        return [summarize_runs(rec, runs[i]) for i, rec in sorted(records.items(), key=lambda x: x[1].name)]
+        runs = study_run_costs(self.registry)
+        return [
+            summarize_runs(rec, runs.get(i, []), self.estimate)
+            for i, rec in sorted(records.items(), key=lambda x: x[1].name)
+        ]
 
     def study(self, name: str) -> StudyPage:
         return self._cached(("study", name), lambda: self._study(name))
@@ -398,8 +289,8 @@ class Source:
                 total_steps=m.run.total_steps,
                 params=m.run.params,
                 est_hours=m.run.accelerator_hours_est
-                if m.run.accelerator_hours_est is not None
-                else estimate_hours(m.run.hash, m.run.spec),
+                if m.run.accelerator_hours_est is not None or self.estimate is None
+                else self.estimate(m.run.hash, m.run.spec),
                 used_hours=m.run.accelerator_hours,
                 mlflow_run_id=m.run.mlflow_run_id,
                 workdir=m.run.workdir,
@@ -411,9 +302,16 @@ class Source:
         summary = summarize_runs(
             record,
             [
-                (m.run.hash, m.run.status, m.run.spec, m.run.accelerator_hours_est, m.run.accelerator_hours)
+                StudyRunCost(
+                    hash=m.run.hash,
+                    status=m.run.status,
+                    spec=m.run.spec,
+                    planned_hours=m.run.accelerator_hours_est,
+                    used_hours=m.run.accelerator_hours,
+                )
                 for m in unique
             ],
+            self.estimate,
         )
         return StudyPage(
             study=record,

@@ -82,7 +82,9 @@ def serve_dashboard(host: str = "127.0.0.1", port: int = 8050, threads: int = 8)
     app_module = import_dashboards()
     from gunicorn.app.base import BaseApplication
 
-    from dashboards.data import sqlite_path
+    from dashboards.data import Source
+    from i1lab.plan.recorded_cost import estimate_hours
+    from i1lab.registry.readonly import sqlite_path
 
     url = paths.database_url()
     db = sqlite_path(url)
@@ -92,15 +94,13 @@ def serve_dashboard(host: str = "127.0.0.1", port: int = 8050, threads: int = 8)
             f"i1lab dashboard: no registry at {db} yet; pages will show it once a study runs", file=sys.stderr
         )
     if db is None or db.is_file():
-        from dashboards.data import Source
-
-        source = Source.open(url)
+        source = Source.open(url, estimate=estimate_hours)
         server = app_module.create_app(source).server
         warmed = warm_up(server, source)
         source.registry.engine.dispose()  # no connection crosses gunicorn's fork into the worker
         print(f"i1lab dashboard: {warmed} pages prepared", file=sys.stderr, flush=True)
     else:
-        server = app_module.create_app().server
+        server = app_module.create_app(lambda: Source.open(url, estimate=estimate_hours)).server
 
     class Dashboard(BaseApplication):
         def load_config(self) -> None:

@@ -32,7 +32,7 @@ def search(
     The Optuna study lives on the registry's database and is named after the search; re-running the
     same search resumes it. `i1lab compare SEARCH` shows the trials and the best configuration."""
     from i1lab.registry import Registry
-    from i1lab.search.report import load_summary, rich_table
+    from i1lab.report.search import load_summary, rich_table
     from i1lab.search.run import run_search
     from i1lab.search.setup import prepare
 
@@ -71,12 +71,12 @@ def search(
 def print_search(name: str, registry: object, fmt: str) -> bool:
     """``i1lab compare SEARCH``: print a search's trials and best configuration; False if not a search."""
     from i1lab.registry import Registry
-    from i1lab.search.storage import search_exists
+    from i1lab.registry.search_storage import search_exists
 
     assert isinstance(registry, Registry)
     if not search_exists(name, registry.url, registry.engine if registry.dialect != "sqlite" else None):
         return False
-    from i1lab.search import report as search_report
+    from i1lab.report import search as search_report
 
     summary = search_report.load_summary(name, registry.url)
     if fmt == "json":
@@ -99,7 +99,7 @@ def search_report_cmd(
     ] = None,
 ) -> None:
     """Write Optuna's figures of a search (history, parameter importances, slices) as HTML files."""
-    from i1lab.search.report import write_report
+    from i1lab.report.search import write_report
 
     folder = out_dir or Path(f"{name}-report")
     for path in write_report(name, folder):

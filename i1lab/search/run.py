@@ -251,7 +251,7 @@ class Driver:
     def run(self) -> SearchResult:
         from optuna.trial import TrialState
 
-        from i1lab.search.storage import open_storage
+        from i1lab.registry.search_storage import open_storage
 
         study = open_study(self.setup, open_storage(self.registry.url))
         self.study = study

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from i1lab.hashing import canonical_json
+from i1lab.report.search import show
 from i1lab.spec.search import Dimension, SearchSpec
 
 if TYPE_CHECKING:
@@ -83,14 +83,6 @@ def member_name(number: int) -> str:
 
 def trial_label(number: int, params: Mapping[str, Any]) -> str:
     return f"trial {number}: " + ", ".join(f"{p.rsplit('.', 1)[-1]}={show(v)}" for p, v in params.items())
-
-
-def show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, PRIMITIVE):
-        return str(value)
-    return json.dumps(value, sort_keys=True)
 
 
 def objective_parts(search: SearchSpec) -> list[tuple[str, str, str, float]]:

@@ -165,7 +165,7 @@ def test_an_inference_search_records_every_trial_and_reports_the_best(
 ) -> None:
     import optuna
 
-    from i1lab.search.storage import open_storage
+    from i1lab.registry.search_storage import open_storage
 
     monkeypatch.setenv("I1LAB_HOME", str(trained.home))
     _, result, events = first
@@ -239,7 +239,7 @@ def test_rerunning_a_search_reuses_finished_trials(
 ) -> None:
     import optuna
 
-    from i1lab.search.storage import open_storage
+    from i1lab.registry.search_storage import open_storage
 
     monkeypatch.setenv("I1LAB_HOME", str(trained.home))
     setup, before, _ = first
@@ -286,7 +286,7 @@ import sys
 
 import optuna
 
-from i1lab.search.storage import open_storage
+from i1lab.registry.search_storage import open_storage
 
 url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 study = optuna.load_study(study_name=name, storage=open_storage(url))
@@ -309,7 +309,7 @@ def test_four_trials_in_parallel_lose_and_duplicate_nothing(
 ) -> None:
     import optuna
 
-    from i1lab.search.storage import open_storage
+    from i1lab.registry.search_storage import open_storage
 
     monkeypatch.setenv("I1LAB_HOME", str(trained.home))
     url = (
@@ -451,8 +451,8 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
     from optuna.trial import TrialState
 
     from i1lab.registry import ScoreRecord
+    from i1lab.registry.search_storage import open_storage
     from i1lab.search.run import Driver, _Job, open_study
-    from i1lab.search.storage import open_storage
 
     monkeypatch.setenv("I1LAB_HOME", str(tmp_path / "home"))
     path = tmp_path / "lr.yaml"

@@ -1,7 +1,7 @@
 """Fixtures of the dashboard tests: registries holding finished studies with synthetic results.
 
-The registry is built once per session (``dashboards.synthetic``: real plans, synthetic scores and PNGs)
-and each test gets its own copy of the database file; the sample images stay in the shared build.
+The registry is built once per session (``tests/dashboard/synthetic.py``: real plans, synthetic scores and
+PNGs) and each test gets its own copy of the database file; the sample images stay in the shared build.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # ``dashboards`` lives beside ``i1lab`` in the checkout
     sys.path.insert(0, str(REPO))
 
-from dashboards import synthetic  # noqa: E402
-from dashboards.synthetic import Built  # noqa: E402
+from tests.dashboard import synthetic  # noqa: E402
+from tests.dashboard.synthetic import Built  # noqa: E402
 
 SEEDS_STUDY = "study: adapter_seeds\nextends: {experiments}/adapter_size.yaml\nseeds: [0, 1]\n"
 

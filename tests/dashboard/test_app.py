@@ -10,9 +10,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from dashboards.app import create_app
-from dashboards.data import Mlflow, Source, open_registry
-from dashboards.synthetic import Built, file_state
+from dashboards.data import Mlflow, Source
 from i1lab.registry import Registry
+from i1lab.registry.readonly import open_registry
+from tests.dashboard.synthetic import Built, file_state
 
 PLAIN = "adapter_size"
 

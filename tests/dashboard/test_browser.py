@@ -1,8 +1,8 @@
 """The dashboard and the MLflow UI in a real browser: headless Chromium (Debian's) driven by Playwright.
 
-A registry holding a finished tiny study (``dashboards.synthetic``) mirrored to MLflow; ``i1lab dashboard``
-and ``i1lab mlflow-ui`` started on loopback ports; screenshots of both pages go to ``artifacts/`` (the CI
-artifacts, git-ignored).
+A registry holding a finished tiny study (``tests/dashboard/synthetic.py``) mirrored to MLflow; ``i1lab
+dashboard`` and ``i1lab mlflow-ui`` started on loopback ports; screenshots of both pages go to
+``artifacts/`` (the CI artifacts, git-ignored).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboards import synthetic
-from dashboards.synthetic import file_state
+from tests.dashboard import synthetic
+from tests.dashboard.synthetic import file_state
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"

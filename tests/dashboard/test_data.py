@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.data import Mlflow, Source, estimate_hours, open_registry, readonly_engine
-from dashboards.synthetic import Built, file_state
+from dashboards.data import Mlflow, Source
 from i1lab.errors import I1labError
+from i1lab.plan.recorded_cost import estimate_hours
 from i1lab.registry import Registry
+from i1lab.registry.readonly import open_registry, readonly_engine
+from tests.dashboard.synthetic import Built, file_state
 
 PLAIN, SEEDED = "adapter_size", "adapter_seeds"
 
@@ -50,7 +52,7 @@ def test_a_missing_registry_is_reported_and_not_created(
 
 
 def test_study_summaries_count_progress_and_cost(dash_home: Path, built: Built) -> None:
-    source = Source.open()
+    source = Source.open(estimate=estimate_hours)  # what ``i1lab dashboard`` opens
     by_name = {s.name: s for s in source.studies()}
     assert sorted(by_name) == [SEEDED, PLAIN]
     plain = by_name[PLAIN]

@@ -1,6 +1,6 @@
 """A finished study with synthetic scores and sample images, recorded through the real registry API.
 
-For the dashboard's tests and benchmark (never imported by the app): the runs come from planning a real
+For the dashboard's tests and benchmark (``benchmarks/dashboard.py``): the runs come from planning a real
 study file (so names, hashes, specs, parameter counts and costs are real), then each run is marked
 finished with checkpoints, scores of the shapes benchmark (every metric, at every checkpoint) and sample
 PNGs in the layout evaluation writes (``<workdir>/eval/<hash12>/shapes/step_<N:07d>/<idx:05d>/samples/``).
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from i1lab.registry import Registry, ScoreRecord
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 JUDGE = "exact-pixel"
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 PALETTE = ((220, 50, 47), (38, 139, 210), (133, 153, 0), (181, 137, 0), (108, 113, 196), (42, 161, 152))

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from i1lab.errors import I1labError
-from i1lab.search.space import decode_choice, show
-from i1lab.spec.search import Dimension
 
 if TYPE_CHECKING:
     import optuna
     from rich.table import Table as RichTable
 
 ATTRS = "i1lab"
+PRIMITIVE = (str, int, float, bool, type(None))
 
 
 class TrialRow(BaseModel):
@@ -57,19 +56,37 @@ def best_of(rows: list[TrialRow], direction: str) -> TrialRow | None:
     return min(done, key=lambda r: (sign * (r.value or 0.0), r.number))
 
 
+def spec_value(dim: dict[str, Any] | None, distribution: Any, value: Any) -> Any:
+    """The spec value of a trial's parameter: a categorical dimension's choice at the place of ``value``
+    among the distribution's (encoded) choices, which Optuna stores in the dimension's order; any other
+    value as it is."""
+    if dim is None or dim.get("type") != "categorical":
+        return value
+    encoded = getattr(distribution, "choices", ())
+    choices = dim.get("choices") or []
+    for i, c in enumerate(encoded):
+        if c == value and type(c) is type(value) and i < len(choices):
+            return choices[i]
+    return value
+
+
+def show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, PRIMITIVE):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
 def summarize(study: optuna.Study) -> SearchSummary:
     """The trials of a search's Optuna study, with their registry runs and the best one."""
     info = study.user_attrs.get(ATTRS) or {}
-    dims = {p: Dimension.model_validate(d) for p, d in (info.get("space") or {}).items()}
+    dims: dict[str, dict[str, Any]] = dict(info.get("space") or {})
     rows = []
     for t in study.get_trials(deepcopy=False):
         params: dict[str, Any] = {}
         for path, value in t.params.items():
-            dim = dims.get(path)
-            try:
-                params[path] = decode_choice(dim, value) if dim is not None else value
-            except KeyError:
-                params[path] = value
+            params[path] = spec_value(dims.get(path), t.distributions.get(path), value)
         attrs = t.user_attrs
         note = attrs.get("reason")
         if attrs.get("pruned_at") is not None:
@@ -104,7 +121,7 @@ def summarize(study: optuna.Study) -> SearchSummary:
 def load_study(name: str, registry_url: str | None = None) -> optuna.Study:
     import optuna
 
-    from i1lab.search.storage import open_storage
+    from i1lab.registry.search_storage import open_storage
 
     try:
         return optuna.load_study(study_name=name, storage=open_storage(registry_url, readonly=True))
