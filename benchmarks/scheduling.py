@@ -293,12 +293,12 @@ def main() -> None:
         print("\nwhere the driver's time goes, all reps (cumulative seconds; cProfile adds some overhead):")
         wanted = {
             ("spec/study.py", "load_study"): "load the study file",
-            ("plan.py", "expand"): "expand into runs",
-            ("plan.py", "make_plan"): "plan (hashes, cost, reuse)",
-            ("store.py", "record_plan"): "record the plan in the registry",
+            ("plan/planner.py", "expand"): "expand into runs",
+            ("plan/planner.py", "make_plan"): "plan (hashes, cost, reuse)",
+            ("registry/studies.py", "record_plan"): "record the plan in the registry",
             ("scheduler.py", "run_tasks"): "launch Ray tasks and wait for them",
             ("worker.py", "wait"): "  of which ray.wait (tasks running)",
-            ("report.py", "ablation_table"): "final ablation table",
+            ("report/tables.py", "ablation_table"): "final ablation table",
         }
         raw: Any = stats.stats  # type: ignore[attr-defined]
         for (file, _line, func), (_cc, calls, _tt, cum, _callers) in sorted(
