@@ -178,7 +178,7 @@ class _Evaluator:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _enable_compilation_cache() -> None:
+def enable_compilation_cache() -> None:
     """Persist compiled XLA programs (in ``$JAX_COMPILATION_CACHE_DIR``, else ``$I1LAB_HOME/cache/jax``)
     unless a cache is configured already: a resumed run skips recompilation and executes the very
     executable the first attempt ran."""
@@ -406,7 +406,7 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
     from i1lab.spec.model import model_config
     from models.dit import DiT
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
     t = spec.train
     config = model_config(spec)
     model = DiT(config)
