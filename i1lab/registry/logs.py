@@ -13,11 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select
-
 from i1lab.registry import Registry, RunRecord
 from i1lab.registry.records import TERMINAL
-from i1lab.registry.schema import RunEventRow
 
 FINAL = (*TERMINAL, "imported")
 
@@ -84,17 +81,11 @@ class RunLog:
         self.error_shown = False
 
     def _events(self) -> list[str]:
-        with self.registry.session() as s:
-            rows = s.execute(
-                select(RunEventRow.id, RunEventRow.at, RunEventRow.kind, RunEventRow.node, RunEventRow.detail)
-                .where(RunEventRow.run_id == self.run.id, RunEventRow.id > self.last_event)
-                .order_by(RunEventRow.id)
-            ).all()
         out = []
-        for rid, at, kind, node, detail in rows:
-            self.last_event = max(self.last_event, rid)
-            where = f" on {node}" if node else ""
-            out.append(f"[{at:%Y-%m-%d %H:%M:%S}] {kind}{where}" + (f": {detail}" if detail else ""))
+        for e in self.registry.events([self.run.id], after=self.last_event):
+            self.last_event = max(self.last_event, e.id)
+            where = f" on {e.node}" if e.node else ""
+            out.append(f"[{e.at:%Y-%m-%d %H:%M:%S}] {e.kind}{where}" + (f": {e.detail}" if e.detail else ""))
         return out
 
     def poll(self) -> list[str]:

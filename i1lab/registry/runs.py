@@ -137,10 +137,16 @@ class RunsMixin(RegistryBase):
             self._event(s, run_id, kind, node, detail, now())
 
     def events(
-        self, run_ids: Iterable[int] | None = None, kinds: Iterable[str] | None = None
+        self,
+        run_ids: Iterable[int] | None = None,
+        kinds: Iterable[str] | None = None,
+        *,
+        after: int | None = None,
     ) -> list[RunEventRecord]:
-        """Scheduling events, oldest first (of these runs / of these kinds)."""
+        """Scheduling events, oldest first (of these runs / of these kinds / with an id above ``after``)."""
         q = select(RunEventRow).order_by(RunEventRow.id)
+        if after is not None:
+            q = q.where(RunEventRow.id > after)
         if run_ids is not None:
             q = q.where(RunEventRow.run_id.in_(sorted(set(run_ids))))
         if kinds is not None:
