@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from i1lab.execution.nodes import node_name
-from i1lab.execution.worker import Outcome, first_line
+from i1lab.execution.worker import Outcome, RunCall, first_line
 from i1lab.spec.run import ResourcesSpec
 from i1lab.train.distributed import Gang
 
@@ -84,7 +84,7 @@ def coordinator_address() -> str:
     return f"{ray.util.get_node_ip_address()}:{port}"
 
 
-def member(call: dict[str, Any], gang: Gang, fn: Any = None) -> Outcome | str:
+def member(call: RunCall, gang: Gang, fn: Any = None) -> Outcome | str:
     """One host's process of a multi-host run: join the gang, then host 0 runs the run (lease and
     all: ``fn``, :func:`i1lab.execution.worker.execute_run` by default) and returns its outcome; the others
     train beside it and then wait, alive, to be stopped once host 0 is done (its evaluations may take
@@ -101,8 +101,8 @@ def member(call: dict[str, Any], gang: Gang, fn: Any = None) -> Outcome | str:
     if jax.process_index() != gang.index:  # process 0 writes the files: it must be the lease holder
         return f"host {gang.index} joined as JAX process {jax.process_index()}"
     if gang.index == 0:
-        return (fn or execute_run)(**call)
-    follow(call["run_id"], call.get("database_url"), call.get("workdir"))
+        return (fn or execute_run)(**call.model_dump())
+    follow(call.run_id, call.database_url, call.workdir)
     while True:  # alive (JAX's coordination service expects every process) until host 0 is done
         time.sleep(60)
 
@@ -142,7 +142,7 @@ def remove_slice_groups(owner: str) -> None:
             remove_placement_group(get_placement_group(name))
 
 
-def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Outcome:
+def execute_slice(call: RunCall, shape: SliceShape, fn: Any = None) -> Outcome:
     """Run ``call`` (:func:`i1lab.execution.worker.execute_run`'s arguments) on a whole slice of ``shape``.
 
     The slice is claimed as Ray claims one (a placement group on the head resource of a slice's host 0,
@@ -154,7 +154,7 @@ def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Ou
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     t0 = time.perf_counter()
-    owner = str(call.get("owner") or f"run-{call['run_id']}")
+    owner = call.owner or f"run-{call.run_id}"
     head_name, hosts_name = slice_group_names(owner)
     pod = shape.accelerator.removeprefix("tpu-")
     handle: Any = None
@@ -199,7 +199,7 @@ def execute_slice(call: dict[str, Any], shape: SliceShape, fn: Any = None) -> Ou
                 resources=bundle,
                 max_retries=0,
                 scheduling_strategy=on(i),
-                name=f"i1lab:run {call['run_id']} host {i}/{shape.hosts} of {slice_name}",
+                name=f"i1lab:run {call.run_id} host {i}/{shape.hosts} of {slice_name}",
             ).remote(call, Gang(coordinator=address, processes=shape.hosts, index=i), fn)
             for i in range(shape.hosts)
         ]
@@ -243,7 +243,7 @@ def _by_worker_id(labels: list[dict[str, str]]) -> list[int]:
     return sorted(range(len(labels)), key=key)
 
 
-def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
+def _await_gang(refs: list[Any], call: RunCall, t0: float) -> Outcome:
     import ray
     from ray.exceptions import RayTaskError
 
@@ -280,7 +280,7 @@ def _await_gang(refs: list[Any], call: dict[str, Any], t0: float) -> Outcome:
             ray.cancel(ref, force=True)
 
 
-def _failed(exc: BaseException | str, call: dict[str, Any], t0: float) -> Outcome:
+def _failed(exc: BaseException | str, call: RunCall, t0: float) -> Outcome:
     """The outcome of a gang one of whose hosts ended without one: its code raised (the run is failed
     here, as :func:`i1lab.execution.worker.execute_batch` fails a run that raised), or it died or could not
     join (interrupted)."""
@@ -291,14 +291,10 @@ def _failed(exc: BaseException | str, call: dict[str, Any], t0: float) -> Outcom
     reason = exc if isinstance(exc, str) else first_line(exc)
     seconds = time.perf_counter() - t0
     if isinstance(exc, RayTaskError):
-        owner = call.get("owner")
+        owner = call.owner
         if owner:
-            registry_for(call.get("database_url")).interrupt_lease(
-                call["run_id"], owner, reason, status="failed", reason=reason, interrupted=False
+            registry_for(call.database_url).interrupt_lease(
+                call.run_id, owner, reason, status="failed", reason=reason, interrupted=False
             )
-        return Outcome(
-            run_id=call["run_id"], status="raised", reason=reason, seconds=seconds, node=node_name()
-        )
-    return Outcome(
-        run_id=call["run_id"], status="interrupted", reason=reason, seconds=seconds, node=node_name()
-    )
+        return Outcome(run_id=call.run_id, status="raised", reason=reason, seconds=seconds, node=node_name())
+    return Outcome(run_id=call.run_id, status="interrupted", reason=reason, seconds=seconds, node=node_name())

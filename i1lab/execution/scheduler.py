@@ -1,15 +1,18 @@
 """Scheduling runs on Ray: an in-process local cluster by default, any cluster with ``--address``.
 
-Each run attempt is one Ray task that calls :func:`i1lab.execution.worker.execute_run`; the task asks for the
-resources its spec names (CPU cores, GPUs, or a TPU slice's head resource) and Ray places it. Runs
-that prove short (under ``SHORT_SECONDS``) are batched: one task runs several, one after the other,
-each with its own lease and outcome (:func:`batches`). On top of Ray the driver adds only study-level
-policy and the registry's exactly-once guarantees:
+One driver (:class:`Driver`: ``submit`` tasks, ``poll`` their outcomes, ``cancel``, ``close``) serves
+``i1lab submit`` (:func:`run_tasks`) and searches (:mod:`i1lab.search.run`). Each run attempt is one Ray
+task that calls :func:`i1lab.execution.worker.execute_run` with a typed
+:class:`~i1lab.execution.worker.RunCall`; the task asks for the resources its spec names (CPU cores,
+GPUs, or a TPU slice's head resource) and Ray places it. Runs that prove short (under
+``SHORT_SECONDS``) are batched: one task runs several, one after the other, each with its own lease and
+outcome (:func:`batches`). On top of Ray the driver adds only study-level policy and the registry's
+exactly-once guarantees:
 
 - **Exactly once.** A task trains its run only if it acquires the run's lease
-(:mod:`i1lab.registry.lease_holder`). A
-  run leased by another submitter's worker is watched in the registry until it ends, and its result
-  reused; a run whose lease expired (its worker vanished unseen) is taken over.
+  (:mod:`i1lab.registry.lease_holder`). A run leased by another submitter's worker is watched in the
+  registry until it ends, and its result reused; a run whose lease expired (its worker vanished
+  unseen) is taken over.
 - **Preemption.** A task whose worker or node died (any Ray system error) is an interruption: the
   driver releases the attempt's lease, records it (``runs.interruptions``, an ``interrupted`` event with
   the node) and starts the run again after a backoff (at most ``Policy.max_retries`` times); the new
@@ -40,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from i1lab import paths
-from i1lab.execution.worker import EVAL_TRIES, Outcome, first_line, freeze_heap
+from i1lab.execution.worker import EVAL_TRIES, Outcome, RunCall, first_line, freeze_heap
 from i1lab.plan.steps import EvalStep, RunEvals
 from i1lab.spec.run import ResourcesSpec, RunSpec
 
@@ -56,6 +59,11 @@ PIPELINE_MAX = 256  # at most this many tasks per slot in flight
 
 
 class Task(BaseModel):
+    """One registry run for the driver to bring to an end: trained (``train``: the run's lease, its
+    checkpoints and evaluations, :func:`i1lab.execution.worker.execute_run`) or, for a search's inference
+    trial, sampled and scored at checkpoint ``step`` of the work directory it shares (``score``:
+    :func:`i1lab.search.run.score_checkpoint`)."""
+
     run_id: int
     name: str
     resources: ResourcesSpec
@@ -63,6 +71,8 @@ class Task(BaseModel):
     hash: str = ""
     parent_hash: str | None = None  # data.resume_from: runs after that task
     accelerator_hours_est: float | None = None
+    kind: Literal["train", "score"] = "train"
+    step: int | None = None  # the checkpoint a ``score`` task samples
 
 
 class Policy(BaseModel):
@@ -181,19 +191,21 @@ def order_tasks(tasks: list[Task]) -> list[Task]:
 
 
 def dependencies(tasks: list[Task]) -> dict[int, set[int]]:
-    """Run id -> the run ids it must wait for: the previous task of the same work directory (runs
-    sharing a training run one after the other) and the run it resumes from. Pure."""
+    """Run id -> the run ids it must wait for: the previous training task of the same work directory
+    (runs sharing a training run one after the other) and the run it resumes from. Pure."""
     ordered = order_tasks(tasks)
     by_hash = {t.hash: t.run_id for t in ordered}
     last_in_workdir: dict[str, int] = {}
     deps: dict[int, set[int]] = {}
     for t in ordered:
-        wait = {last_in_workdir[t.workdir]} if t.workdir in last_in_workdir else set()
+        training = t.kind == "train"  # a score task only reads its work directory
+        wait = {last_in_workdir[t.workdir]} if training and t.workdir in last_in_workdir else set()
         parent = by_hash.get(t.parent_hash or "")
         if parent is not None and parent != t.run_id:
             wait.add(parent)
         deps[t.run_id] = wait
-        last_in_workdir[t.workdir] = t.run_id
+        if training:
+            last_in_workdir[t.workdir] = t.run_id
     return deps
 
 
@@ -302,24 +314,29 @@ def init_ray(address: str | None) -> None:
         ray.init(address="local", num_cpus=os.cpu_count() or 1, **kwargs)
 
 
-class _Attempt(BaseModel):
+class Attempt(BaseModel):
+    """One launch of a task: its lease owner's name and this driver's attempt number for the run."""
+
     task: Task
     owner: str
     number: int  # this driver's attempt number for the run (1 = first)
 
 
-class _Driver:
-    """The dispatch loop of one ``run_tasks`` call."""
+class Driver:
+    """The one Ray driver: ``submit`` tasks, ``poll`` for their outcomes, ``cancel`` one, ``close``.
+
+    ``run_tasks`` (``i1lab submit``) submits a study's runs and polls until every one has ended; a search
+    (:mod:`i1lab.search.run`) submits each trial's run as it is asked and cancels the ones its pruner
+    stops. Ray must be initialised (:func:`init_ray`)."""
 
     def __init__(
         self,
-        tasks: list[Task],
         policy: Policy,
         registry: Registry,
-        on_poll: Callable[[], None],
-        on_done: Callable[[Outcome], None],
-        on_note: Callable[[str], None],
-        poll_seconds: float,
+        *,
+        on_done: Callable[[Outcome], None] = lambda outcome: None,
+        on_note: Callable[[str], None] = lambda line: None,
+        poll_seconds: float = 1.0,
         fn: Callable[..., Outcome] | None = None,
     ) -> None:
         import ray
@@ -327,23 +344,26 @@ class _Driver:
         from i1lab.execution.worker import execute_batch, execute_run
 
         self.ray = ray
-        self.tasks = {t.run_id: t for t in order_tasks(tasks)}
-        self.order = list(self.tasks)
-        self.deps = dependencies(tasks)
+        self.tasks: dict[int, Task] = {}
+        self.order: list[int] = []
+        self.deps: dict[int, set[int]] = {}
         self.policy = policy
         self.registry = registry
-        self.on_poll, self.on_done, self.on_note = on_poll, on_done, on_note
+        self.on_done, self.on_note = on_done, on_note
         self.poll_seconds = poll_seconds
         self.fn: Callable[..., Outcome] = fn or execute_run
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
+        self.score_remote: Any = None  # i1lab.search.run.score_checkpoint, made remote on first use
+        self.launches = 0  # Ray tasks started
+        self.last_watch = time.monotonic()
         self.slice_remote: Any = None  # i1lab.execution.gang.execute_slice, made remote on first use
         self.slices: set[Any] = set()  # the tasks of runs on multi-host slices in flight
         self.url = registry.url
         self.driver = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.state: dict[int, str] = {}  # blocked | ready | launched | watching | backoff | done
         self.token: dict[int, int] = {}
-        self.launched: dict[Any, list[_Attempt]] = {}  # Ray task -> its attempts (several: a batch)
+        self.launched: dict[Any, list[Attempt]] = {}  # Ray task -> its attempts (several: a batch)
         self.attempts: dict[int, int] = {}
         self.retries: dict[int, int] = {}
         self.backoff_until: dict[int, float] = {}
@@ -358,6 +378,92 @@ class _Driver:
         self.recent: list[float] = []  # seconds of this driver's latest attempts that ran their run
         self.blocked: list[int] = []  # runs waiting for others (same work directory, resume_from)
         self.missing: set[str] = set()  # kinds no node of the cluster could run when last looked
+
+    # --- the interface --------------------------------------------------------------------------
+    def submit(self, tasks: list[Task]) -> None:
+        """Take these tasks on (a run already ended here may be submitted again). Each waits for the
+        open tasks of its work directory and for the run it resumes from, else is queued at once."""
+        new = [t for t in order_tasks(tasks) if self.state.get(t.run_id) in (None, "done")]
+        for t in new:
+            if t.run_id in self.tasks:
+                self.order.remove(t.run_id)
+            self.tasks[t.run_id] = t
+        taken = {t.run_id for t in new}
+        open_ = [self.tasks[r] for r in self.order if self.state.get(r) != "done" and r not in taken]
+        deps = dependencies(open_ + new)
+        for t in new:
+            self.order.append(t.run_id)
+            self.deps[t.run_id] = deps[t.run_id]
+            self.state[t.run_id] = "blocked" if deps[t.run_id] else "pending"
+        self.blocked += [t.run_id for t in new if deps[t.run_id]]  # in order; unblock() releases them
+        self.queue([t.run_id for t in new if not deps[t.run_id]])
+
+    @property
+    def pending(self) -> bool:
+        """Whether a submitted task has not ended yet."""
+        return any(s != "done" for s in self.state.values())
+
+    def poll(self, timeout: float | None = None) -> list[Outcome]:
+        """Launch what may be launched, wait up to ``timeout`` seconds (default: the poll period) for
+        a task to end, and look at the registry once a poll period; the outcomes that came meanwhile."""
+        seen = len(self.outcomes)
+        self.unblock()
+        self.dispatch()
+        wait = self.poll_seconds if timeout is None else timeout
+        if self.backoff_until:
+            nxt = min(
+                (u for r, u in self.backoff_until.items() if self.state.get(r) == "backoff"),
+                default=None,
+            )
+            if nxt is not None:
+                wait = max(0.05, min(wait, nxt - time.monotonic()))
+        refs = list(self.launched)
+        if refs:
+            ready, _ = self.ray.wait(refs, num_returns=1, timeout=wait)
+            if ready:
+                ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in ready:
+                self.collect(ref)
+        elif self.pending:
+            time.sleep(wait)
+        if time.monotonic() - self.last_watch >= self.poll_seconds or not self.launched:
+            self.watch()
+            self.dirty = True  # other submitters' leases, demand and spending may have moved
+            self.last_watch = time.monotonic()
+        return self.outcomes[seen:]
+
+    def cancel(self, run_id: int, reason: str) -> None:
+        """Stop a task (its Ray task cancelled, the other runs of its batch queued again) and end its
+        run ``cancelled`` for ``reason`` unless it ended already."""
+        if self.state.get(run_id) in (None, "done"):
+            return
+        for ref, attempts in list(self.launched.items()):
+            if all(a.task.run_id != run_id for a in attempts):
+                continue
+            self.launched.pop(ref)
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+            self.release_slice(ref, attempts)
+            others = [a for a in attempts if a.task.run_id != run_id]
+            if others:
+                for a in others:
+                    self.registry.interrupt_lease(a.task.run_id, a.owner, reason)
+                self.queue([a.task.run_id for a in others])
+            mine = next(a for a in attempts if a.task.run_id == run_id)
+            if self.registry.interrupt_lease(
+                run_id, mine.owner, reason, status="cancelled", reason=reason, interrupted=False
+            ):
+                self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+                return
+            break
+        if self.state[run_id] != "watching" and self.registry.run(run_id).status in ("queued", "running"):
+            self.registry.settle_run(run_id, "cancelled", reason)  # not another submitter's attempt
+        self.blocked = [r for r in self.blocked if r != run_id]
+        self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
+
+    def close(self) -> None:
+        """Stop every attempt in flight (see :meth:`abandon`)."""
+        self.abandon()
 
     # --- states ----------------------------------------------------------------------------------
     def finish(self, outcome: Outcome) -> None:
@@ -396,7 +502,7 @@ class _Driver:
             self.queue(free)
 
     # --- launching -------------------------------------------------------------------------------
-    def flying(self) -> Iterator[tuple[Any, _Attempt]]:
+    def flying(self) -> Iterator[tuple[Any, Attempt]]:
         """Every attempt in flight with its Ray task."""
         for ref, attempts in self.launched.items():
             for a in attempts:
@@ -482,7 +588,10 @@ class _Driver:
         for run_id in plan.launch:
             by_kind.setdefault(self.tasks[run_id].resources.accelerator, []).append(run_id)
         for kind, ids in by_kind.items():
-            for batch in batches(ids, caps[kind], room[kind]):
+            scores = [r for r in ids if self.tasks[r].kind == "score"]  # never batched
+            for r in scores:
+                self.launch([self.tasks[r]])
+            for batch in batches([r for r in ids if r not in scores], caps[kind], room[kind]):
                 self.launch([self.tasks[r] for r in batch])
 
     def _mine_leased(self) -> int:
@@ -496,30 +605,44 @@ class _Driver:
             n = self.attempts.get(t.run_id, 0) + 1
             self.attempts[t.run_id] = n
             owner = f"{self.driver}/{t.run_id}/{n}"
-            attempts.append(_Attempt(task=t, owner=owner, number=n))
+            attempts.append(Attempt(task=t, owner=owner, number=n))
             calls.append(
-                {
-                    "run_id": t.run_id,
-                    "database_url": self.url,
-                    "workdir": t.workdir,
-                    "expect_token": self.token.get(t.run_id),
-                    "owner": owner,
-                    "eval_options": eval_options(self.policy.eval_accelerator, t.resources),
-                }
+                RunCall(
+                    run_id=t.run_id,
+                    database_url=self.url,
+                    workdir=t.workdir,
+                    expect_token=self.token.get(t.run_id),
+                    owner=owner,
+                    eval_options=eval_options(self.policy.eval_accelerator, t.resources),
+                )
             )
             self.state[t.run_id] = "launched"
         first = batch[0]
         options = {**ray_options(first.resources), "max_retries": 0}
-        if first.resources.slice_hosts > 1:
+        self.launches += 1
+        if first.kind == "score":
+            ref = self.launch_score(first, options)
+        elif first.resources.slice_hosts > 1:
             ref = self.launch_on_slice(first, calls[0])
         elif len(batch) == 1:
-            ref = self.remote.options(**options, name=f"i1lab:{first.name}").remote(**calls[0])
+            ref = self.remote.options(**options, name=f"i1lab:{first.name}").remote(**calls[0].model_dump())
         else:
             name = f"i1lab:{first.name} (+{len(batch) - 1})"
             ref = self.batch_remote.options(**options, name=name).remote(calls, self.fn)
         self.launched[ref] = attempts
 
-    def launch_on_slice(self, t: Task, call: dict[str, Any]) -> Any:
+    def launch_score(self, t: Task, options: dict[str, Any]) -> Any:
+        """A search's inference trial: :func:`i1lab.search.run.score_checkpoint` (no lease: its run
+        only reads the work directory it shares)."""
+        if self.score_remote is None:
+            from i1lab.search.run import score_checkpoint
+
+            self.score_remote = self.ray.remote(score_checkpoint)
+        return self.score_remote.options(**options, name=f"i1lab:{t.name}").remote(
+            t.run_id, self.url, t.workdir, t.step
+        )
+
+    def launch_on_slice(self, t: Task, call: RunCall) -> Any:
         """A run on a multi-host TPU slice: :func:`i1lab.execution.gang.execute_slice` reserves the slice and
         runs one process per host. The task itself asks for nothing (the slice's placement group holds the
         hosts) and stays beside this driver where it can."""
@@ -539,7 +662,7 @@ class _Driver:
         self.slices.add(ref)
         return ref
 
-    def release_slice(self, ref: Any, attempts: list[_Attempt]) -> None:
+    def release_slice(self, ref: Any, attempts: list[Attempt]) -> None:
         """Remove the placement groups of a slice attempt that ended or was stopped (its task removes
         them when it ends normally; not when it was killed)."""
         if ref in self.slices:
@@ -565,7 +688,7 @@ class _Driver:
             assert isinstance(outcome, Outcome)
             self.ended(attempt, outcome)
 
-    def ended(self, attempt: _Attempt, outcome: Outcome) -> None:
+    def ended(self, attempt: Attempt, outcome: Outcome) -> None:
         """An attempt returned (its run's own exception included, from a batch: ``raised``)."""
         run_id = attempt.task.run_id
         if outcome.status == "raised":  # recorded failed by the worker already
@@ -586,7 +709,7 @@ class _Driver:
         else:  # lost: someone took the run over; see how it ends
             self.state[run_id], self.watching[run_id] = "watching", run_id
 
-    def failed_own(self, attempt: _Attempt, reason: str) -> None:
+    def failed_own(self, attempt: Attempt, reason: str) -> None:
         """The run's own code raised: failed, not retried."""
         run_id = attempt.task.run_id
         if not self.registry.interrupt_lease(
@@ -595,7 +718,7 @@ class _Driver:
             self.registry.settle_run(run_id, "failed", reason)  # it failed before taking the lease
         self.finish(Outcome(run_id=run_id, status="failed", reason=reason, seconds=0.0))
 
-    def failed_task(self, attempts: list[_Attempt], exc: BaseException) -> None:
+    def failed_task(self, attempts: list[Attempt], exc: BaseException) -> None:
         """A Ray task (one run, or a batch) returned no result."""
         kind = failure_kind(exc)
         reason = first_line(exc)
@@ -622,7 +745,7 @@ class _Driver:
         for attempt in self.unsettled(attempts) if len(attempts) > 1 else attempts:
             self.cancelled(attempt, reason)
 
-    def cancelled(self, attempt: _Attempt, reason: str) -> None:
+    def cancelled(self, attempt: Attempt, reason: str) -> None:
         run_id = attempt.task.run_id
         why = "its task was cancelled"
         if not self.registry.interrupt_lease(
@@ -631,7 +754,7 @@ class _Driver:
             self.registry.settle_run(run_id, "cancelled", why)
         self.finish(Outcome(run_id=run_id, status="cancelled", reason=reason, seconds=0.0))
 
-    def unsettled(self, attempts: list[_Attempt]) -> list[_Attempt]:
+    def unsettled(self, attempts: list[Attempt]) -> list[Attempt]:
         """Those of these attempts whose runs have not ended in the registry (one read); the others
         are finished as the registry has them."""
         states = self.registry.lease_states([a.task.run_id for a in attempts])
@@ -642,14 +765,14 @@ class _Driver:
                 out.append(a)
         return out
 
-    def interrupted(self, attempts: list[_Attempt], reason: str) -> None:
+    def interrupted(self, attempts: list[Attempt], reason: str) -> None:
         """A task's worker or node died (or hung): release the lease its run held and retry that run,
         counting one retry (see :meth:`split_batch` for the other runs of a batch)."""
         held = [a for a in attempts if self.registry.interrupt_lease(a.task.run_id, a.owner, reason)]
         self.split_batch(attempts, held, lambda a: self.retry(a.task, reason))
 
     def split_batch(
-        self, attempts: list[_Attempt], held: list[_Attempt], blame: Callable[[_Attempt], None]
+        self, attempts: list[Attempt], held: list[Attempt], blame: Callable[[Attempt], None]
     ) -> None:
         """The runs of a task that returned no result: ``blame`` those that held their lease; each of
         the others ends as the registry has it if it ended (finished, failed or cancelled before the
@@ -687,7 +810,7 @@ class _Driver:
         self.backoff_until[t.run_id] = time.monotonic() + delay
 
     # --- watching the registry -------------------------------------------------------------------
-    def poll(self) -> None:
+    def watch(self) -> None:
         now = time.monotonic()
         due = [r for r, s in self.state.items() if s == "backoff" and self.backoff_until[r] <= now]
         if due:
@@ -699,7 +822,9 @@ class _Driver:
             return
         states = self.registry.lease_states(ids)
         self.leased_by = {r: states[r].owner for r in flying if r in states}
-        waiting = [r for r in flying if r in states and states[r].owner is None]
+        waiting = [
+            r for r in flying if r in states and states[r].owner is None and self.tasks[r].kind == "train"
+        ]
         self.registry.touch_waiting(waiting)
         for run_id, (ref, attempt) in flying.items():
             st = states.get(run_id)
@@ -724,38 +849,12 @@ class _Driver:
             self.queue(requeue)
 
     # --- the loop --------------------------------------------------------------------------------
-    def run(self) -> list[Outcome]:
-        for r in self.order:
-            self.state[r] = "blocked" if self.deps[r] else "pending"
-        self.blocked = [r for r in self.order if self.deps[r]]  # in order; unblock() releases them
-        self.queue([r for r in self.order if self.state[r] == "pending"])
-        last_poll = time.monotonic()
+    def run(self, on_poll: Callable[[], None] = lambda: None) -> list[Outcome]:
+        """Poll until every submitted task has ended; their outcomes."""
         try:
-            while any(s != "done" for s in self.state.values()):
-                self.unblock()
-                self.dispatch()
-                timeout = self.poll_seconds
-                if self.backoff_until:
-                    nxt = min(
-                        (u for r, u in self.backoff_until.items() if self.state.get(r) == "backoff"),
-                        default=None,
-                    )
-                    if nxt is not None:
-                        timeout = max(0.05, min(timeout, nxt - time.monotonic()))
-                refs = list(self.launched)
-                if refs:
-                    ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
-                    if ready:
-                        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-                    for ref in ready:
-                        self.collect(ref)
-                elif any(s != "done" for s in self.state.values()):
-                    time.sleep(timeout)
-                if time.monotonic() - last_poll >= self.poll_seconds or not self.launched:
-                    self.poll()
-                    self.dirty = True  # other submitters' leases, demand and spending may have moved
-                    last_poll = time.monotonic()
-                self.on_poll()
+            while self.pending:
+                self.poll()
+                on_poll()
         finally:
             self.abandon()
         return self.outcomes
@@ -902,17 +1001,16 @@ def run_tasks(
     init_ray(address)
     freeze_heap()
     try:
-        driver = _Driver(
-            tasks,
+        driver = Driver(
             policy or Policy(),
             registry or Registry(),
-            on_poll,
-            on_done,
-            on_note,
-            poll_seconds,
-            fn,
+            on_done=on_done,
+            on_note=on_note,
+            poll_seconds=poll_seconds,
+            fn=fn,
         )
-        return driver.run()
+        driver.submit(tasks)
+        return driver.run(on_poll)
     finally:
         if started and address is None:
             ray.shutdown()

@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -61,6 +62,17 @@ class Outcome(BaseModel):
     node: str | None = None
     blocker: int | None = None
     trained: bool = False  # this call held the lease and ran the run
+
+
+class RunCall(BaseModel):
+    """The arguments of one :func:`execute_run` call, as the driver sends them across Ray."""
+
+    run_id: int
+    database_url: str | None = None
+    workdir: str | None = None
+    expect_token: int | None = None  # the fencing token the driver saw when it queued the run
+    owner: str | None = None  # the lease owner's name
+    eval_options: dict[str, Any] | None = None  # Ray options of evaluation tasks; None: in-process
 
 
 class EvalInterrupted(Exception):
@@ -356,7 +368,18 @@ def execute_run(
     lease = Lease(registry, run_id, grant.token, ttl, node).start()
     try:
         record = grant.run or registry.run(run_id)
-        return _execute(registry, lease, record, grant.attempt or record.attempts, workdir, eval_options, t0)
+        wd = Path(workdir or record.workdir or ".")
+        attempt = Attempt(
+            registry=registry,
+            lease=lease,
+            record=record,
+            number=grant.attempt or record.attempts,
+            workdir=wd,
+            eval_options=eval_options,
+            t0=t0,
+            log=_AttemptLog(wd / "logs" / f"{record.hash[:12]}.log"),
+        )
+        return _execute(attempt)
     finally:
         lease.stop()
 
@@ -369,7 +392,7 @@ def first_line(exc: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None = None) -> list[Outcome]:
+def execute_batch(calls: list[RunCall], fn: Callable[..., Outcome] | None = None) -> list[Outcome]:
     """Several short runs in one Ray task, one after the other (the scheduler batches runs that all
     took under a second): each is one :func:`execute_run` call (``fn``: a replacement with the same
     arguments) with its own lease, log and outcome. The transaction that records a run's end also
@@ -383,23 +406,19 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
     _HANDOVER.grants.clear()
     for i, call in enumerate(calls):
         t0 = time.perf_counter()
-        run_id, owner = call["run_id"], call.get("owner")
+        run_id, owner = call.run_id, call.owner
         following = calls[i + 1] if i + 1 < len(calls) else None
         _HANDOVER.next = (
-            LeaseRequest(
-                run_id=following["run_id"],
-                owner=following["owner"],
-                expect_token=following.get("expect_token"),
-            )
-            if following is not None and following.get("owner")
+            LeaseRequest(run_id=following.run_id, owner=following.owner, expect_token=following.expect_token)
+            if following is not None and following.owner
             else None
         )
         try:
-            outcome = run(**call)
+            outcome = run(**call.model_dump())
         except (Exception, SystemExit) as exc:
             reason = first_line(exc)
             if owner:  # failed now, not when the batch ends: its lease would expire meanwhile
-                registry_for(call.get("database_url")).interrupt_lease(
+                registry_for(call.database_url).interrupt_lease(
                     run_id, owner, reason, status="failed", reason=reason, interrupted=False
                 )
             outcome = Outcome(
@@ -411,12 +430,12 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
             )
         else:
             if outcome.status == "interrupted" and owner:  # released now, for the driver to retry it
-                registry_for(call.get("database_url")).interrupt_lease(
+                registry_for(call.database_url).interrupt_lease(
                     run_id, owner, outcome.reason or "interrupted"
                 )
             unused = _HANDOVER.grants.pop((run_id, owner), None) if owner else None
             if unused is not None and unused.state == "acquired" and owner:  # ``fn`` took it another way
-                registry_for(call.get("database_url")).interrupt_lease(
+                registry_for(call.database_url).interrupt_lease(
                     run_id, owner, "the lease handed to it was not used", interrupted=False
                 )
         finally:
@@ -426,70 +445,68 @@ def execute_batch(calls: list[dict[str, Any]], fn: Callable[..., Outcome] | None
     return outcomes
 
 
-def _execute(
-    registry: Registry,
-    lease: Lease,
-    record: RunRecord,
-    attempt: int,
-    workdir: str | None,
-    eval_options: dict[str, Any] | None,
-    t0: float,
-) -> Outcome:
-    log = _AttemptLog(Path(workdir or record.workdir or ".") / "logs" / f"{record.hash[:12]}.log")
+@dataclass
+class Attempt:
+    """One attempt at a run by this worker, holding its lease: what training and evaluation need."""
+
+    registry: Registry
+    lease: Lease
+    record: RunRecord
+    number: int  # the run's attempt number
+    workdir: Path
+    eval_options: dict[str, Any] | None  # Ray options of evaluation tasks; None: in this process
+    t0: float  # when the call began (perf_counter)
+    log: _AttemptLog
+
+    def outcome(self, status: str, reason: str | None = None) -> Outcome:
+        return Outcome(
+            run_id=self.record.id,
+            status=status,
+            reason=reason,
+            seconds=time.perf_counter() - self.t0,
+            node=self.lease.node,
+            trained=True,
+        )
+
+
+def _execute(a: Attempt) -> Outcome:
+    record, log = a.record, a.log
     log.write(
-        f"=== attempt {attempt} of run {record.id} ({record.hash[:12]}) on {lease.node}, "
-        f"pid {os.getpid()}, lease token {lease.token}"
+        f"=== attempt {a.number} of run {record.id} ({record.hash[:12]}) on {a.lease.node}, "
+        f"pid {os.getpid()}, lease token {a.lease.token}"
     )
     try:
-        outcome = _train_and_evaluate(registry, lease, record, attempt, workdir, eval_options, t0, log)
+        outcome = _train_and_evaluate(a)
     except BaseException as exc:
-        log.write(f"attempt {attempt} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        log.write(f"attempt {a.number} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
         raise
     else:
         log.write(
-            f"attempt {attempt} ended: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
+            f"attempt {a.number} ended: {outcome.status}" + (f": {outcome.reason}" if outcome.reason else "")
         )
         return outcome
     finally:
         log.close()
 
 
-def _train_and_evaluate(
-    registry: Registry,
-    lease: Lease,
-    record: RunRecord,
-    attempt: int,
-    workdir: str | None,
-    eval_options: dict[str, Any] | None,
-    t0: float,
-    log: _AttemptLog,
-) -> Outcome:
+def _train_and_evaluate(a: Attempt) -> Outcome:
     from i1lab.execution.evaluation import evaluate_checkpoint
     from i1lab.plan.steps import evaluation_history
     from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
 
     freeze_heap()  # JAX and Flax are imported by now
+    registry, lease, record, log, wd = a.registry, a.lease, a.record, a.log, a.workdir
+    attempt, outcome = a.number, a.outcome
     run_id = record.id
     spec = RunSpec.model_validate(record.spec)
-    wd = Path(workdir or record.workdir or ".")
     evals = eval_steps(spec) if spec.eval.benchmarks else set()
     remote = (
-        _RemoteEvals(run_id, registry.url, wd, lease.token, eval_options, log)
-        if eval_options is not None and _ray_running()
+        _RemoteEvals(run_id, registry.url, wd, lease.token, a.eval_options, log)
+        if a.eval_options is not None and _ray_running()
         else None
     )
     clock = _Clock(record.train_seconds)
     last_progress = [0.0]
-
-    def outcome(status: str, reason: str | None = None) -> Outcome:
-        return Outcome(
-            run_id=run_id,
-            status=status,
-            reason=reason,
-            seconds=time.perf_counter() - t0,
-            node=lease.node,
-            trained=True,
-        )
 
     def on_start(step: int, notes: list[str]) -> None:
         clock.started(step)

@@ -7,9 +7,11 @@ the search as member ``trial-NNNN`` whose ``varied`` holds the trial's params. T
 1. the run already has scores for every objective term at the scored step (from this search, another
    search or a submitted study) -> Optuna is told the stored value; nothing is sampled or trained;
 2. the same run is already in flight for another trial of this search -> the trial waits for it;
-3. otherwise one Ray task runs it: an inference trial restores the checkpoint's EMA weights and samples
-   and scores the study's benchmarks at that step (:func:`score_checkpoint`); a training trial is
-   :func:`i1lab.execution.worker.execute_run`, whose intermediate checkpoint scores feed the pruner.
+3. otherwise the run is submitted to the scheduler's Ray driver (:class:`i1lab.execution.scheduler.Driver`,
+   the one ``i1lab submit`` uses: leases, retries, slices, runs held by other submitters): an inference
+   trial restores the checkpoint's EMA weights and samples and scores the study's benchmarks at that step
+   (:func:`score_checkpoint`); a training trial is :func:`i1lab.execution.worker.execute_run`, whose
+   intermediate checkpoint scores feed the pruner, which cancels the run on the driver.
 
 Only the driver writes the Optuna study, so trials are never lost or duplicated by racing workers; the
 workers write the registry (one short transaction per fact, see :mod:`i1lab.registry.base`).
@@ -21,11 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -51,8 +52,9 @@ from i1lab.spec.run import RunSpec
 if TYPE_CHECKING:
     import optuna
 
+    from i1lab.execution.scheduler import Driver as RayDriver
+
 ATTRS = "i1lab"  # the Optuna study's user attribute holding the search definition
-RETRY_SECONDS = 2.0  # a trial's run another worker holds is looked at again this often
 
 
 class SearchResult(BaseModel):
@@ -115,21 +117,13 @@ def score_checkpoint(run_id: int, database_url: str, workdir: str, step: int) ->
 
 @dataclass
 class _Job:
-    """One run in flight and the trials waiting for it (several when trials share a configuration).
-
-    ``ref`` is its Ray task, or None while it waits: for a training trial sharing its work directory with
-    a run in flight (one training per folder), or until ``retry_at`` when another worker held its lease."""
+    """One run in flight on the driver and the trials waiting for it (several when trials share a
+    configuration)."""
 
     run_id: int
     hash: str
-    workdir: str
     training: bool
-    options: dict[str, Any]
     trials: list[Any] = field(default_factory=list)
-    ref: Any = None
-    owner: str = ""
-    retry_at: float = 0.0
-    slice: Any = None  # i1lab.execution.gang.SliceShape of a training run on a multi-host TPU slice
     reported: set[int] = field(default_factory=set)
 
 
@@ -233,17 +227,19 @@ class Driver:
         address: str | None = None,
         on_event: Callable[[str], None] = lambda line: None,
         poll_seconds: float = 0.5,
+        fn: Callable[..., Outcome] | None = None,
     ) -> None:
+        """``fn``: a replacement for :func:`i1lab.execution.worker.execute_run` (see
+        :class:`~i1lab.execution.scheduler.Driver`)."""
         self.setup = setup
         self.registry = registry
         self.address = address
         self.on_event = on_event
         self.poll_seconds = poll_seconds
         self.dists = distributions(setup.search)
-        self.jobs: dict[str, _Job] = {}  # run hash -> its job, launched or waiting
-        self.launched: dict[Any, _Job] = {}  # Ray task -> its job
-        self.remote: dict[str, Any] = {}
-        self.driver = f"search:{setup.name}:{uuid.uuid4().hex[:8]}"
+        self.jobs: dict[str, _Job] = {}  # run hash -> its job, in flight on the driver
+        self.fn = fn
+        self.executor: RayDriver | None = None  # made on the first trial that runs
         self.reused = self.ran = self.max_in_flight = 0
         self.started_ray = False
 
@@ -289,6 +285,8 @@ class Driver:
             self._abandon(study)
             raise
         finally:
+            if self.executor is not None:
+                self.executor.close()
             if self.started_ray:
                 import ray
 
@@ -450,121 +448,53 @@ class Driver:
             return None, None
         return cost.params, cost.accelerator_hours
 
-    # --- Ray side -----------------------------------------------------------------------------------
-    def _remote(self, kind: str) -> Any:
-        import ray
+    # --- Ray side: the scheduler's driver -----------------------------------------------------------
+    def _driver(self) -> RayDriver:
+        if self.executor is None:
+            import ray
 
-        if not ray.is_initialized():
-            from i1lab.execution.scheduler import init_ray
+            from i1lab.execution.scheduler import Driver, Policy, init_ray
 
-            init_ray(self.address)
-            self.started_ray = self.address is None
-        if kind not in self.remote:
-            from i1lab.execution.gang import execute_slice
-            from i1lab.execution.worker import execute_run
-
-            fn: Any = {"inference": score_checkpoint, "slice": execute_slice}.get(kind, execute_run)
-            self.remote[kind] = ray.remote(fn)
-        return self.remote[kind]
+            if not ray.is_initialized():
+                init_ray(self.address)
+                self.started_ray = self.address is None
+            policy = Policy(study=self.setup.name)
+            self.executor = Driver(
+                policy, self.registry, on_note=self.on_event, poll_seconds=self.poll_seconds, fn=self.fn
+            )
+        return self.executor
 
     def _submit(self, trial: Any, run_id: int, digest: str, spec: RunSpec, workdir: str) -> None:
-        from i1lab.execution.scheduler import ray_options
+        from i1lab.execution.scheduler import Task
 
-        self.registry.set_status(run_id, "queued")
-        options = {**ray_options(spec.resources), "max_retries": 0, "name": f"i1lab:{self.setup.name}"}
-        job = _Job(run_id, digest, workdir, self.setup.kind == "training", options, [trial])
-        if job.training and spec.resources.slice_hosts > 1:
-            from i1lab.execution.gang import slice_shape
-
-            job.slice = slice_shape(spec.resources)
+        job = _Job(run_id, digest, self.setup.kind == "training", [trial])
         self.jobs[digest] = job
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        """Launch every waiting job whose turn it is. A job whose run another worker held is launched
-        again only once the registry shows that lease ended (one read for all of them): a launch of a
-        slice trial reserves the whole slice and starts a process per host just to be told so."""
-        busy = {j.workdir for j in self.launched.values() if j.training}
-        now = time.monotonic()
-        held = [j for j in self.jobs.values() if j.ref is None and j.retry_at and j.retry_at <= now]
-        states = self.registry.lease_states(j.run_id for j in held) if held else {}
-        live = {r for r, st in states.items() if st.live}
-        for job in self.jobs.values():
-            if job.ref is not None or job.retry_at > now:
-                continue
-            if job.run_id in live:  # still running elsewhere: look again later
-                job.retry_at = now + RETRY_SECONDS
-                continue
-            if job.training and job.workdir in busy:
-                continue  # one training per work directory: after the run in flight there
-            remote = self._remote(self.setup.kind).options(**job.options)
-            url = self.registry.url
-            if job.slice is not None:  # the slice reserved whole, one process per host (i1lab.execution.gang)
-                job.owner = f"{self.driver}/{job.run_id}/{uuid.uuid4().hex[:6]}"
-                call = {"run_id": job.run_id, "database_url": url, "workdir": job.workdir, "owner": job.owner}
-                job.ref = self._remote("slice").options(num_cpus=0, max_retries=0).remote(call, job.slice)
-                busy.add(job.workdir)
-            elif self.setup.checkpoint is not None:
-                job.ref = remote.remote(job.run_id, url, job.workdir, self.setup.checkpoint.step)
-            else:
-                job.owner = f"{self.driver}/{job.run_id}/{uuid.uuid4().hex[:6]}"
-                job.ref = remote.remote(job.run_id, url, job.workdir, owner=job.owner)
-                busy.add(job.workdir)
-            self.launched[job.ref] = job
-            self.ran += 1
+        checkpoint = self.setup.checkpoint
+        task = Task(
+            run_id=run_id,
+            name=f"{self.setup.name}/{member_name(trial.number)}",
+            resources=spec.resources,
+            workdir=workdir,
+            hash=digest,
+            kind="train" if job.training else "score",
+            step=checkpoint.step if checkpoint is not None else None,
+        )
+        self._driver().submit([task])
+        self.ran += 1
 
     def _wait(self) -> None:
-        import ray
-
-        if self.launched:
-            ready, _ = ray.wait(list(self.launched), num_returns=1, timeout=self.poll_seconds)
-        else:
-            ready = []
-            time.sleep(self.poll_seconds)  # only jobs waiting to retry
-        for ref in ready:
-            job = self.launched.pop(ref)
-            self._release_slice(job)
-            try:
-                outcome = ray.get(ref)
-            except Exception as exc:
-                cause = getattr(exc, "cause", None) or exc
-                reason = f"{type(cause).__name__}: {cause}".splitlines()[0]
-                outcome = Outcome(run_id=job.run_id, status="failed", reason=reason, seconds=0.0)
-                self._settle(job, "failed", reason)
-            if outcome.status == "elsewhere":  # another worker holds its lease: ask again shortly
-                job.ref, job.retry_at = None, time.monotonic() + RETRY_SECONDS
+        by_run = {j.run_id: j for j in self.jobs.values()}
+        for outcome in self._driver().poll(self.poll_seconds):
+            job = by_run.get(outcome.run_id)
+            if job is None:
                 continue
             self.jobs.pop(job.hash, None)
             self._finish(job, outcome)
         if self.setup.kind == "training" and self.setup.search.pruner != "none":
-            for ref, job in list(self.launched.items()):
-                self._maybe_prune(ref, job)
-        self._dispatch()
-
-    def _settle(self, job: _Job, status: Literal["failed", "cancelled", "queued"], reason: str) -> None:
-        """The driver's verdict on a run whose task it stopped or that died: release the lease it held
-        (training) and give the run ``status`` unless it already ended."""
-        if job.training and self.registry.interrupt_lease(
-            job.run_id, job.owner, reason, status=status, reason=reason, interrupted=status == "queued"
-        ):
-            return
-        if status != "queued" and self.registry.run(job.run_id).status in ("queued", "running"):
-            if job.training:
-                self.registry.settle_run(job.run_id, status, reason)
-            else:
-                self.registry.set_status(job.run_id, status, reason)
-
-    def _release_slice(self, job: _Job) -> None:
-        """Remove the placement groups of a slice job's attempt (left behind when its task is killed)."""
-        if job.slice is not None and job.owner:
-            from i1lab.execution.gang import remove_slice_groups
-
-            with contextlib.suppress(Exception):
-                remove_slice_groups(job.owner)
+            for job in list(self.jobs.values()):
+                self._maybe_prune(job)
 
     def _finish(self, job: _Job, outcome: Outcome) -> None:
-        if outcome.status in ("interrupted", "raised"):  # a slice's host died or raised
-            self._settle(job, "failed", outcome.reason or outcome.status)
         if outcome.status != "finished":
             for trial in job.trials:
                 self._fail(self.study, trial, outcome.reason or outcome.status)
@@ -586,9 +516,8 @@ class Driver:
             else:
                 self._tell(self.study, trial, terms, f"same run as trial {job.trials[0].number}")
 
-    def _maybe_prune(self, ref: Any, job: _Job) -> None:
+    def _maybe_prune(self, job: _Job) -> None:
         """Report the objective at each newly scored checkpoint; stop the run if Optuna prunes it."""
-        import ray
         from optuna.trial import TrialState
 
         scores = self.registry.scores([job.run_id])
@@ -603,11 +532,8 @@ class Driver:
             for trial in job.trials:
                 trial.report(value, step)
             if job.trials[0].should_prune():
-                ray.cancel(ref, force=True)
-                self._release_slice(job)
-                self.launched.pop(ref, None)
                 self.jobs.pop(job.hash, None)
-                self._settle(job, "cancelled", f"pruned by search {self.setup.name} at step {step}")
+                self._driver().cancel(job.run_id, f"pruned by search {self.setup.name} at step {step}")
                 for trial in job.trials:
                     trial.set_user_attr("pruned_at", step)
                     self.study.tell(trial, state=TrialState.PRUNED)
@@ -622,25 +548,19 @@ class Driver:
         their params again first next time."""
         from optuna.trial import TrialState
 
-        for job in list(self.jobs.values()):
-            if job.ref is not None:
-                try:
-                    import ray
-
-                    ray.cancel(job.ref, force=True)
-                except Exception:  # the task may be finishing; the run's status says what happened
-                    pass
-                self._release_slice(job)
+        if self.executor is not None:
             with contextlib.suppress(Exception):
-                self._settle(
-                    job, "queued" if job.training else "cancelled", f"search {self.setup.name} stopped"
-                )
+                self.executor.close()
+        for job in list(self.jobs.values()):
+            if not job.training:  # an inference trial's run has no lease to give back
+                with contextlib.suppress(Exception):
+                    if self.registry.run(job.run_id).status in ("queued", "running"):
+                        self.registry.set_status(job.run_id, "cancelled", f"search {self.setup.name} stopped")
             for trial in job.trials:
                 with contextlib.suppress(Exception):
                     study.tell(trial, state=TrialState.FAIL)
                     study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
         self.jobs.clear()
-        self.launched.clear()
 
 
 def run_search(

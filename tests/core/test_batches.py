@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from i1lab.execution.scheduler import Policy, batches, run_tasks
-from i1lab.execution.worker import Outcome
+from i1lab.execution.worker import Outcome, RunCall
 from i1lab.registry import Registry
 from tests.core.test_policy import record
 
@@ -211,7 +211,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "eval_steps", lambda spec: set())
 
 
-def planned_calls(registry: Registry, tmp_path: Path) -> list[dict[str, Any]]:
+def planned_calls(registry: Registry, tmp_path: Path) -> list[RunCall]:
     """A four-run study planned and recorded as ``i1lab submit`` does, queued, as a driver's calls."""
     from i1lab.execution.submit import planned_members
     from i1lab.plan.planner import expand, make_plan
@@ -227,7 +227,7 @@ def planned_calls(registry: Registry, tmp_path: Path) -> list[dict[str, Any]]:
     run_ids = [ids[r.name] for r in plan.runs]
     tokens = registry.queue_runs(run_ids)
     return [
-        {"run_id": r, "database_url": registry.url, "expect_token": tokens[r].token, "owner": f"driver/{r}/1"}
+        RunCall(run_id=r, database_url=registry.url, expect_token=tokens[r].token, owner=f"driver/{r}/1")
         for r in run_ids
     ]
 
@@ -243,7 +243,7 @@ def test_each_run_of_a_batch_is_leased_in_the_transaction_that_ends_the_one_befo
 
     registry = Registry(None if backend == "sqlite" else request.getfixturevalue("postgres_url"))
     calls = planned_calls(registry, tmp_path)
-    ids = [c["run_id"] for c in calls]
+    ids = [c.run_id for c in calls]
     held = registry.acquire_lease(ids[2], "another-submitter", ttl=60, node="elsewhere")
     assert held.state == "acquired"
 
@@ -281,7 +281,7 @@ def test_a_lease_handed_to_a_run_the_batch_function_does_not_run_is_released(
 
     registry = Registry()
     calls = planned_calls(registry, tmp_path)
-    ids = [c["run_id"] for c in calls]
+    ids = [c.run_id for c in calls]
 
     def skipping(**call: Any) -> Outcome:
         if call["run_id"] == ids[1]:

@@ -440,13 +440,33 @@ def add_trial_run(
     return registry.add_members(study, [member])[name]
 
 
+def sleeping_run(
+    run_id: int,
+    database_url: str | None = None,
+    workdir: str | None = None,
+    *,
+    expect_token: int | None = None,
+    owner: str | None = None,
+    eval_options: dict[str, Any] | None = None,
+) -> Any:
+    """Stands in for training on the driver: sleeps, takes nothing."""
+    time.sleep(120)
+
+
+def trial_task(setup: Setup, study: str, run_id: int, digest: str, workdir: Path) -> Any:
+    from i1lab.execution.scheduler import Task
+
+    resources, where = setup.base.resources, str(workdir)
+    return Task(run_id=run_id, name=f"{study}/trial", resources=resources, workdir=where, hash=digest)
+
+
 @pytest.mark.slow
 def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
     trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pruner's side of a training search: three finished trials scored 1.0 at step 2, then a
     running trial whose step-2 checkpoint scores 0.0 is pruned: its Ray task stopped, its run cancelled.
-    (Training is stood in for by a sleeping Ray task and the score its evaluation would record.)"""
+    (Training is stood in for by a sleeping task on the driver and the score its evaluation would record.)"""
     import ray
     from optuna.trial import TrialState
 
@@ -465,7 +485,7 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
     setup = prepare(path, "tiny")
     assert setup.kind == "training" and setup.step == 4
     registry = Registry()
-    driver = Driver(setup, registry)
+    driver = Driver(setup, registry, fn=sleeping_run, poll_seconds=0.1)
     study = driver.study = open_study(setup, open_storage())
     for _ in range(3):
         done = study.ask(driver.dists)
@@ -474,12 +494,15 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
     trial = study.ask(driver.dists)
     run_id = add_trial_run(registry, setup, "lr", 3, trial.params, "f" * 64, tmp_path / "w")
 
-    def training(seconds: float) -> None:
-        time.sleep(seconds)
-
-    ref = ray.remote(training).options(num_cpus=0).remote(120)
-    job = _Job(run_id, "f" * 64, str(tmp_path / "w"), True, {}, [trial], ref=ref)
-    driver.launched[ref], driver.jobs[job.hash] = job, job
+    job = _Job(run_id, "f" * 64, True, [trial])
+    driver.jobs[job.hash] = job
+    executor = driver._driver()
+    executor.submit([trial_task(setup, "lr", run_id, job.hash, tmp_path / "w")])
+    deadline = time.monotonic() + 60
+    while not executor.launched:
+        assert time.monotonic() < deadline, "the trial was not launched"
+        executor.poll(0.1)
+    (ref,) = executor.launched
     registry.add_scores(
         [
             ScoreRecord(
@@ -487,11 +510,11 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
             )
         ]
     )
-    driver._maybe_prune(ref, job)
+    driver._maybe_prune(job)
     assert study.get_trials()[3].state == TrialState.PRUNED and study.get_trials()[3].intermediate_values == {
         2: 0.0
     }
-    assert not driver.jobs and not driver.launched
+    assert not driver.jobs and not executor.launched and not executor.pending
     run = registry.run(run_id)
     assert run.status == "cancelled" and run.reason == "pruned by search lr at step 2"
     with pytest.raises(ray.exceptions.TaskCancelledError):
@@ -501,11 +524,9 @@ def test_a_training_trial_is_pruned_on_its_intermediate_checkpoint_scores(
 def test_a_trial_whose_run_another_worker_holds_is_launched_again_only_once_that_lease_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A training trial told "elsewhere" (another submitter's worker holds its run) waits: the driver
-    reads the run's lease in the registry and launches the trial again only once that lease ended,
-    instead of every two seconds (a slice trial's launch reserves the whole slice to learn it)."""
-    import ray
-
+    """A training trial whose run another submitter's worker holds waits: the driver watches the run's
+    lease in the registry and launches nothing while it is held (a slice trial's launch reserves the
+    whole slice just to learn it); once the other worker finished the run, the trial has its result."""
     from i1lab.search.run import Driver, _Job
 
     monkeypatch.setenv("I1LAB_HOME", str(tmp_path / "home"))
@@ -517,20 +538,26 @@ def test_a_trial_whose_run_another_worker_holds_is_launched_again_only_once_that
     )
     setup = prepare(path, "tiny")
     registry = Registry()
-    driver = Driver(setup, registry)
+    driver = Driver(setup, registry, poll_seconds=0.1)
     run_id = add_trial_run(registry, setup, "lr_held", 0, {"train.lr": 1.0e-3}, "e" * 64, tmp_path / "w")
     held = registry.acquire_lease(run_id, "another-submitter", ttl=60, node="elsewhere")
     assert held.token is not None
-    job = _Job(run_id, "e" * 64, str(tmp_path / "w"), True, {}, [], retry_at=time.monotonic() - 1)
+    job = _Job(run_id, "e" * 64, True, [])
     driver.jobs[job.hash] = job
+    executor = driver._driver()
+    executor.submit([trial_task(setup, "lr_held", run_id, job.hash, tmp_path / "w")])
 
-    driver._dispatch()
-    assert job.ref is None and driver.ran == 0 and job.retry_at > time.monotonic()
+    for _ in range(5):
+        assert executor.poll(0.1) == []
+    assert executor.launches == 0 and executor.pending
 
-    # the other worker finishes the run: the next look launches the trial, whose worker finds it done
+    # the other worker finishes the run: the trial's outcome is that run's, and nothing was launched
     assert registry.finish_lease(run_id, held.token, "finished")
-    job.retry_at = time.monotonic() - 1
-    driver._dispatch()
-    assert job.ref is not None and driver.ran == 1
-    outcome = ray.get(job.ref, timeout=120)
-    assert (outcome.status, outcome.trained) == ("finished", False)
+    outcomes = []
+    deadline = time.monotonic() + 60
+    while not outcomes:
+        assert time.monotonic() < deadline, "the finished run was not seen"
+        outcomes = executor.poll(0.1)
+    (outcome,) = outcomes
+    assert (outcome.status, outcome.trained) == ("finished", False) and executor.launches == 0
+    executor.close()
