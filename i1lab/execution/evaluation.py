@@ -23,6 +23,7 @@ from i1lab.spec.run import EvalSpec, RunSpec
 
 if TYPE_CHECKING:
     from i1lab.evaluation.judging import BenchmarkScore
+    from i1lab.execution.worker import Outcome
     from i1lab.registry.lease_holder import Lease
 
 
@@ -193,4 +194,21 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
         node=node,
         pid=pid,
         scores=scores_line(call.step, results, where),
+    )
+
+
+def evaluate_run(calls: list[EvalCall]) -> Outcome:
+    """A Ray task of the driver (an ``evaluate`` task): the checkpoints of one run already trained, one
+    after the other (:func:`run_evaluation`); ``failed`` names the checkpoints no longer kept."""
+    from i1lab.execution.worker import Outcome
+
+    t0 = time.perf_counter()
+    done = [run_evaluation(call) for call in calls]
+    lost = [str(d.step) for d in done if not d.recorded]
+    return Outcome(
+        run_id=calls[0].run_id,
+        status="failed" if lost else "finished",
+        reason=f"checkpoint(s) {', '.join(lost)} not kept" if lost else None,
+        seconds=time.perf_counter() - t0,
+        node=done[0].node if done else None,
     )

@@ -60,9 +60,10 @@ PIPELINE_MAX = 256  # at most this many tasks per slot in flight
 
 class Task(BaseModel):
     """One registry run for the driver to bring to an end: trained (``train``: the run's lease, its
-    checkpoints and evaluations, :func:`i1lab.execution.worker.execute_run`) or, for a search's inference
-    trial, sampled and scored at checkpoint ``step`` of the work directory it shares (``score``:
-    :func:`i1lab.search.run.score_checkpoint`)."""
+    checkpoints and evaluations, :func:`i1lab.execution.worker.execute_run`), for a search's inference
+    trial sampled and scored at checkpoint ``step`` of the work directory it shares (``score``:
+    :func:`i1lab.search.run.score_checkpoint`), or, trained already, evaluated (``evaluate``: no lease;
+    the run stays as it is whatever the evaluation's outcome)."""
 
     run_id: int
     name: str
@@ -71,8 +72,12 @@ class Task(BaseModel):
     hash: str = ""
     parent_hash: str | None = None  # data.resume_from: runs after that task
     accelerator_hours_est: float | None = None
-    kind: Literal["train", "score"] = "train"
+    kind: Literal["train", "score", "evaluate"] = "train"
     step: int | None = None  # the checkpoint a ``score`` task samples
+    #: an ``evaluate`` task: the evaluation steps a run already trained lacks, and the EvalSpec (the
+    #: asking study's) they come from (:func:`i1lab.execution.evaluation.evaluate_run`)
+    evaluations: list[EvalStep] = []
+    eval: dict[str, Any] | None = None
 
 
 class Policy(BaseModel):
@@ -355,6 +360,7 @@ class Driver:
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
         self.score_remote: Any = None  # i1lab.search.run.score_checkpoint, made remote on first use
+        self.eval_remote: Any = None  # i1lab.execution.evaluation.evaluate_run, likewise
         self.launches = 0  # Ray tasks started
         self.last_watch = time.monotonic()
         self.slice_remote: Any = None  # i1lab.execution.gang.execute_slice, made remote on first use
@@ -396,7 +402,10 @@ class Driver:
             self.deps[t.run_id] = deps[t.run_id]
             self.state[t.run_id] = "blocked" if deps[t.run_id] else "pending"
         self.blocked += [t.run_id for t in new if deps[t.run_id]]  # in order; unblock() releases them
-        self.queue([t.run_id for t in new if not deps[t.run_id]])
+        for t in new:
+            if t.kind == "evaluate":  # a finished run: nothing to queue or lease
+                self.state[t.run_id] = "ready"
+        self.queue([t.run_id for t in new if not deps[t.run_id] and t.kind != "evaluate"])
 
     @property
     def pending(self) -> bool:
@@ -588,7 +597,7 @@ class Driver:
         for run_id in plan.launch:
             by_kind.setdefault(self.tasks[run_id].resources.accelerator, []).append(run_id)
         for kind, ids in by_kind.items():
-            scores = [r for r in ids if self.tasks[r].kind == "score"]  # never batched
+            scores = [r for r in ids if self.tasks[r].kind != "train"]  # never batched
             for r in scores:
                 self.launch([self.tasks[r]])
             for batch in batches([r for r in ids if r not in scores], caps[kind], room[kind]):
@@ -622,6 +631,8 @@ class Driver:
         self.launches += 1
         if first.kind == "score":
             ref = self.launch_score(first, options)
+        elif first.kind == "evaluate":
+            ref = self.launch_evaluation(first, options)
         elif first.resources.slice_hosts > 1:
             ref = self.launch_on_slice(first, calls[0])
         elif len(batch) == 1:
@@ -641,6 +652,23 @@ class Driver:
         return self.score_remote.options(**options, name=f"i1lab:{t.name}").remote(
             t.run_id, self.url, t.workdir, t.step
         )
+
+    def launch_evaluation(self, t: Task, options: dict[str, Any]) -> Any:
+        """The evaluation steps of a run already trained, one checkpoint after the other."""
+        from i1lab.execution.evaluation import EvalCall, evaluate_run
+
+        if self.eval_remote is None:
+            self.eval_remote = self.ray.remote(evaluate_run)
+        by_step: dict[int, list[EvalStep]] = {}
+        for e in t.evaluations:
+            by_step.setdefault(e.step, []).append(e)
+        calls = [
+            EvalCall(
+                run_id=t.run_id, database_url=self.url, workdir=t.workdir, step=step, steps=steps, eval=t.eval
+            )
+            for step, steps in sorted(by_step.items())
+        ]
+        return self.eval_remote.options(**options, name=f"i1lab-eval:{t.name}").remote(calls)
 
     def launch_on_slice(self, t: Task, call: RunCall) -> Any:
         """A run on a multi-host TPU slice: :func:`i1lab.execution.gang.execute_slice` reserves the slice and
@@ -681,7 +709,10 @@ class Driver:
         try:
             result = self.ray.get(ref)
         except Exception as exc:
-            self.failed_task(attempts, exc)
+            if attempts[0].task.kind == "evaluate":
+                self.evaluation_failed(attempts[0], exc)
+            else:
+                self.failed_task(attempts, exc)
             return
         outcomes = result if isinstance(result, list) else [result]
         for attempt, outcome in zip(attempts, outcomes, strict=True):
@@ -708,6 +739,15 @@ class Driver:
             self.retry(attempt.task, reason)
         else:  # lost: someone took the run over; see how it ends
             self.state[run_id], self.watching[run_id] = "watching", run_id
+
+    def evaluation_failed(self, attempt: Attempt, exc: BaseException) -> None:
+        """An evaluation task returned no outcome: started again once if its worker died, else failed;
+        the run itself, trained already, is left as it is."""
+        t = attempt.task
+        if failure_kind(exc) == "interrupted" and attempt.number < EVAL_TRIES:
+            self.state[t.run_id] = "ready"
+            return
+        self.finish(Outcome(run_id=t.run_id, status="failed", reason=first_line(exc), seconds=0.0))
 
     def failed_own(self, attempt: Attempt, reason: str) -> None:
         """The run's own code raised: failed, not retried."""
@@ -885,86 +925,57 @@ class EvalTask(BaseModel):
     eval: dict[str, Any]  # the EvalSpec the steps come from (the asking study's)
 
 
-def eval_tasks(runs: list[RunEvals], specs: dict[int, RunSpec], workdirs: dict[int, str]) -> list[EvalTask]:
-    """One task per run and checkpoint of the evaluation steps ``runs`` lack. Pure."""
+def eval_resources(eval_accelerator: str, resources: ResourcesSpec) -> ResourcesSpec:
+    """Where a run's evaluation tasks run (see ``Policy.eval_accelerator``): its own resources for
+    ``inline`` and, under ``auto``, for a CPU run; else a CPU or the resources named. Pure."""
+    if eval_accelerator == "inline" or (
+        eval_accelerator == "auto" and resources.accelerator.startswith("cpu")
+    ):
+        return resources
+    return ResourcesSpec(accelerator="cpu" if eval_accelerator == "auto" else eval_accelerator)
+
+
+def eval_tasks(
+    runs: list[RunEvals], specs: dict[int, RunSpec], workdirs: dict[int, str], eval_accelerator: str = "auto"
+) -> list[Task]:
+    """One ``evaluate`` task per run for the evaluation steps ``runs`` lack. Pure."""
     return [
-        EvalTask(
+        Task(
             run_id=r.run_id,
             name=r.name,
+            resources=eval_resources(eval_accelerator, specs[r.run_id].resources),
             workdir=workdirs[r.run_id],
-            resources=specs[r.run_id].resources,
-            step=step,
-            steps=steps,
+            kind="evaluate",
+            evaluations=r.steps,
             eval=specs[r.run_id].eval.model_dump(mode="json"),
         )
         for r in runs
-        for step, steps in sorted(r.by_step().items())
     ]
 
 
 def run_evaluations(
-    tasks: list[EvalTask],
+    tasks: list[Task],
     *,
     address: str | None = None,
     policy: Policy | None = None,
     registry: Registry | None = None,
     on_note: Callable[[str], None] = lambda line: None,
 ) -> list[str]:
-    """Run evaluation tasks on Ray, on the resources ``policy.eval_accelerator`` names (``auto`` and
-    ``inline``: the run's own), each started again once if its worker dies; the errors, one line each
-    (empty: all recorded). Ray is started (and stopped at the end) unless it runs already."""
+    """Run ``evaluate`` tasks on the driver (:func:`eval_tasks`); the errors, one line each (empty: all
+    recorded). Ray is started (and stopped at the end) unless it runs already."""
     if not tasks:
         return []
-    import ray
-
-    from i1lab.execution.evaluation import EvalCall, EvalOutcome, run_evaluation
-    from i1lab.registry import Registry
-
-    started = not ray.is_initialized()
-    init_ray(address)
-    url = (registry or Registry()).url
-    p = policy or Policy()
-    remote: Any = ray.remote(run_evaluation)
-    pending: dict[Any, tuple[EvalTask, int]] = {}
-
-    def launch(t: EvalTask, tries: int) -> None:
-        options = eval_options(p.eval_accelerator, t.resources) or ray_options(t.resources)
-        call = EvalCall(
-            run_id=t.run_id, database_url=url, workdir=t.workdir, step=t.step, steps=t.steps, eval=t.eval
-        )
-        ref = remote.options(**options, max_retries=0, name=f"i1lab-eval:{t.name}@{t.step}").remote(call)
-        pending[ref] = (t, tries)
-
     errors: list[str] = []
-    try:
-        for t in tasks:
-            launch(t, 1)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                t, tries = pending.pop(ref)
-                benches = ", ".join(s.benchmark for s in t.steps)
-                try:
-                    done = ray.get(ref)
-                except Exception as exc:
-                    if failure_kind(exc) == "interrupted" and tries < EVAL_TRIES:
-                        launch(t, tries + 1)
-                        continue
-                    errors.append(f"{t.name}: evaluation of step {t.step} ({benches}): {first_line(exc)}")
-                    on_note(errors[-1])
-                    continue
-                assert isinstance(done, EvalOutcome)
-                if not done.recorded:
-                    errors.append(f"{t.name}: step {t.step} ({benches}) not evaluated: checkpoint not kept")
-                    on_note(errors[-1])
-                else:
-                    on_note(f"{t.name}: evaluated step {t.step} on {benches}")
-    finally:
-        for ref in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        if started and address is None:
-            ray.shutdown()
+    names = {t.run_id: t.name for t in tasks}
+
+    def done(outcome: Outcome) -> None:
+        if outcome.status == "finished":
+            on_note(f"{names[outcome.run_id]}: evaluated")
+        else:
+            errors.append(f"{names[outcome.run_id]}: {outcome.reason or outcome.status}")
+            on_note(errors[-1])
+
+    run_tasks(tasks, address=address, policy=policy, registry=registry, on_done=done, on_note=on_note)
     return errors
 
 

@@ -172,13 +172,10 @@ def _evaluate_missing(
         return []
     from i1lab.execution.scheduler import Policy, eval_tasks, run_evaluations
 
-    tasks = eval_tasks(
-        lacking,
-        {i: v[1] for i, v in runs.items()},
-        {i: records[i].workdir or "" for i in runs},
-    )
-    n = sum(len(t.steps) for t in tasks)
-    console.print(f"{n} evaluation(s) of {len(lacking)} run(s) trained before: {len(tasks)} task(s)")
+    specs = {i: v[1] for i, v in runs.items()}
+    tasks = eval_tasks(lacking, specs, {i: records[i].workdir or "" for i in runs}, eval_accelerator)
+    n = sum(len(t.evaluations) for t in tasks)
+    console.print(f"{n} evaluation(s) of {len(lacking)} run(s) trained before")
     return run_evaluations(
         tasks,
         address=address,

@@ -106,7 +106,7 @@ def test_a_reused_run_asked_for_another_benchmark_is_evaluated_on_it_only_once(
     b = i1lab("submit", str(second), "--profile", "tiny", "--no-progress", home=home)
     assert b.returncode == 0, b.stdout + b.stderr
     assert "1 runs — 0 new, 1 reused" in b.stdout
-    assert "1 evaluation(s) of 1 run(s) trained before" in b.stdout
+    assert "1 evaluation(s) of 1 run(s) trained before" in b.stdout, b.stdout
     assert len(reg.runs()) == 1
     after = {(s.step, s.benchmark, s.metric): s for s in reg.scores([run.id])}
     new = {k: s for k, s in after.items() if k not in before}
