@@ -912,19 +912,6 @@ class Driver:
         self.launched.clear()
 
 
-class EvalTask(BaseModel):
-    """Evaluation steps of one checkpoint of a run already trained: one Ray task
-    (:func:`i1lab.execution.evaluation.run_evaluation`)."""
-
-    run_id: int
-    name: str
-    workdir: str
-    resources: ResourcesSpec
-    step: int
-    steps: list[EvalStep]
-    eval: dict[str, Any]  # the EvalSpec the steps come from (the asking study's)
-
-
 def eval_resources(eval_accelerator: str, resources: ResourcesSpec) -> ResourcesSpec:
     """Where a run's evaluation tasks run (see ``Policy.eval_accelerator``): its own resources for
     ``inline`` and, under ``auto``, for a CPU run; else a CPU or the resources named. Pure."""

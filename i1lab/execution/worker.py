@@ -369,7 +369,7 @@ def execute_run(
     try:
         record = grant.run or registry.run(run_id)
         wd = Path(workdir or record.workdir or ".")
-        attempt = Attempt(
+        attempt = RunAttempt(
             registry=registry,
             lease=lease,
             record=record,
@@ -446,7 +446,7 @@ def execute_batch(calls: list[RunCall], fn: Callable[..., Outcome] | None = None
 
 
 @dataclass
-class Attempt:
+class RunAttempt:
     """One attempt at a run by this worker, holding its lease: what training and evaluation need."""
 
     registry: Registry
@@ -469,7 +469,7 @@ class Attempt:
         )
 
 
-def _execute(a: Attempt) -> Outcome:
+def _execute(a: RunAttempt) -> Outcome:
     record, log = a.record, a.log
     log.write(
         f"=== attempt {a.number} of run {record.id} ({record.hash[:12]}) on {a.lease.node}, "
@@ -489,7 +489,7 @@ def _execute(a: Attempt) -> Outcome:
         log.close()
 
 
-def _train_and_evaluate(a: Attempt) -> Outcome:
+def _train_and_evaluate(a: RunAttempt) -> Outcome:
     from i1lab.execution.evaluation import evaluate_checkpoint
     from i1lab.plan.steps import evaluation_history
     from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
