@@ -85,6 +85,29 @@ def test_tasks_run_parents_first() -> None:
     assert [t.name for t in ordered] == ["a", "b", "c", "x"]
 
 
+def test_training_tasks_of_one_work_directory_wait_for_each_other_and_score_tasks_do_not() -> None:
+    from i1lab.execution.scheduler import Task, dependencies
+    from i1lab.spec.run import ResourcesSpec
+
+    def task(run_id: int, kind: str = "train", parent: str | None = None) -> Task:
+        return Task.model_validate(
+            {
+                "run_id": run_id,
+                "name": str(run_id),
+                "resources": ResourcesSpec(),
+                "workdir": "shared",
+                "hash": str(run_id),
+                "parent_hash": parent,
+                "kind": kind,
+            }
+        )
+
+    deps = dependencies(
+        [task(1), task(2), task(3, "score"), task(4, "score"), task(5), task(6, "train", "4")]
+    )
+    assert deps == {1: set(), 2: {1}, 3: set(), 4: set(), 5: {2}, 6: {5, 4}}
+
+
 def test_resume_from_names_resolve_to_hashes_and_errors_are_located(tmp_path: Path) -> None:
     study = load_study(EXPERIMENTS / "resolution_stages.yaml")
     s1, s2, s3 = expand(study)
