@@ -12,12 +12,12 @@ from rich.live import Live
 from i1lab import paths
 from i1lab.errors import I1labError
 from i1lab.hashing import training_hash
-from i1lab.plan.planner import Plan, expand, make_plan
+from i1lab.plan.planner import Plan, PlannedRun, expand, make_plan
 from i1lab.registry import PlannedMember, Registry
 from i1lab.spec import load_study
 
 if TYPE_CHECKING:
-    from i1lab.execution.scheduler import Policy
+    from i1lab.execution.scheduler import Policy, Task
 
 
 def planned_members(plan: Plan, total_steps: int | None = None) -> list[PlannedMember]:
@@ -97,7 +97,12 @@ def submit_study(
         f"{s['resume']} to resume"
     )
     todo = [r for r in plan.runs if r.status != "reused"]
-    if todo:
+    # the evaluation steps the reused runs lack (this study asks another benchmark or judge of them) run
+    # on the same driver as the training steps; the runs trained now are evaluated by their workers
+    reused = [r for r in plan.runs if r.status == "reused"]
+    evaluations = _evaluations(reused, plan, ids, registry, console, eval_accelerator)
+    failed_evals: list[str] = []
+    if todo or evaluations:
         from i1lab.execution.scheduler import Policy
 
         policy = Policy(
@@ -108,7 +113,7 @@ def submit_study(
             max_retries=max_retries,
             eval_accelerator=eval_accelerator,
         )
-        _run(
+        failed_evals = _run(
             plan,
             todo,
             ids,
@@ -119,10 +124,20 @@ def submit_study(
             mlflow=mlflow,
             console=console,
             policy=policy,
+            evaluations=evaluations,
         )
-    failed_evals = _evaluate_missing(
-        plan, ids, registry, address=address, console=console, eval_accelerator=eval_accelerator
-    )
+    # a run trained now for another study (resumed here) was evaluated as that study asked: the rest now
+    later = _evaluations(todo, plan, ids, registry, console, eval_accelerator) if todo else []
+    if later:
+        from i1lab.execution.scheduler import Policy, run_evaluations
+
+        failed_evals += run_evaluations(
+            later,
+            address=address,
+            policy=Policy(study=plan.study, eval_accelerator=eval_accelerator),
+            registry=registry,
+            on_note=lambda line: _write(console, line),
+        )
     if mlflow:
         _mirror(registry, plan.study, console)
     from i1lab.report import tables as report
@@ -142,20 +157,22 @@ def submit_study(
     return plan
 
 
-def _evaluate_missing(
+def _evaluations(
+    planned: list[PlannedRun],
     plan: Plan,
     ids: dict[str, int],
     registry: Registry,
-    *,
-    address: str | None,
     console: Console,
     eval_accelerator: str,
-) -> list[str]:
-    """Run the evaluation steps the plan's finished runs lack as this study asks them (a reused run asked
-    for another benchmark or judge, a run trained for another study); the errors, one line each."""
+) -> list[Task]:
+    """The ``evaluate`` tasks of the evaluation steps these runs, finished, lack as this study asks them
+    (at the checkpoints still kept), announced on the console; none without a registry read more than
+    three."""
     from i1lab.plan.steps import evaluation_history, missing_evaluations
 
-    asked = {r.name: r for r in plan.runs if r.spec.eval.benchmarks}
+    asked = {r.name: r for r in planned if r.spec.eval.benchmarks}
+    if not asked:
+        return []
     records = {m.run.id: m.run for m in registry.members(plan.study) if m.name in asked}
     runs = {
         ids[name]: (f"{plan.study}/{name}", r.spec, r.hash)
@@ -170,19 +187,13 @@ def _evaluate_missing(
     lacking = missing_evaluations({r.run_id: runs[r.run_id] for r in lacking}, history, kept)
     if not lacking:
         return []
-    from i1lab.execution.scheduler import Policy, eval_tasks, run_evaluations
+    from i1lab.execution.scheduler import eval_tasks
 
     specs = {i: v[1] for i, v in runs.items()}
     tasks = eval_tasks(lacking, specs, {i: records[i].workdir or "" for i in runs}, eval_accelerator)
     n = sum(len(t.evaluations) for t in tasks)
     console.print(f"{n} evaluation(s) of {len(lacking)} run(s) trained before")
-    return run_evaluations(
-        tasks,
-        address=address,
-        policy=Policy(study=plan.study, eval_accelerator=eval_accelerator),
-        registry=registry,
-        on_note=lambda line: _write(console, line),
-    )
+    return tasks
 
 
 def _mirror(registry: Registry, study: str, console: Console) -> None:
@@ -209,7 +220,10 @@ def _run(
     mlflow: bool,
     console: Console,
     policy: Policy,
-) -> None:
+    evaluations: list[Task],
+) -> list[str]:
+    """Run the training steps ``todo`` and the ``evaluations`` on one driver; the evaluations that
+    failed, one line each."""
     from i1lab.execution.scheduler import Task, run_tasks
     from i1lab.report.display import progress_table
 
@@ -226,6 +240,8 @@ def _run(
         )
         for r in todo
     ]
+    trained = len(tasks)
+    tasks += evaluations
     # No status is written here: the scheduler queues each run in the registry unless another
     # submitter's worker holds it, in which case it waits for that run and reuses its result.
     started = time.perf_counter()
@@ -245,12 +261,20 @@ def _run(
             live.update(progress_table(plan.study, registry.members(plan.study)))
 
     names = {t.run_id: t.name for t in tasks}
+    evaluated = {t.run_id for t in evaluations}
+    failed: list[str] = []
 
     def on_done(outcome: object) -> None:
         from i1lab.execution.worker import Outcome
 
         assert isinstance(outcome, Outcome)
         name = names[outcome.run_id]
+        if outcome.run_id in evaluated:
+            ok = outcome.status == "finished"
+            line = f"{name}: evaluated" if ok else f"{name}: {outcome.reason or outcome.status}"
+            failed.extend([] if ok else [line])
+            note(line)
+            return
         where = "" if outcome.trained or outcome.status != "finished" else " (by another submitter)"
         line = f"{name}: {outcome.status}{where}" + (f" ({outcome.reason})" if outcome.reason else "")
         note(line)
@@ -279,7 +303,9 @@ def _run(
             go()
     else:
         go()
-    console.print(f"{len(tasks)} runs done in {time.perf_counter() - started:.0f} s")
+    if trained:
+        console.print(f"{trained} runs done in {time.perf_counter() - started:.0f} s")
+    return failed
 
 
 def _write(console: Console, line: str) -> None:
