@@ -93,7 +93,7 @@ def evals_judge(
         out.print(f"{bench}: judge none: nothing judged", markup=False)
         return
     if run is not None:
-        from i1lab.execution.evaluation import record_scores
+        from i1lab.evaluation.checkpoint import record_scores
         from i1lab.registry import Registry
 
         registry = Registry()

@@ -26,7 +26,7 @@ def weights_cmd(
 ) -> None:
     """What the weights directory holds: every text encoder and VAE of the catalogue, present, missing
     or mismatched, with the folder read (or looked for) and its feature width / latent channels."""
-    from i1lab.plan.weights import inventory, weights_dir
+    from i1lab.spec.weights import inventory, weights_dir
 
     rows = inventory()
     if as_json:

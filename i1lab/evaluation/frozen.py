@@ -13,8 +13,8 @@ import numpy as np
 
 from i1lab.errors import I1labError
 from i1lab.evaluation.forward import write_npz
-from i1lab.plan.weights import Kind, locate
 from i1lab.spec.catalog import TEXT_ENCODERS, VAES
+from i1lab.spec.weights import Kind, locate
 from i1lab.train.build import codec_from, encoder_from
 
 #: Captions longer than this many characters are refused (a line that is a whole file is a mistake).

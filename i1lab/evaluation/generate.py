@@ -103,7 +103,7 @@ def sampling_spec(
 
 def _check_runnable(spec: RunSpec) -> None:
     """One line naming the first frozen model (text encoder, VAE) whose weights are not usable here."""
-    from i1lab.plan.weights import weight_problems
+    from i1lab.spec.weights import weight_problems
 
     problems = weight_problems(spec)
     if problems:
@@ -169,7 +169,7 @@ def generate_images(
         loaded.spec, cfg_scale=cfg_scale, cfg_rescale=cfg_rescale, steps=steps, seed=seed, size=size
     )
     _check_runnable(spec)
-    from i1lab.plan.weights import check_recorded
+    from i1lab.spec.weights import check_recorded
 
     check_recorded(loaded.spec, loaded.folder)
     params = loaded.state.ema

@@ -51,8 +51,8 @@ def score_command(
 
 
 def _record(bench: str, judge: str, metrics: dict[str, float], run: str, step: int, console: Console) -> None:
+    from i1lab.evaluation.checkpoint import record_scores
     from i1lab.evaluation.judging import BenchmarkScore
-    from i1lab.execution.evaluation import record_scores
     from i1lab.registry import Registry
 
     registry = Registry()

@@ -343,6 +343,7 @@ class Driver:
         on_note: Callable[[str], None] = lambda line: None,
         poll_seconds: float = 1.0,
         fn: Callable[..., Outcome] | None = None,
+        score_fn: Callable[..., Outcome] | None = None,
     ) -> None:
         import ray
 
@@ -359,7 +360,8 @@ class Driver:
         self.fn: Callable[..., Outcome] = fn or execute_run
         self.remote: Any = ray.remote(self.fn)
         self.batch_remote: Any = ray.remote(execute_batch)
-        self.score_remote: Any = None  # i1lab.search.run.score_checkpoint, made remote on first use
+        self.score_fn = score_fn  # what a ``score`` task runs (a search's inference trial)
+        self.score_remote: Any = None  # score_fn, made remote on first use
         self.eval_remote: Any = None  # i1lab.execution.evaluation.evaluate_run, likewise
         self.launches = 0  # Ray tasks started
         self.last_watch = time.monotonic()
@@ -643,12 +645,12 @@ class Driver:
         self.launched[ref] = attempts
 
     def launch_score(self, t: Task, options: dict[str, Any]) -> Any:
-        """A search's inference trial: :func:`i1lab.search.run.score_checkpoint` (no lease: its run
-        only reads the work directory it shares)."""
+        """A search's inference trial: the driver's ``score_fn`` (no lease: its run only reads the work
+        directory it shares)."""
         if self.score_remote is None:
-            from i1lab.search.run import score_checkpoint
-
-            self.score_remote = self.ray.remote(score_checkpoint)
+            if self.score_fn is None:
+                raise RuntimeError("score task submitted to a driver without a score_fn")
+            self.score_remote = self.ray.remote(self.score_fn)
         return self.score_remote.options(**options, name=f"i1lab:{t.name}").remote(
             t.run_id, self.url, t.workdir, t.step
         )

@@ -31,7 +31,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from i1lab.errors import I1labError
-from i1lab.execution.evaluation import EvalCall, EvalOutcome, record_scores, restore_ema, scores_line
+from i1lab.evaluation.checkpoint import record_scores, restore_ema, scores_line
+from i1lab.execution.evaluation import EvalCall, EvalOutcome
 from i1lab.execution.nodes import node_name
 from i1lab.plan.steps import evaluations
 from i1lab.registry import Registry
@@ -490,9 +491,9 @@ def _execute(a: RunAttempt) -> Outcome:
 
 
 def _train_and_evaluate(a: RunAttempt) -> Outcome:
-    from i1lab.execution.evaluation import evaluate_checkpoint
-    from i1lab.plan.steps import evaluation_history
-    from i1lab.train.runner import Hooks, RunFailed, eval_steps, train
+    from i1lab.evaluation.checkpoint import evaluate_checkpoint
+    from i1lab.plan.steps import eval_steps, evaluation_history
+    from i1lab.train.runner import Hooks, RunFailed, train
 
     freeze_heap()  # JAX and Flax are imported by now
     registry, lease, record, log, wd = a.registry, a.lease, a.record, a.log, a.workdir

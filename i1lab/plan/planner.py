@@ -397,10 +397,10 @@ def make_plan(
 
 def run_problems(spec: RunSpec) -> list[str]:
     """What stops ``spec`` running here, one line each: frozen models whose weights are missing or
-    mismatched (:mod:`i1lab.plan.weights`), data sources whose shards are not found. Reads configs and
+    mismatched (:mod:`i1lab.spec.weights`), data sources whose shards are not found. Reads configs and
     globs."""
     from i1lab.data.sources import source_problem
-    from i1lab.plan.weights import weight_problems
+    from i1lab.spec.weights import weight_problems
 
     data = [p for s in spec.data.kept_sources() if (p := source_problem(s)) is not None]
     return weight_problems(spec) + [f"data.sources: {p}" for p in data]

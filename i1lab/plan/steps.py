@@ -51,11 +51,18 @@ class EvalStep(BaseModel):
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+def eval_steps(spec: RunSpec) -> set[int]:
+    """The checkpoint steps a run is evaluated at: every ``eval.every`` (default ``train.keep_every``)
+    steps and the last. Pure."""
+    every = spec.eval.every or spec.train.keep_every
+    steps = set(range(every, spec.train.steps + 1, every))
+    steps.add(spec.train.steps)
+    return steps
+
+
 def evaluations(spec: RunSpec, run_hash: str, steps: Iterable[int] | None = None) -> list[EvalStep]:
     """The evaluation steps ``spec`` asks of run ``run_hash`` (at ``steps``, default :func:`eval_steps`),
     in step then benchmark order. Pure."""
-    from i1lab.train.runner import eval_steps
-
     e = spec.eval
     out = []
     for step in sorted(eval_steps(spec) if steps is None else set(steps)):

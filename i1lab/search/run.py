@@ -77,7 +77,7 @@ class SearchResult(BaseModel):
 def score_checkpoint(run_id: int, database_url: str, workdir: str, step: int) -> Outcome:
     """An inference trial (a Ray task): sample and score registry run ``run_id`` on the EMA weights of
     checkpoint ``step`` in ``workdir``, which it only reads; record the scores and finish the run."""
-    from i1lab.execution.evaluation import evaluate_checkpoint, record_scores, restore_ema
+    from i1lab.evaluation.checkpoint import evaluate_checkpoint, record_scores, restore_ema
     from i1lab.plan.steps import evaluations
     from i1lab.train.runner import enable_compilation_cache
 
@@ -157,7 +157,7 @@ def _pruner(setup: Setup) -> Any:
 
 
 def _eval_steps(spec: RunSpec) -> set[int]:
-    from i1lab.train.runner import eval_steps
+    from i1lab.plan.steps import eval_steps
 
     return eval_steps(spec)
 
@@ -460,7 +460,12 @@ class Driver:
                 self.started_ray = self.address is None
             policy = Policy(study=self.setup.name)
             self.executor = Driver(
-                policy, self.registry, on_note=self.on_event, poll_seconds=self.poll_seconds, fn=self.fn
+                policy,
+                self.registry,
+                on_note=self.on_event,
+                poll_seconds=self.poll_seconds,
+                fn=self.fn,
+                score_fn=score_checkpoint,
             )
         return self.executor
 

@@ -15,7 +15,7 @@ class TextEncoderInfo(NamedTuple):
     """A catalogue entry: its cost-model figures and how its weights are read.
 
     ``dim`` and ``tokens`` are the published checkpoint's; a run's actual D comes from the weights' own
-    config.json (a mismatch with ``dim`` is a located error at plan time, see :mod:`i1lab.plan.weights`).
+    config.json (a mismatch with ``dim`` is a located error at plan time, see :mod:`i1lab.spec.weights`).
     """
 
     dim: int

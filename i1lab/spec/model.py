@@ -19,7 +19,7 @@ def model_config(spec: RunSpec) -> ModelConfig:
 
     Each text encoder's width D is its weights' own (when they are present here), else the catalogue's.
     """
-    from i1lab.plan.weights import text_dims
+    from i1lab.spec.weights import text_dims
 
     m = spec.model
     vae = VAES[m.vae]

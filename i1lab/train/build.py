@@ -3,7 +3,7 @@ is :func:`i1lab.spec.model.model_config`).
 
 Every command that touches a model goes through here (training, checkpoint evaluation, searches,
 ``i1lab generate``, ``i1lab forward``, ``i1lab encode-text``, ``i1lab vae``), so every encoder and VAE
-of the catalogue reaches all of them. Weights are found by :mod:`i1lab.plan.weights`; a frozen model is
+of the catalogue reaches all of them. Weights are found by :mod:`i1lab.spec.weights`; a frozen model is
 loaded once per process and shared by every run that process executes.
 """
 
@@ -32,8 +32,8 @@ def caption_dropout(spec: RunSpec) -> float | tuple[float, ...]:
 
 def load_text_encoder(enc: TextEncoderSpec) -> Any:
     """The frozen encoder ``enc`` names (``encode(captions) -> (features, mask)``), its weights found by
-    :mod:`i1lab.plan.weights`; loaded once per process."""
-    from i1lab.plan.weights import locate
+    :mod:`i1lab.spec.weights`; loaded once per process."""
+    from i1lab.spec.weights import locate
 
     status = locate("text_encoder", enc.type)
     if not status.usable:
@@ -78,9 +78,9 @@ class TextEncoder:
 
 
 def load_codec(name: str) -> Any:
-    """The latent codec (VAE) ``name``, its weights found by :mod:`i1lab.plan.weights`; loaded once per
+    """The latent codec (VAE) ``name``, its weights found by :mod:`i1lab.spec.weights`; loaded once per
     process."""
-    from i1lab.plan.weights import locate
+    from i1lab.spec.weights import locate
 
     status = locate("vae", name)
     if not status.usable:

@@ -22,8 +22,8 @@ Checkpoint events: when a checkpoint is durable (its asynchronous save has finis
 ``hooks.on_checkpoint`` and, for permanent checkpoints, writes ``events/<step:08d>.json`` (atomically)
 into the work directory, for evaluators outside the process to pick up. The loop never waits for a save
 to finish to emit these; it polls between steps. In-process evaluation (``hooks.on_eval``, called at
-``eval_steps``) runs in a background thread on a host copy of the EMA parameters, so training goes on
-while a checkpoint is scored; ``train`` waits for outstanding evaluations before it returns.
+``plan.steps.eval_steps``) runs in a background thread on a host copy of the EMA parameters, so training
+goes on while a checkpoint is scored; ``train`` waits for outstanding evaluations before it returns.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from i1lab.errors import I1labError
+from i1lab.plan.steps import eval_steps
 from i1lab.spec.run import RunSpec
 from i1lab.train.distributed import DataParallel, data_parallel, host_copy
 
@@ -64,13 +65,6 @@ class Hooks:
     #: ``(step, {"source": names, "index": indices})``: which examples batch ``step`` holds.
     on_batch: Callable[[int, dict[str, np.ndarray]], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def eval_steps(spec: RunSpec) -> set[int]:
-    every = spec.eval.every or spec.train.keep_every
-    steps = set(range(every, spec.train.steps + 1, every))
-    steps.add(spec.train.steps)
-    return steps
 
 
 def storage_error(exc: BaseException, what: str, where: Path) -> I1labError | None:
@@ -275,22 +269,6 @@ def run_checkpoints(spec: RunSpec, workdir: Path, read_only: bool = False) -> An
     )
 
 
-def restore_ema(spec: RunSpec, workdir: Path, step: int) -> Any | None:
-    """The EMA parameters saved at ``step`` in ``workdir``, or None if that checkpoint is not kept."""
-    from i1lab.train.checkpoint import CheckpointCorrupt
-
-    ckpts = run_checkpoints(spec, workdir)
-    try:
-        if step not in ckpts.steps():
-            return None
-        abstract, _, _ = initial_state(spec, abstract=True)
-        return ckpts.restore(step, abstract)[0].ema
-    except CheckpointCorrupt:
-        return None  # as good as not kept: nothing trustworthy to evaluate
-    finally:
-        ckpts.close()
-
-
 def state_from_parent(spec: RunSpec, parent_dir: Path, dp: DataParallel | None = None) -> Any:
     """The train state to start a resolution stage from: the parent run's latest checkpoint, with the
     frozen sinusoidal table recomputed for this run's resolution (docs/design-space.md §3 "Frozen")."""
@@ -402,8 +380,8 @@ def _primary() -> bool:
 def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -> dict[str, Any]:
 
     from i1lab.data.pipeline import data_fingerprint
-    from i1lab.plan.weights import run_weights
     from i1lab.spec.model import model_config
+    from i1lab.spec.weights import run_weights
     from models.dit import DiT
 
     enable_compilation_cache()

@@ -201,6 +201,7 @@ axes:
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's training returns at once (it reports its last step): what is under test is the
     lease of each run around it."""
+    import i1lab.plan.steps as steps
     import i1lab.train.runner as runner
 
     def train(spec: Any, workdir: Any, hooks: Any, init_from: Any = None) -> dict[str, Any]:
@@ -208,7 +209,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         return {"step": spec.train.steps}
 
     monkeypatch.setattr(runner, "train", train)
-    monkeypatch.setattr(runner, "eval_steps", lambda spec: set())
+    monkeypatch.setattr(steps, "eval_steps", lambda spec: set())
 
 
 def planned_calls(registry: Registry, tmp_path: Path) -> list[RunCall]:

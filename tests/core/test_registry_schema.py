@@ -16,8 +16,8 @@ from alembic.config import Config
 from i1lab.registry import PlannedMember, Registry, ScoreRecord, vectors
 from i1lab.registry.db import MIGRATIONS, make_engine
 from i1lab.registry.provenance import capture, git_state
-from i1lab.registry.schema import Base, ScoreVectorRow
 from i1lab.registry.records import ArtifactRecord
+from i1lab.registry.schema import Base, ScoreVectorRow
 
 REPO = Path(__file__).resolve().parents[2]
 

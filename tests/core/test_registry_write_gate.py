@@ -12,8 +12,8 @@ from sqlalchemy import func, insert, select, update
 
 from i1lab.registry import Registry
 from i1lab.registry.db import WriteGate
-from i1lab.registry.schema import RunRow, StudyRow
 from i1lab.registry.records import now
+from i1lab.registry.schema import RunRow, StudyRow
 
 
 def _entered_within(gate: WriteGate, seconds: float) -> tuple[threading.Event, threading.Event]:

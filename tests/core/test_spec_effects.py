@@ -22,13 +22,13 @@ from pydantic import BaseModel
 
 from i1lab.evaluation.evaluate import generate_benchmark
 from i1lab.plan.planner import expand
+from i1lab.plan.steps import eval_steps
 from i1lab.spec import load_study
 from i1lab.spec.model import model_config
 from i1lab.spec.run import RunSpec
 from i1lab.train.build import TextEncoder
 from i1lab.train.runner import (
     batch_stream,
-    eval_steps,
     initial_state,
     run_checkpoints,
     step_batch,

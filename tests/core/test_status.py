@@ -14,8 +14,8 @@ from i1lab.execution.submit import planned_members
 from i1lab.plan.planner import expand, make_plan
 from i1lab.registry import Registry
 from i1lab.registry.logs import format_metrics, stream_run
-from i1lab.registry.status import eta_seconds, fmt_duration, short_node, throughput_from_metrics
 from i1lab.registry.records import now
+from i1lab.registry.status import eta_seconds, fmt_duration, short_node, throughput_from_metrics
 from i1lab.spec import load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
