@@ -1,7 +1,7 @@
 """One interface for every benchmark, and the catalogue that finds them by name.
 
 A benchmark is a package that exposes ``BENCHMARK``, an instance of `Benchmark`: each package under
-``evals/`` and each sub-folder (a package) of the directories listed in ``$I1LAB_BENCHMARKS``
+``evals/`` and each sub-folder (a package) of the directories listed in ``$I1LAB_BENCHMARK_FOLDERS``
 (``os.pathsep``-separated). Adding a benchmark is one folder: its prompts, its layout writer, its scorer
 and its ``BENCHMARK``. Evaluation, judging, the spec's validation and the report read the catalogue.
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENV_VAR", "NONE", "OFFICIAL", "Benchmark", "Dir", "Images", "benchmarks", "canonical", "lookup"]
 
-ENV_VAR: Final = "I1LAB_BENCHMARKS"
+ENV_VAR: Final = "I1LAB_BENCHMARK_FOLDERS"
 #: The judge that judges nothing (images are written, no score recorded); every benchmark accepts it.
 NONE: Final = "none"
 #: The judge that runs the benchmark's own command (`evals.judges.official`).
@@ -146,7 +146,7 @@ def _folders(directory: Path) -> list[Path]:
 
 
 def _extra_module(folder: Path) -> Any:
-    """Import a benchmark folder from ``$I1LAB_BENCHMARKS`` as package ``i1lab_benchmark_<name>``."""
+    """Import a benchmark folder from ``$I1LAB_BENCHMARK_FOLDERS`` as package ``i1lab_benchmark_<name>``."""
     name = "i1lab_benchmark_" + re.sub(r"\W", "_", folder.name)
     if name in sys.modules:
         return sys.modules[name]
@@ -166,7 +166,8 @@ def _extra_module(folder: Path) -> Any:
 
 
 def benchmarks() -> dict[str, Benchmark]:
-    """Every benchmark by name, in listing order: ``evals/``'s packages, then ``$I1LAB_BENCHMARKS``'s."""
+    """Every benchmark by name, in listing order: ``evals/``'s packages, then those of the folders in
+    ``$I1LAB_BENCHMARK_FOLDERS``."""
     extra = os.environ.get(ENV_VAR, "")
     if extra in _found:
         return _found[extra]

@@ -15,7 +15,12 @@ evals_app = typer.Typer(help="Benchmark files and judges.", no_args_is_help=True
 
 
 def score(
-    bench: Annotated[str, typer.Argument(help="geneval, dpg, prism, cvtg or longtext")],
+    bench: Annotated[
+        str,
+        typer.Argument(
+            help="a benchmark of the catalogue (evals/ and $I1LAB_BENCHMARK_FOLDERS), e.g. geneval"
+        ),
+    ],
     path: Annotated[Path, typer.Argument(help="output file or folder of the benchmark's judge")],
     as_json: JsonOpt = False,
     run: Annotated[
@@ -70,7 +75,12 @@ def evals_fetch(
 
 @evals_app.command("judge")
 def evals_judge(
-    bench: Annotated[str, typer.Argument(help="geneval, dpg, prism, cvtg or longtext")],
+    bench: Annotated[
+        str,
+        typer.Argument(
+            help="a benchmark of the catalogue (evals/ and $I1LAB_BENCHMARK_FOLDERS), e.g. geneval"
+        ),
+    ],
     images: Annotated[Path, typer.Argument(help="image folder in the benchmark's official layout")],
     judge: Annotated[str, typer.Option(help="ocr[:engine], official or vlm:/weights")] = "ocr",
     command: Annotated[str | None, typer.Option(help="official command template")] = None,

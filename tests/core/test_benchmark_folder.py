@@ -1,6 +1,6 @@
-"""A benchmark added as one folder (prompts, layout, scorer, ``BENCHMARK``) under ``$I1LAB_BENCHMARKS``:
-validated by the spec, planned, trained and evaluated by `i1lab submit` (Ray workers included), recorded,
-and shown by `i1lab compare`, with no file of the repository touched."""
+"""A benchmark added as one folder (prompts, layout, scorer, ``BENCHMARK``) under
+``$I1LAB_BENCHMARK_FOLDERS``: validated by the spec, planned, trained and evaluated by `i1lab submit` (Ray
+workers included), recorded, and shown by `i1lab compare`, with no file of the repository touched."""
 
 from __future__ import annotations
 
@@ -124,9 +124,9 @@ def test_a_benchmark_from_one_folder_is_planned_evaluated_recorded_and_compared(
     study = tmp_path / "glow_micro.yaml"
     study.write_text(STUDY.format(baseline=EXPERIMENTS / "baseline.yaml"))
     env = {**os.environ, "I1LAB_HOME": str(home), "COLUMNS": "200"}
-    env["I1LAB_BENCHMARKS"] = str(tmp_path / "benchmarks")
+    env["I1LAB_BENCHMARK_FOLDERS"] = str(tmp_path / "benchmarks")
 
-    unknown = i1lab("plan", str(study), "--profile", "tiny", env={**env, "I1LAB_BENCHMARKS": ""})
+    unknown = i1lab("plan", str(study), "--profile", "tiny", env={**env, "I1LAB_BENCHMARK_FOLDERS": ""})
     assert unknown.returncode != 0 and "unknown benchmark 'glow'" in unknown.stdout + unknown.stderr
     plan = i1lab("plan", str(study), "--profile", "tiny", env=env)
     assert plan.returncode == 0, plan.stdout + plan.stderr
