@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from i1lab.plan.steps import EvalStep, keys_line
+from i1lab.plan.steps import EvalStep
 from i1lab.registry import Registry, ScoreRecord
 from i1lab.spec.run import EvalSpec, RunSpec
 
@@ -89,20 +89,21 @@ def record_scores(
     steps: Sequence[EvalStep] = (),
     lease: Lease | None = None,
     token: int | None = None,
+    owner: str | None = None,
     seconds: float = 0.0,
     node: str | None = None,
     detail: str | None = None,
 ) -> bool:
-    """Record the scores of one evaluation and an ``evaluated`` event whose detail names the evaluation
-    steps it ran (``steps``): through the training attempt's ``lease``, fenced by its ``token``, or, for
-    a run already trained, as they are. False: the lease moved on, nothing was recorded."""
+    """Record the scores of one evaluation, mark the evaluation steps it ran (``steps``) done in the
+    registry and add an ``evaluated`` event, in one transaction: through the training attempt's
+    ``lease``, fenced by its ``token``; for a run already trained, fenced by the claim ``owner`` holds on
+    ``steps``, or as they are. False: the lease or the claim moved on, nothing was recorded."""
     records = score_records(run_id, results)
-    text = (detail or "") + keys_line(steps)
+    refs = [s.ref(run_id) for s in steps]
     if lease is not None:
-        return lease.scores(records, eval_seconds=seconds, detail=text)
+        return lease.scores(records, steps=refs, eval_seconds=seconds, detail=detail)
     if token is not None:
-        return registry.fenced_scores(run_id, token, records, eval_seconds=seconds, node=node, detail=text)
-    registry.add_scores(records)
-    if steps or detail:
-        registry.add_event(run_id, "evaluated", node=node, detail=text)
-    return True
+        return registry.fenced_scores(
+            run_id, token, records, steps=refs, eval_seconds=seconds, node=node, detail=detail
+        )
+    return registry.record_evaluation(run_id, records, refs, owner=owner, node=node, detail=detail)

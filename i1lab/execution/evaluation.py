@@ -5,7 +5,9 @@ is evaluated and how it is recorded is :mod:`i1lab.evaluation.checkpoint`, the o
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from i1lab.spec.run import RunSpec
 
 if TYPE_CHECKING:
     from i1lab.execution.worker import Outcome
+    from i1lab.registry import Registry
 
 
 class EvalCall(BaseModel):
@@ -45,19 +48,57 @@ class EvalCall(BaseModel):
 class EvalOutcome(BaseModel):
     run_id: int
     step: int
-    recorded: bool  # False: checkpoint not kept, or the lease moved on (the scores were not recorded)
+    recorded: bool  # False: checkpoint not kept, or the lease or claim moved on (nothing recorded)
     seconds: float
     node: str
     pid: int
     scores: str = ""  # the scores recorded, as a log line
+    reason: str | None = None  # not recorded: why
+    skipped: int = 0  # evaluation steps another owner holds or has done
+
+
+class ClaimBeat:
+    """Keeps ``owner``'s claims on evaluation steps alive while it evaluates them: a daemon thread
+    renews them every quarter of their time-to-live; :attr:`lost` once another owner took one over."""
+
+    def __init__(self, registry: Registry, keys: list[str], owner: str, ttl: float) -> None:
+        self.registry, self.keys, self.owner, self.ttl = registry, keys, owner, ttl
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="i1lab-eval-claims", daemon=True)
+
+    def __enter__(self) -> ClaimBeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(0.2, self.ttl / 4)):
+            try:
+                held = self.registry.renew_evaluations(self.keys, self.owner, self.ttl)
+            except Exception:  # an unreachable registry: try again at the next beat
+                continue
+            if held != set(self.keys):
+                self.lost = True
+                return
 
 
 def run_evaluation(call: EvalCall) -> EvalOutcome:
     """A Ray task (or a plain call): evaluate checkpoint ``call.step`` of the run and record the scores
-    with the time it took. The evaluation steps another submitter recorded meanwhile are skipped."""
+    with the time it took.
+
+    Within a training attempt (``call.token``) the lease makes the evaluation exclusive. For a run
+    already trained, the evaluation steps are claimed in the registry first: those done already (by
+    anyone) or claimed by another owner whose claim is live are skipped, so that each step is evaluated
+    once however many submitters ask for it; the claims are renewed while sampling and judging, released
+    as failed if the evaluation fails, and the scores recorded only while they are still held."""
     from i1lab.execution.nodes import node_name
     from i1lab.execution.worker import limit_threads, registry_for
-    from i1lab.plan.steps import evaluation_history
+    from i1lab.plan.steps import evaluation_history, evaluations
+    from i1lab.registry.lease_holder import lease_seconds, new_owner
     from i1lab.spec.weights import check_recorded
 
     limit_threads()
@@ -65,28 +106,58 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
     registry = registry_for(call.database_url)
     record = registry.run(call.run_id)
     node, pid = node_name(), os.getpid()
-    steps = call.steps
-    if steps and call.token is None:
+    spec = RunSpec.model_validate(record.spec)
+    steps = call.steps or evaluations(asked_with(spec, call.eval, ()), record.hash, [call.step])
+    owner: str | None = None
+    skipped = 0
+    if call.token is None:
         done = evaluation_history(registry, [call.run_id])[call.run_id]
-        steps = [s for s in steps if not done.done(s)]
+        todo = [s for s in steps if not done.done(s)]
+        owner = new_owner()
+        got = registry.claim_evaluations([s.ref(call.run_id) for s in todo], owner, lease_seconds())
+        skipped = len(steps) - len(got)
+        steps = [s for s in todo if s.key in got]
         if not steps:
             return EvalOutcome(
-                run_id=call.run_id, step=call.step, recorded=True, seconds=0.0, node=node, pid=pid
+                run_id=call.run_id,
+                step=call.step,
+                recorded=True,
+                seconds=0.0,
+                node=node,
+                pid=pid,
+                skipped=skipped,
             )
-    spec = RunSpec.model_validate(record.spec)
-    wd = Path(call.workdir)
-    check_recorded(spec, wd)  # this node must sample with the frozen weights the run trained with
-    ema = restore_ema(spec, wd, call.step)
-    if ema is None:
-        return EvalOutcome(
-            run_id=call.run_id, step=call.step, recorded=False, seconds=0.0, node=node, pid=pid
-        )
-    asked = asked_with(spec, call.eval, steps)
-    if not steps:
-        from i1lab.plan.steps import evaluations
+    keys = [s.key for s in steps]
 
-        steps = evaluations(asked, record.hash, [call.step])
-    results = evaluate_checkpoint(asked, ema, call.step, wd, record.hash)
+    def outcome(recorded: bool, seconds: float = 0.0, **extra: Any) -> EvalOutcome:
+        return EvalOutcome(
+            run_id=call.run_id,
+            step=call.step,
+            recorded=recorded,
+            seconds=seconds,
+            node=node,
+            pid=pid,
+            skipped=skipped,
+            **extra,
+        )
+
+    wd = Path(call.workdir)
+    try:
+        with ClaimBeat(registry, keys, owner, lease_seconds()) if owner else contextlib.nullcontext():
+            check_recorded(spec, wd)  # this node must sample with the frozen weights the run trained with
+            ema = restore_ema(spec, wd, call.step)
+            if ema is None:
+                why = f"checkpoint {call.step} not kept"
+                if owner:
+                    registry.release_evaluations(keys, owner, why)
+                return outcome(False, reason=why)
+            asked = asked_with(spec, call.eval, steps)
+            results = evaluate_checkpoint(asked, ema, call.step, wd, record.hash)
+    except BaseException as exc:
+        if owner:  # another owner may claim them at once, rather than after the claims expire
+            with contextlib.suppress(Exception):
+                registry.release_evaluations(keys, owner, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
     seconds = time.perf_counter() - t0
     where = f"by an evaluation task on {node} (pid {pid}) in {seconds:.1f} s"
     recorded = record_scores(
@@ -95,33 +166,29 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
         results,
         steps=steps,
         token=call.token,
+        owner=owner,
         seconds=seconds,
         node=node,
         detail=f"step {call.step} by an evaluation task (pid {pid}) in {seconds:.1f} s",
     )
-    return EvalOutcome(
-        run_id=call.run_id,
-        step=call.step,
-        recorded=recorded,
-        seconds=seconds,
-        node=node,
-        pid=pid,
-        scores=scores_line(call.step, results, where),
-    )
+    if not recorded:
+        why = "the lease moved on" if call.token is not None else "another owner took the claim over"
+        return outcome(False, seconds, reason=why)
+    return outcome(True, seconds, scores=scores_line(call.step, results, where))
 
 
 def evaluate_run(calls: list[EvalCall]) -> Outcome:
     """A Ray task of the driver (an ``evaluate`` task): the checkpoints of one run already trained, one
-    after the other (:func:`run_evaluation`); ``failed`` names the checkpoints no longer kept."""
+    after the other (:func:`run_evaluation`); ``failed`` names the checkpoints not evaluated and why."""
     from i1lab.execution.worker import Outcome
 
     t0 = time.perf_counter()
     done = [run_evaluation(call) for call in calls]
-    lost = [str(d.step) for d in done if not d.recorded]
+    lost = [f"step {d.step}: {d.reason or 'not recorded'}" for d in done if not d.recorded]
     return Outcome(
         run_id=calls[0].run_id,
         status="failed" if lost else "finished",
-        reason=f"checkpoint(s) {', '.join(lost)} not kept" if lost else None,
+        reason="; ".join(lost) if lost else None,
         seconds=time.perf_counter() - t0,
         node=done[0].node if done else None,
     )

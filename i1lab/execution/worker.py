@@ -220,7 +220,7 @@ class _RemoteEvals:
                         self.log.write(
                             done.scores
                             if done.recorded
-                            else f"step {step}: not evaluated (checkpoint not kept, or the lease moved on)"
+                            else f"step {step}: not evaluated ({done.reason or 'not recorded'})"
                         )
                 except RayTaskError as exc:
                     cause = exc.cause if isinstance(exc.cause, BaseException) else exc

@@ -7,14 +7,15 @@ checkpoint step, the benchmark, the judge and the evaluation settings that chang
 study asking a run already trained (reused) for another benchmark or judge gets exactly the evaluations
 it lacks. Evaluations the training worker runs at its checkpoints carry the same keys.
 
-Which evaluations a run has had is read from the registry (:func:`evaluation_history`): the keys its
-``evaluated`` events name and, for runs evaluated before keys were recorded, the scores themselves.
+Which evaluations a run has had is read from the registry (:func:`evaluation_history`): its evaluation
+steps recorded done (``evaluation_steps``, :mod:`i1lab.registry.evaluations`, where an evaluation is
+also claimed before it runs, so that each runs once however many submitters ask for it) and, for runs
+evaluated before keys were recorded, the scores themselves.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -25,10 +26,7 @@ from i1lab.hashing import canonical_json
 from i1lab.spec.run import RunSpec
 
 if TYPE_CHECKING:
-    from i1lab.registry import Registry
-
-#: how an ``evaluated`` event's detail names the evaluation steps it recorded
-KEYS_RE = re.compile(r"\[eval ([0-9a-f ]+)\]")
+    from i1lab.registry import EvaluationRef, Registry
 
 
 class EvalStep(BaseModel):
@@ -49,6 +47,14 @@ class EvalStep(BaseModel):
         """The step's identity: a hash of everything above (16 hex digits)."""
         payload = "eval:1:" + canonical_json(self.model_dump(mode="json"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+    def ref(self, run_id: int) -> EvaluationRef:
+        """This step as the registry records it (of the run with id ``run_id``)."""
+        from i1lab.registry.records import EvaluationRef
+
+        return EvaluationRef(
+            key=self.key, run_id=run_id, step=self.step, benchmark=self.benchmark, judge=self.judge
+        )
 
 
 def eval_steps(spec: RunSpec) -> set[int]:
@@ -82,12 +88,6 @@ def evaluations(spec: RunSpec, run_hash: str, steps: Iterable[int] | None = None
                 )
             )
     return out
-
-
-def keys_line(steps: Iterable[EvalStep]) -> str:
-    """The tag an ``evaluated`` event's detail carries to name the steps it recorded."""
-    keys = " ".join(s.key for s in steps)
-    return f" [eval {keys}]" if keys else ""
 
 
 class EvalHistory(BaseModel):
@@ -124,10 +124,8 @@ def evaluation_history(registry: Registry, run_ids: Iterable[int]) -> dict[int, 
     out = {r: EvalHistory() for r in ids}
     if not ids:
         return out
-    for event in registry.events(ids, kinds=["evaluated"]):
-        found = KEYS_RE.search(event.detail or "")
-        if found:
-            out[event.run_id].keys.update(found.group(1).split())
+    for run_id, keys in registry.done_evaluations(ids).items():
+        out[run_id].keys.update(keys)
     for score in registry.scores(ids):
         out[score.run_id].scored.add((score.step, score.benchmark, score.judge))
     return out

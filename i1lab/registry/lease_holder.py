@@ -27,7 +27,9 @@ from i1lab.registry.leases import LeaseEvent, LeaseGrant, LeaseRequest
 from i1lab.registry.records import now
 
 if TYPE_CHECKING:
-    from i1lab.registry import Registry, ScoreRecord
+    from collections.abc import Sequence
+
+    from i1lab.registry import EvaluationRef, Registry, ScoreRecord
 
 DEFAULT_LEASE_SECONDS = 30.0
 LEASE_ENV = "I1LAB_LEASE_SECONDS"
@@ -205,11 +207,25 @@ class Lease:
         self._flush()
         return self._fenced(self.registry.fenced_checkpoint(self.run_id, self.token, step, path, permanent))
 
-    def scores(self, scores: list[ScoreRecord], *, eval_seconds: float, detail: str | None) -> bool:
+    def scores(
+        self,
+        scores: list[ScoreRecord],
+        *,
+        steps: Sequence[EvaluationRef] = (),
+        eval_seconds: float,
+        detail: str | None,
+    ) -> bool:
+        """Record an evaluation's scores and mark its ``steps`` done, in one transaction (fenced)."""
         self._flush()
         return self._fenced(
             self.registry.fenced_scores(
-                self.run_id, self.token, scores, eval_seconds=eval_seconds, node=self.node, detail=detail
+                self.run_id,
+                self.token,
+                scores,
+                steps=steps,
+                eval_seconds=eval_seconds,
+                node=self.node,
+                detail=detail,
             )
         )
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from i1lab.errors import I1labError
 from i1lab.registry.base import CHUNK, connection_of, run_statement
-from i1lab.registry.records import RunRecord, ScoreRecord, now
+from i1lab.registry.records import RunRecord, now
 from i1lab.registry.runs import EVENT_INSERT, RunsMixin
 from i1lab.registry.schema import CheckpointRow, RunRow
 from i1lab.registry.scores import ScoresMixin
@@ -448,31 +448,6 @@ class LeasesMixin(RunsMixin, ScoresMixin):
                 [{"run_id": run_id, "step": step, "path": path, "permanent": permanent, "created_at": now()}],
                 ["run_id", "step"],
             )
-            return True
-
-    def fenced_scores(
-        self,
-        run_id: int,
-        token: int,
-        scores: list[ScoreRecord],
-        *,
-        eval_seconds: float = 0.0,
-        node: str | None = None,
-        detail: str | None = None,
-    ) -> bool:
-        """Record a checkpoint's scores and the time its evaluation took, only if ``token`` is current;
-        adds an ``evaluated`` event."""
-        t = now()
-        with self.session(write=True) as s:
-            if not self._holds(s, run_id, token):
-                return False
-            self._add_scores(s, scores)
-            s.connection().execute(
-                update(RunRow)
-                .where(RunRow.id == run_id)
-                .values(eval_seconds=RunRow.eval_seconds + eval_seconds, updated_at=t)
-            )
-            self._event(s, run_id, "evaluated", node, detail, t)
             return True
 
     def fenced_event(self, run_id: int, token: int, kind: str, node: str | None, detail: str | None) -> bool:

@@ -142,3 +142,31 @@ class ExistingRun(BaseModel):
     status: str
     step: int = 0
     names: list[str] = []  # study/name of the run in every study that has it
+
+
+class EvaluationRef(BaseModel):
+    """An evaluation step as the registry knows it: its key (the planner's ``EvalStep.key``), its run,
+    checkpoint step, benchmark and judge (as configured)."""
+
+    key: str
+    run_id: int
+    step: int
+    benchmark: str
+    judge: str
+
+
+class EvaluationRecord(BaseModel):
+    """One row of ``evaluation_steps``: an evaluation step, its claim and its outcome."""
+
+    model_config = ConfigDict(from_attributes=True)
+    key: str
+    run_id: int
+    step: int | None  # None: recorded before the table, by key alone
+    benchmark: str | None
+    judge: str | None
+    status: Literal["claimed", "done", "failed"]
+    owner: str | None
+    claimed_at: datetime | None
+    expires_at: datetime | None
+    finished_at: datetime | None
+    reason: str | None = None

@@ -236,3 +236,25 @@ class RunEventRow(Base):
     kind: Mapped[str] = mapped_column(String(30))
     node: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class EvaluationStepRow(Base):
+    """An evaluation step of a run (one checkpoint on one benchmark by one judge), by its key: who
+    claimed it and until when, and whether it is done. A step is evaluated by the owner of its claim
+    only, and recorded done in the transaction that records its scores (see
+    ``i1lab.registry.evaluations``)."""
+
+    __tablename__ = "evaluation_steps"
+    __table_args__ = (Index("ix_evaluation_steps_run", "run_id", "status"),)
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)  # the planner's EvalStep.key
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    # None only for steps recorded before this table (named by key alone in an ``evaluated`` event)
+    step: Mapped[int | None] = mapped_column(Integer)
+    benchmark: Mapped[str | None] = mapped_column(String(50))
+    judge: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))  # claimed, done or failed
+    owner: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)  # a claim past it may be taken over
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(Text)  # failed: why
