@@ -91,15 +91,15 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
     with the time it took.
 
     Within a training attempt (``call.token``) the lease makes the evaluation exclusive. For a run
-    already trained, the evaluation steps are claimed in the registry first: those done already (by
-    anyone) or claimed by another owner whose claim is live are skipped, so that each step is evaluated
-    once however many submitters ask for it; the claims are renewed while sampling and judging, released
-    as failed if the evaluation fails, and the scores recorded only while they are still held."""
+    already trained, each evaluation step is claimed in the registry first, so that it is evaluated once
+    however many submitters ask for it: steps done already (by anyone) are skipped; steps another owner
+    holds are waited for, until that owner has recorded them (skipped) or its claim expired or failed
+    (then claimed here). Claims are renewed while sampling and judging, released as failed if the
+    evaluation fails, and the scores recorded only while they are still held."""
     from i1lab.execution.nodes import node_name
     from i1lab.execution.worker import limit_threads, registry_for
     from i1lab.plan.steps import evaluation_history, evaluations
     from i1lab.registry.lease_holder import lease_seconds, new_owner
-    from i1lab.spec.weights import check_recorded
 
     limit_threads()
     t0 = time.perf_counter()
@@ -108,39 +108,61 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
     node, pid = node_name(), os.getpid()
     spec = RunSpec.model_validate(record.spec)
     steps = call.steps or evaluations(asked_with(spec, call.eval, ()), record.hash, [call.step])
-    owner: str | None = None
-    skipped = 0
-    if call.token is None:
-        done = evaluation_history(registry, [call.run_id])[call.run_id]
-        todo = [s for s in steps if not done.done(s)]
-        owner = new_owner()
-        got = registry.claim_evaluations([s.ref(call.run_id) for s in todo], owner, lease_seconds())
-        skipped = len(steps) - len(got)
-        steps = [s for s in todo if s.key in got]
-        if not steps:
-            return EvalOutcome(
-                run_id=call.run_id,
-                step=call.step,
-                recorded=True,
-                seconds=0.0,
-                node=node,
-                pid=pid,
-                skipped=skipped,
-            )
-    keys = [s.key for s in steps]
 
-    def outcome(recorded: bool, seconds: float = 0.0, **extra: Any) -> EvalOutcome:
+    def outcome(recorded: bool, **extra: Any) -> EvalOutcome:
         return EvalOutcome(
             run_id=call.run_id,
             step=call.step,
             recorded=recorded,
-            seconds=seconds,
+            seconds=time.perf_counter() - t0,
             node=node,
             pid=pid,
-            skipped=skipped,
             **extra,
         )
 
+    if call.token is not None:  # the training attempt's own evaluation: fenced by its lease
+        recorded, line, why = _evaluate(registry, call, spec, record.hash, steps, None, t0)
+        return outcome(recorded, scores=line, reason=why)
+    owner, ttl = new_owner(), lease_seconds()
+    lines: list[str] = []
+    ran = 0
+    pending = steps
+    while True:
+        done = evaluation_history(registry, [call.run_id])[call.run_id]
+        pending = [s for s in pending if not done.done(s)]
+        got = registry.claim_evaluations([s.ref(call.run_id) for s in pending], owner, ttl)
+        mine = [s for s in pending if s.key in got]
+        if mine:
+            start = time.perf_counter()  # not the time spent waiting for other owners
+            recorded, line, why = _evaluate(registry, call, spec, record.hash, mine, owner, start)
+            if not recorded:
+                return outcome(False, scores="\n".join(lines), reason=why)
+            lines.append(line)
+            ran += len(mine)
+        pending = [s for s in pending if s.key not in got]
+        if not pending:
+            break
+        time.sleep(min(5.0, ttl / 4))  # another owner holds them: its result, or its claim's expiry
+    return outcome(True, scores="\n".join(lines), skipped=len(steps) - ran)
+
+
+def _evaluate(
+    registry: Registry,
+    call: EvalCall,
+    spec: RunSpec,
+    run_hash: str,
+    steps: list[EvalStep],
+    owner: str | None,
+    t0: float,
+) -> tuple[bool, str, str | None]:
+    """Restore, sample, judge and record ``steps`` (of checkpoint ``call.step``), holding ``owner``'s
+    claims on them (None: fenced by ``call.token``); (recorded, the scores as a log line, why not)."""
+    from i1lab.execution.nodes import node_name
+    from i1lab.registry.lease_holder import lease_seconds
+    from i1lab.spec.weights import check_recorded
+
+    node, pid = node_name(), os.getpid()
+    keys = [s.key for s in steps]
     wd = Path(call.workdir)
     try:
         with ClaimBeat(registry, keys, owner, lease_seconds()) if owner else contextlib.nullcontext():
@@ -150,9 +172,9 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
                 why = f"checkpoint {call.step} not kept"
                 if owner:
                     registry.release_evaluations(keys, owner, why)
-                return outcome(False, reason=why)
+                return False, "", why
             asked = asked_with(spec, call.eval, steps)
-            results = evaluate_checkpoint(asked, ema, call.step, wd, record.hash)
+            results = evaluate_checkpoint(asked, ema, call.step, wd, run_hash)
     except BaseException as exc:
         if owner:  # another owner may claim them at once, rather than after the claims expire
             with contextlib.suppress(Exception):
@@ -172,9 +194,8 @@ def run_evaluation(call: EvalCall) -> EvalOutcome:
         detail=f"step {call.step} by an evaluation task (pid {pid}) in {seconds:.1f} s",
     )
     if not recorded:
-        why = "the lease moved on" if call.token is not None else "another owner took the claim over"
-        return outcome(False, seconds, reason=why)
-    return outcome(True, seconds, scores=scores_line(call.step, results, where))
+        return False, "", "the lease moved on" if owner is None else "another owner took the claim over"
+    return True, scores_line(call.step, results, where), None
 
 
 def evaluate_run(calls: list[EvalCall]) -> Outcome:

@@ -171,24 +171,40 @@ def test_scores_with_a_stale_lease_token_record_nothing_and_mark_nothing(url: st
     assert registry.claim_evaluations([shapes.ref(rid)], "late", 60) == set()
 
 
-def test_an_evaluation_task_skips_steps_another_owner_holds_or_finished(home: Path, tmp_path: Path) -> None:
+def test_an_evaluation_task_skips_steps_done_and_waits_for_those_another_owner_holds(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
     from i1lab.execution.evaluation import EvalCall, run_evaluation
 
+    monkeypatch.setenv("I1LAB_LEASE_SECONDS", "1")  # claims renewed, and polled, every quarter second
     registry = Registry()
     rid, digest = one_run(registry)
     shapes, longtext = steps_of(digest)
     assert record_scores(registry, rid, [result(10)], steps=[shapes])  # done
+    # another submitter evaluates longtext meanwhile: this task waits for its result, then skips it
     assert registry.claim_evaluations([longtext.ref(rid)], "other-submitter", 60) == {longtext.key}
+    ocr = BenchmarkScore(
+        benchmark="longtext", judge="ocr-tesseract", step=10, metrics={"m": 1.0}, headline="m"
+    )
+    other = threading.Timer(
+        0.5, lambda: record_scores(registry, rid, [ocr], steps=[longtext], owner="other-submitter")
+    )
+    other.start()
     call = EvalCall(run_id=rid, workdir=str(tmp_path / "wd"), step=10, steps=[shapes, longtext])
     done = run_evaluation(call)
+    other.join()
     assert done.recorded and done.skipped == 2 and done.scores == ""
-    # the other submitter's claim expires unfinished: this task takes it; the checkpoint is gone, so it
-    # fails the step at once (claimable again) instead of holding it until it expires
-    registry.release_evaluations([longtext.key], "other-submitter", "died")
-    done = run_evaluation(call)
-    assert not done.recorded and done.reason == "checkpoint 10 not kept"
-    (row,) = [r for r in registry.evaluation_steps([rid]) if r.key == longtext.key]
-    assert row.status == "failed" and row.owner != "other-submitter"
+    assert len(registry.events([rid], kinds=["evaluated"])) == 2  # this task recorded nothing
+    # a step whose other owner died (its claim expires unrenewed) is taken over once it expires; the
+    # checkpoint is gone here, so the step is failed at once (claimable again), not held until it expires
+    (late,) = steps_of(digest, ("shapes",), step=20)
+    assert registry.claim_evaluations([late.ref(rid)], "dead-submitter", 0.5) == {late.key}
+    done = run_evaluation(EvalCall(run_id=rid, workdir=str(tmp_path / "wd"), step=20, steps=[late]))
+    assert not done.recorded and done.reason == "checkpoint 20 not kept"
+    (row,) = [r for r in registry.evaluation_steps([rid]) if r.key == late.key]
+    assert row.status == "failed" and row.owner != "dead-submitter"
 
 
 def test_migration_0008_backfills_the_keys_evaluated_events_named(tmp_path: Path) -> None:
