@@ -1,7 +1,8 @@
 """Benchmark: how fast the dashboard shows a 300-run study.
 
 Builds a registry holding one finished study of 300 runs (a real plan of a 299-value learning-rate axis
-over the tiny baseline, with synthetic scores at two checkpoints and sample PNGs: ``tests/dashboard/synthetic.py``),
+over the tiny baseline, with synthetic scores at two checkpoints and sample PNGs:
+``tests/dashboard/synthetic.py``),
 then prints:
 
 * ``data_cold_s`` / ``data_warm_s`` — reading everything a study page shows (summary, ablation table,
@@ -139,8 +140,8 @@ def main() -> None:
         os.environ["I1LAB_HOME"] = str(home)
         for var in ("I1LAB_DATABASE_URL", "MLFLOW_TRACKING_URI"):
             os.environ.pop(var, None)
-        from tests.dashboard import synthetic
         from i1lab.registry import Registry
+        from tests.dashboard import synthetic
 
         t0 = time.perf_counter()
         registry = Registry()

@@ -17,7 +17,7 @@ from i1lab.registry import PlannedMember, Registry
 from i1lab.spec import load_study
 
 if TYPE_CHECKING:
-    from i1lab.execution.scheduler import Policy, Task
+    from i1lab.execution.launching import Policy, Task
 
 
 def planned_members(plan: Plan, total_steps: int | None = None) -> list[PlannedMember]:
@@ -103,7 +103,7 @@ def submit_study(
     evaluations = _evaluations(reused, plan, ids, registry, console, eval_accelerator)
     failed_evals: list[str] = []
     if todo or evaluations:
-        from i1lab.execution.scheduler import Policy
+        from i1lab.execution.launching import Policy
 
         policy = Policy(
             study=plan.study,
@@ -129,7 +129,8 @@ def submit_study(
     # a run trained now for another study (resumed here) was evaluated as that study asked: the rest now
     later = _evaluations(todo, plan, ids, registry, console, eval_accelerator) if todo else []
     if later:
-        from i1lab.execution.scheduler import Policy, run_evaluations
+        from i1lab.execution.launching import Policy
+        from i1lab.execution.scheduler import run_evaluations
 
         failed_evals += run_evaluations(
             later,
@@ -224,7 +225,8 @@ def _run(
 ) -> list[str]:
     """Run the training steps ``todo`` and the ``evaluations`` on one driver; the evaluations that
     failed, one line each."""
-    from i1lab.execution.scheduler import Task, run_tasks
+    from i1lab.execution.launching import Task
+    from i1lab.execution.scheduler import run_tasks
     from i1lab.report.display import progress_table
 
     workdirs = {m.hash: m.workdir for m in members}

@@ -1,7 +1,7 @@
 """Steps: what the scheduler runs, each with an identity of its own.
 
 A plan is a graph of steps. A *training* step is a planned run that is new or to resume (its identity is
-the run's content hash; :class:`~i1lab.execution.scheduler.Task`). An *evaluation* step is one checkpoint
+the run's content hash; :class:`~i1lab.execution.launching.Task`). An *evaluation* step is one checkpoint
 of one run sampled and judged on one benchmark: its identity (:attr:`EvalStep.key`) hashes the run, the
 checkpoint step, the benchmark, the judge and the evaluation settings that change the score, so that a
 study asking a run already trained (reused) for another benchmark or judge gets exactly the evaluations

@@ -453,7 +453,8 @@ class Driver:
         if self.executor is None:
             import ray
 
-            from i1lab.execution.scheduler import Driver, Policy, init_ray
+            from i1lab.execution.launching import Policy
+            from i1lab.execution.scheduler import Driver, init_ray
 
             if not ray.is_initialized():
                 init_ray(self.address)
@@ -470,7 +471,7 @@ class Driver:
         return self.executor
 
     def _submit(self, trial: Any, run_id: int, digest: str, spec: RunSpec, workdir: str) -> None:
-        from i1lab.execution.scheduler import Task
+        from i1lab.execution.launching import Task
 
         job = _Job(run_id, digest, self.setup.kind == "training", [trial])
         self.jobs[digest] = job

@@ -1,7 +1,7 @@
 """Short runs batched into Ray tasks, on a real local Ray cluster and a real registry.
 
 Once a study's runs prove short (``SHORT_SAMPLE`` attempts under ``SHORT_SECONDS``) the driver hands
-each Ray task several of them (:func:`i1lab.execution.scheduler.batches`,
+each Ray task several of them (:func:`i1lab.execution.launching.batches`,
 :func:`i1lab.execution.worker.execute_batch`).
 Each run must keep its own lease and outcome: one that raises fails alone, and a worker that dies in
 the middle of a batch costs an interruption only to the run it was running."""
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from i1lab.execution.scheduler import Policy, batches, run_tasks
+from i1lab.execution.launching import Policy, batches
+from i1lab.execution.scheduler import run_tasks
 from i1lab.execution.worker import Outcome, RunCall
 from i1lab.registry import Registry
 from tests.core.test_policy import record

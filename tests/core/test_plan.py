@@ -73,7 +73,7 @@ def test_make_plan_marks_new_reused_and_resume() -> None:
 
 
 def test_tasks_run_parents_first() -> None:
-    from i1lab.execution.scheduler import Task, order_tasks
+    from i1lab.execution.launching import Task, order_tasks
     from i1lab.spec.run import ResourcesSpec
 
     def task(name: str, parent: str | None = None) -> Task:
@@ -86,7 +86,7 @@ def test_tasks_run_parents_first() -> None:
 
 
 def test_training_tasks_of_one_work_directory_wait_for_each_other_and_score_tasks_do_not() -> None:
-    from i1lab.execution.scheduler import Task, dependencies
+    from i1lab.execution.launching import Task, dependencies
     from i1lab.spec.run import ResourcesSpec
 
     def task(run_id: int, kind: str = "train", parent: str | None = None) -> Task:

@@ -17,15 +17,8 @@ from typing import Any
 
 import pytest
 
-from i1lab.execution.scheduler import (
-    Policy,
-    Task,
-    capacity,
-    missing_resources,
-    plan_launches,
-    retry_delay,
-    run_tasks,
-)
+from i1lab.execution.launching import Policy, Task, capacity, missing_resources, plan_launches, retry_delay
+from i1lab.execution.scheduler import run_tasks
 from i1lab.execution.worker import Outcome
 from i1lab.registry import PlannedMember, Registry
 from i1lab.spec.run import ResourcesSpec
@@ -283,7 +276,7 @@ def test_the_heap_is_frozen_once_per_process() -> None:
 
 
 def test_short_runs_are_queued_in_ray_about_a_second_per_slot() -> None:
-    from i1lab.execution.scheduler import PIPELINE_MAX, SHORT_SAMPLE, pipeline_room
+    from i1lab.execution.launching import PIPELINE_MAX, SHORT_SAMPLE, pipeline_room
 
     assert pipeline_room(2, []) == 2  # nothing learnt yet: one per slot
     assert pipeline_room(2, [0.01] * (SHORT_SAMPLE - 1)) == 2  # too few attempts seen

@@ -454,7 +454,7 @@ def sleeping_run(
 
 
 def trial_task(setup: Setup, study: str, run_id: int, digest: str, workdir: Path) -> Any:
-    from i1lab.execution.scheduler import Task
+    from i1lab.execution.launching import Task
 
     resources, where = setup.base.resources, str(workdir)
     return Task(run_id=run_id, name=f"{study}/trial", resources=resources, workdir=where, hash=digest)
