@@ -1,4 +1,5 @@
-"""A real study through the real stack: CLI -> registry -> local Ray -> Flax training -> scoring -> MLflow."""
+"""A real study through the real stack: CLI -> registry -> local Ray -> Flax training -> scoring -> MLflow;
+then a second study that reuses one of its runs and asks it for another benchmark."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -27,6 +31,26 @@ profiles:
     sampling.steps: 4
     eval.prompts_per_tag: 1
     eval.images_per_prompt: 2
+    eval.prompt_limit: 1
+"""
+
+# The baseline of MICRO (same training, same shapes settings) in a study of its own that also asks for
+# LongText: the run is reused and gets that one evaluation.
+MORE = """\
+study: more_micro
+extends: {baseline}
+profiles:
+  tiny:
+    train.steps: 20
+    train.checkpoint_every: 10
+    train.keep_every: 20
+    train.log_every: 5
+    sampling.steps: 4
+    eval.benchmarks: [shapes, longtext]
+    eval.prompts_per_tag: 1
+    eval.images_per_prompt: 2
+    eval.prompt_limit: 1
+    eval.judges: {{longtext: ocr}}
 """
 
 
@@ -42,11 +66,28 @@ def i1lab(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedP
     )
 
 
-def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> None:
-    study = tmp_path / "micro.yaml"
+@pytest.fixture(scope="module")
+def micro(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, Path, subprocess.CompletedProcess[str]]]:
+    """MICRO submitted once (one Ray session, three runs trained) in a home of its own, shared by the tests
+    below: (home, study file, the first submit)."""
+    root = tmp_path_factory.mktemp("micro")
+    home = root / "home"
+    study = root / "micro.yaml"
     study.write_text(MICRO.format(adapter=EXPERIMENTS / "adapter_size.yaml"))
+    with pytest.MonkeyPatch.context() as mp:  # what the ``home`` fixture does, for the whole module
+        mp.setenv("I1LAB_HOME", str(home))
+        mp.delenv("I1LAB_DATABASE_URL", raising=False)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        first = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", home=home)
+        yield home, study, first
 
-    first = i1lab("submit", str(study), "--profile", "tiny", "--no-progress", home=home)
+
+def test_submit_trains_scores_mirrors_and_reuses(
+    micro: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, study, first = micro
     assert first.returncode == 0, first.stdout + first.stderr
     assert "3 runs — 3 new, 0 reused" in first.stdout
     assert "adapter=transformer-1" in first.stdout and "shapes/overall" in first.stdout
@@ -106,6 +147,48 @@ def test_submit_trains_scores_mirrors_and_reuses(home: Path, tmp_path: Path) -> 
         s.value for s in members[1].scores if s.metric == "overall" and s.step == 20
     )
     assert len(client.get_metric_history(child.info.run_id, "loss")) >= 4
+
+
+def test_a_reused_run_asked_for_another_benchmark_is_evaluated_on_it_only_once(
+    micro: tuple[Path, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    from i1lab.registry import Registry
+
+    home, _, first = micro
+    assert first.returncode == 0, first.stdout + first.stderr
+    more = home.parent / "more.yaml"
+    more.write_text(MORE.format(baseline=EXPERIMENTS / "baseline.yaml"))
+    reg = Registry()
+    run = reg.members("adapter_micro")[0].run  # MICRO's baseline, evaluated on shapes only
+    before = {(s.step, s.benchmark, s.metric): s for s in reg.scores([run.id])}
+    assert {b for _, b, _ in before} == {"shapes"}
+    evaluated = len(reg.events([run.id], kinds=["evaluated"]))
+    runs = len(reg.runs())
+
+    b = i1lab("submit", str(more), "--profile", "tiny", "--no-progress", home=home)
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert "1 runs — 0 new, 1 reused" in b.stdout
+    assert "1 evaluation(s) of 1 run(s) trained before" in b.stdout, b.stdout
+    assert len(reg.runs()) == runs
+    after = {(s.step, s.benchmark, s.metric): s for s in reg.scores([run.id])}
+    new = {k: s for k, s in after.items() if k not in before}
+    assert {(step, bench) for step, bench, _ in new} == {(20, "longtext")}
+    assert {s.judge for s in new.values()} == {"ocr-tesseract"}
+    # shapes was not evaluated again: its scores are those the first study recorded
+    assert all(after[k].created_at == s.created_at for k, s in before.items())
+    assert len(reg.events([run.id], kinds=["evaluated"])) == evaluated + 1
+
+    for study in ("adapter_micro", "more_micro"):
+        table = json.loads(i1lab("compare", study, "--format", "json", home=home).stdout)
+        benches = [c["benchmark"] for c in table["columns"]]
+        assert "longtext" in benches and "shapes" in benches, (study, benches)
+        col = benches.index("longtext")
+        assert table["rows"][0]["cells"][col]["value"] == after[(20, "longtext", "text_score")].value
+
+    again = i1lab("submit", str(more), "--profile", "tiny", "--no-progress", home=home)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "evaluation(s)" not in again.stdout
+    assert len(reg.events([run.id], kinds=["evaluated"])) == evaluated + 1
 
 
 STAGES = """\
