@@ -74,6 +74,8 @@ class Benchmark(ABC):
     generated: ClassVar[bool] = False
     #: Where listings put it (the paper's benchmarks first, then by name).
     order: ClassVar[int] = 100
+    #: Its recorded scores carry the prompt and image counts (``n_prompts``, ``n_images``).
+    counted: ClassVar[bool] = True
 
     @abstractmethod
     def load_prompts(self, directory: Dir = None, *, per_tag: int = 8) -> tuple[list[Any], list[str]]:

@@ -76,6 +76,7 @@ class Shapes(Benchmark):
     default_judge = JUDGE
     generated = True
     order = 6
+    counted = False  # its scores are fractions only, as they have always been recorded
 
     def load_prompts(self, directory: Dir = None, *, per_tag: int = 8) -> tuple[list[Any], list[str]]:
         from evals.shapes.prompts import prompts

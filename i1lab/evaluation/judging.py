@@ -174,8 +174,9 @@ def judge_images(
     except (OSError, KeyError, ValueError, ZeroDivisionError, subprocess.SubprocessError) as exc:
         raise I1labError(f"{bench}: cannot judge {images}: {_first_line(exc)}") from None
     metrics = benchmark.kept_metrics({k: float(v) for k, v in report.metrics.items()}, report.judge, images)
-    metrics["n_prompts"] = float(n_prompts)
-    metrics["n_images"] = float(n_images)
+    if benchmark.counted:
+        metrics["n_prompts"] = float(n_prompts)
+        metrics["n_images"] = float(n_images)
     (out / "score.json").write_text(
         json.dumps({"benchmark": bench, "judge": report.judge, "step": step, "metrics": metrics}, indent=2),
         encoding="utf-8",
