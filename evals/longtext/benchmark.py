@@ -1,6 +1,7 @@
 """LongText-Bench as a `Benchmark`: English prompts, four images each, judged by OCR or a VLM.
 
-Scored files: the official `results.jsonl` (i1lab's OCR and VLM stand-ins write the same format).
+Scored files: the official `results.jsonl`, raw or rewritten by the official summary (i1lab's OCR and
+VLM stand-ins write the same format); each record is scored against its own ``ocr_gt``.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ class LongText(Benchmark):
         rows = [
             {
                 "image": r.image,
-                "prompt": prompts[r.prompt_id].prompt,
-                "ocr_gt": list(prompts[r.prompt_id].text),
+                "prompt": prompts[pid].prompt,
+                "ocr_gt": list(prompts[pid].text),
                 "ocr_results": r.ocr_results,
                 "judge": r.judge,
             }
-            for r in records
+            for (_, pid, _), r in zip(items, records, strict=True)
         ]
         write_jsonl(rows, out / "results.jsonl")
 
@@ -90,12 +91,13 @@ class LongText(Benchmark):
         from evals.scoring import ScoreReport, pick
 
         source = pick(path, ("results.jsonl",), self.name)
-        prompts = longtext.load_prompts(directory)
-        gt = {p.prompt_id: p.text for p in prompts}
-        records, _ = longtext.read_results(source, gt)
-        summary = longtext.summarize(
-            records, gt, categories={p.prompt_id: (p.category, p.length) for p in prompts}
-        )
+        records, _ = longtext.read_results(source)
+        try:  # only the non-official breakdowns need the prompt file
+            prompts = longtext.load_prompts(directory)
+        except FileNotFoundError:
+            prompts = []
+        categories = {p.prompt_id: (p.category, p.length) for p in prompts}
+        summary = longtext.summarize(records, categories=categories or None)
         judge = "+".join(sorted({r.judge for r in records})) or OFFICIAL
         return ScoreReport(
             self.name, self.headline, summary.metrics(), judge, longtext.format_summary(summary), source

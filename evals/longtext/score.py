@@ -9,10 +9,12 @@ Reproduced on purpose:
   "its"), collapses whitespace, trims, and only then lowercases;
 * matched = the MULTISET intersection of GT and OCR tokens (extra OCR words never hurt, repeats count
   up to the GT multiplicity);
-* headline "Text Score" = Σ matched / Σ GT tokens over all images (micro), an exact rational.
+* headline "Text Score" = Σ matched / Σ GT tokens over all images (micro), an exact rational;
+* each record is scored against its OWN ``ocr_gt`` (as `summary_scores.py` does), whatever its prompt
+  id; the prompt file is only needed for records that carry no GT (i1lab's in-memory judges).
 
 The per-category and per-length breakdowns are i1lab additions (same micro formula), labelled
-non-official.
+non-official; they use the prompt file and leave out records whose prompt id it does not hold.
 """
 
 from __future__ import annotations
@@ -59,12 +61,15 @@ def match_counts(gt_texts: Sequence[str], ocr: str, mode: str = "en") -> tuple[i
 
 @dataclass(frozen=True)
 class LongTextRecord:
-    """One image's OCR judgement (`ocr_results` already through `clean_ocr_output`)."""
+    """One image's OCR judgement (`ocr_results` already through `clean_ocr_output`). `ocr_gt` is the
+    record's own GT text list (None: look it up by `prompt_id`); `prompt_id` is None when the image
+    name carries none."""
 
     image: str
-    prompt_id: int
+    prompt_id: int | None
     ocr_results: str
     judge: str = "unknown"
+    ocr_gt: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,22 +96,31 @@ class LongTextSummary:
 
 def summarize(
     records: Iterable[LongTextRecord],
-    gt: Mapping[int, Sequence[str]],
+    gt: Mapping[int, Sequence[str]] | None = None,
     *,
     categories: Mapping[int, tuple[str, str]] | None = None,
     mode: str = "en",
 ) -> LongTextSummary:
-    """Micro-averaged Text Score. `gt` maps prompt_id → the ORIGINAL `text` list; `categories` maps
-    prompt_id → (category, length) for the non-official breakdowns. An unknown prompt id raises
-    KeyError, and an empty total raises ZeroDivisionError, as the official scripts do."""
+    """Micro-averaged Text Score, each record against its own `ocr_gt`; `gt` (prompt_id → the
+    ORIGINAL `text` list) serves records without one, and a record with neither raises ValueError.
+    `categories` maps prompt_id → (category, length) for the non-official breakdowns (records with
+    another id are left out of them). An empty total raises ZeroDivisionError, as the official
+    script does."""
     matched = total = images = 0
     groups: dict[str, list[int]] = {}
     for rec in records:
-        m, t = match_counts(gt[rec.prompt_id], rec.ocr_results, mode)
+        texts = rec.ocr_gt
+        if texts is None:
+            if gt is None or rec.prompt_id is None or rec.prompt_id not in gt:
+                raise ValueError(
+                    f"{rec.image}: no ground truth (no ocr_gt, prompt id {rec.prompt_id} unknown)"
+                )
+            texts = tuple(gt[rec.prompt_id])
+        m, t = match_counts(texts, rec.ocr_results, mode)
         matched += m
         total += t
         images += 1
-        if categories is not None:
+        if categories is not None and rec.prompt_id is not None and rec.prompt_id in categories:
             category, length = categories[rec.prompt_id]
             for key in (f"category:{category}", f"length:{length}"):
                 acc = groups.setdefault(key, [0, 0])

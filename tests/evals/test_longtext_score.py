@@ -55,8 +55,11 @@ def test_micro_average_and_breakdowns() -> None:
     assert all(k.startswith(("text_score", "nonofficial/")) for k in s.metrics())
 
 
-def test_unknown_prompt_and_empty_gt_raise() -> None:
-    with pytest.raises(KeyError):
+def test_own_gt_first_unknown_prompt_without_gt_and_empty_gt_raise() -> None:
+    own = LongTextRecord("9_0.png", 9, "b", ocr_gt=("a b",))
+    s = summarize([own, LongTextRecord("1_0.png", 1, "a")], {1: ["a"]}, categories={1: ("sign", "short")})
+    assert (s.matched, s.total) == (2, 3) and s.by_category == {"sign": 1.0}  # id 9: headline only
+    with pytest.raises(ValueError, match="no ground truth"):
         summarize([LongTextRecord("9_0.png", 9, "x")], {1: ["a"]})
     with pytest.raises(ZeroDivisionError):
         summarize([LongTextRecord("1_0.png", 1, "x")], {1: ["!!"]})
