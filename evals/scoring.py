@@ -61,13 +61,16 @@ def pick(path: Path, names: tuple[str, ...], bench: str) -> Path:
 
 def first_row(path: Path) -> dict[str, Any]:
     """The first JSON object line of a JSON-lines file."""
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(row, dict):
-                break
+                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             return row
-    raise ValueError(f"{path}: no JSON object lines")
+    raise ValueError(f"{path}: empty file (no JSON object lines)")
 
 
 def score_output(bench: str, path: str | os.PathLike[str], directory: Dir = None) -> ScoreReport:

@@ -89,7 +89,7 @@ class GenEval(Benchmark):
             )
             judge = judge_of(rows, "unknown")
         else:
-            records = geneval.read_results(source)
+            records = geneval.read_results(source, geneval.load_metadata(directory))
             judge = judge_of(read_jsonl(source))
         summary = geneval.summarize(records)
         return ScoreReport(

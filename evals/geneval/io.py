@@ -19,32 +19,77 @@ from evals.geneval_score import GenEvalRecord
 RECORD_KEYS = ("filename", "tag", "prompt", "correct", "reason", "metadata", "details")
 
 
-def read_results(path: Path) -> list[GenEvalRecord]:
-    """Rows of an official `results.jsonl` (blank lines ignored); raises ValueError on a row that lacks
-    a column or whose `metadata`/`details` is not a JSON string."""
+class ResultsFileError(ValueError):
+    """A malformed GenEval results file; the message is one line ``path:line: field: what is wrong``."""
+
+
+TEXT_KEYS = ("filename", "tag", "prompt", "reason")
+
+
+def _json_object(path: Path, n: int, text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(
+            f"{path}:{n}: {what}not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(value, dict):
+        raise ResultsFileError(f"{path}:{n}: {what}expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_results(path: Path, metadatas: Sequence[Mapping[str, Any]] | None = None) -> list[GenEvalRecord]:
+    """Rows of an official `results.jsonl` (blank lines ignored). Every malformed row raises
+    `ResultsFileError` naming the file, the line and the field: a line that is not a JSON object, a
+    missing column, a column of the wrong type (`correct` must be a boolean, `metadata`/`details` JSON
+    strings of objects), and, when the ORIGINAL `metadatas` are given, a `metadata` that is none of
+    them or a `tag` that is not its metadata's. An empty file is an error too."""
+    known = {json.dumps(m, sort_keys=True) for m in metadatas} if metadatas is not None else None
     rows: list[GenEvalRecord] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        raw = json.loads(line)
-        missing = [k for k in RECORD_KEYS if k not in raw]
-        if missing:
-            raise ValueError(f"{path}:{n}: not a GenEval results row, missing {missing}")
+        raw = _json_object(path, n, line, "")
+        for key in RECORD_KEYS:
+            if key not in raw:
+                raise ResultsFileError(f"{path}:{n}: {key}: missing (not a GenEval results row)")
+        for key in TEXT_KEYS:
+            if not isinstance(raw[key], str):
+                raise ResultsFileError(f"{path}:{n}: {key}: must be a string, got {type(raw[key]).__name__}")
+        if not isinstance(raw["correct"], bool):
+            raise ResultsFileError(
+                f"{path}:{n}: correct: must be true or false, got {json.dumps(raw['correct'])[:40]}"
+            )
+        decoded = {}
         for key in ("metadata", "details"):
             if not isinstance(raw[key], str):
-                raise ValueError(f"{path}:{n}: {key!r} must be a JSON string, got {type(raw[key]).__name__}")
-            json.loads(raw[key])
+                raise ResultsFileError(
+                    f"{path}:{n}: {key}: must be a JSON string, got {type(raw[key]).__name__}"
+                )
+            decoded[key] = _json_object(path, n, raw[key], f"{key}: ")
+        meta = decoded["metadata"]
+        if known is not None and json.dumps(meta, sort_keys=True) not in known:
+            raise ResultsFileError(
+                f"{path}:{n}: metadata: unknown prompt {str(meta.get('prompt', raw['metadata']))[:60]!r} "
+                "(not a line of GenEval's evaluation_metadata.jsonl)"
+            )
+        if meta.get("tag") != raw["tag"]:
+            raise ResultsFileError(
+                f"{path}:{n}: tag: {raw['tag']!r} is not its metadata's tag {meta.get('tag')!r}"
+            )
         rows.append(
             {
-                "filename": str(raw["filename"]),
-                "tag": str(raw["tag"]),
-                "prompt": str(raw["prompt"]),
-                "correct": bool(raw["correct"]),
-                "reason": str(raw["reason"]),
+                "filename": raw["filename"],
+                "tag": raw["tag"],
+                "prompt": raw["prompt"],
+                "correct": raw["correct"],
+                "reason": raw["reason"],
                 "metadata": raw["metadata"],
                 "details": raw["details"],
             }
         )
+    if not rows:
+        raise ResultsFileError(f"{path}: empty file (no results rows)")
     return rows
 
 
