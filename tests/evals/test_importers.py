@@ -133,7 +133,16 @@ def write_prism_dir(root: Path) -> None:
 
 
 def test_prism_official_judge_dir(tmp_path: Path) -> None:
-    write_prism_dir(tmp_path / "images" / "score")
+    root = tmp_path / "images" / "score"
+    write_prism_dir(root)
+    lenient = prism.summarize(prism.read_judge_dir(root, strict=False))  # the official summary's tolerance
+    assert lenient.headline == (8 + 6 + 1 + 4.5) / 4 and lenient.dropped[0] == ("aesthetic", "entity", 0)
+    with pytest.raises(ValueError, match=r"aesthetic/entity/0\.jsonl:1: not valid JSON"):
+        score_path("prism", tmp_path / "images")  # a file the official evaluator cannot have written
+    prism.record_path(root, "aesthetic", "entity", 0).unlink()
+    with pytest.raises(ValueError, match=r"entity/100\.jsonl: unknown record id"):
+        score_path("prism", tmp_path / "images")
+    prism.record_path(root, "aesthetic", "entity", 100).unlink()
     headline, metrics, judge, printed = score_path("prism", tmp_path / "images")
     assert (headline, judge) == ("final_combined_average", "official")
     assert metrics["final_combined_average"] == (8 + 6 + 1 + 4.5) / 4
