@@ -1,7 +1,8 @@
 """CVTG-2K as a `Benchmark`: prompts per type and area, one image each, judged by OCR or a VLM.
 
-Scored files: i1lab per-image judgements (`judgements.jsonl`), or the official `results.json`
-(aggregates only).
+Scored files: the official OCR stage's per-image output (`per_image.jsonl`: PaddleOCR's raw result
+and the CLIPScore, VQAScore and aesthetic values per image), i1lab per-image judgements
+(`judgements.jsonl`), or the official `results.json` (aggregates only); see `evals.cvtg.io`.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Cvtg(Benchmark):
         from evals import cvtg
         from evals.scoring import ScoreReport, pick
 
-        source = pick(path, ("judgements.jsonl", "results.json"), self.name)
+        source = pick(path, ("per_image.jsonl", "judgements.jsonl", "results.json"), self.name)
         if source.suffix == ".json":
             return self._official(source)
         judgements = cvtg.read_judgements(source)

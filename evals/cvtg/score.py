@@ -14,7 +14,8 @@ A judgement is ``{type, area, index, ocr_lines | none | error, clipscore, vqasco
   VQA and aesthetic = ``np.mean`` over images (missing judge → 0.0; VQA values are float32 and so is
   their mean); two files with the same stem both count and share the later file's CLIPScore;
 * overall: word accuracy pooled (micro) over the (type, area) cells, NED = mean over all words, CLIP,
-  VQA and aesthetic = per-area means weighted by image count.
+  VQA and aesthetic = per-area means weighted by image count, in float64 (numpy 1.26, the official pin,
+  promotes the float32 VQA means when multiplying them by the counts).
 """
 
 from __future__ import annotations
@@ -252,7 +253,11 @@ def summarize(
     def weighted(values: list[Any]) -> Any:
         if total_images <= 0:
             return 0
-        return sum(v * r.total_images for v, r in zip(values, results, strict=True)) / max(total_images, 1)
+        # The official pin, numpy 1.26, promotes float32 (the VQA means) times int to float64; numpy 2
+        # (NEP 50) would stay in float32, so the promotion is written out.
+        return sum(float(v) * r.total_images for v, r in zip(values, results, strict=True)) / max(
+            total_images, 1
+        )
 
     return CvtgSummary(
         areas=tuple(results),
