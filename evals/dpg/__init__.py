@@ -1,7 +1,7 @@
 """DPG-Bench (docs/benchmarks.md §2): prompts, question table, 2×2 grids, exact aggregation."""
 
 from evals.dpg.benchmark import BENCHMARK
-from evals.dpg.io import read_answers, write_answers
+from evals.dpg.io import DpgFileError, read_answers, read_detail_txt, read_results_txt, write_answers
 from evals.dpg.layout import crop_boxes, crop_tiles, grid_path, sample_path, stitch_2x2, walk, write_images
 from evals.dpg.prompts import N_PROMPTS, load_prompts, parse_prompts
 from evals.dpg.questions import (
@@ -30,6 +30,7 @@ __all__ = [
     "BENCHMARK",
     "N_PROMPTS",
     "DpgCsvError",
+    "DpgFileError",
     "DpgSummary",
     "ImageFailure",
     "ImageResult",
@@ -50,6 +51,8 @@ __all__ = [
     "parse_csv",
     "parse_prompts",
     "read_answers",
+    "read_detail_txt",
+    "read_results_txt",
     "sample_path",
     "score_image",
     "stitch_2x2",

@@ -97,7 +97,9 @@ class Dpg(Benchmark):
 
         source = pick(path, ("answers.jsonl", "*_results.txt"), self.name)
         if source.suffix == ".txt":
-            metrics, printed = parse_printout(source.read_text(encoding="utf-8"))
+            table = source.parent / "dpg_bench.csv"
+            items = {str(k) for k in dpg.load_questions(table)} if table.is_file() else None
+            metrics, printed = dpg.read_results_txt(source, items)
             return ScoreReport(self.name, self.headline, metrics, OFFICIAL, printed, source)
         local_csv = source.parent / "dpg_bench.csv"
         questions = dpg.load_questions(local_csv if local_csv.is_file() else None, directory=directory)
