@@ -130,6 +130,20 @@ class Benchmark(ABC):
     def score(self, path: Path, directory: Dir = None) -> ScoreReport:
         """Import the judge's per-sample files at ``path`` and aggregate them exactly."""
 
+    def prompt_key(self, original: Any) -> str:
+        """The identity of one ORIGINAL prompt entry: a string that is the same whatever subset, order or
+        batch the prompt is sampled in (its initial noise and its per-prompt values are keyed by it).
+        Default: the entry as canonical JSON (``repr`` for what JSON cannot hold)."""
+        import json
+
+        return json.dumps(original, sort_keys=True, default=repr, ensure_ascii=False)
+
+    def prompt_values(self, path: Path, directory: Dir = None) -> list[tuple[str, float, float]] | None:
+        """Per-prompt ``(prompt key, value, weight)`` of the judge's per-sample files at ``path`` (the
+        folder `score` reads), such that the headline is exactly ``sum(w * v) / sum(w)``; what paired
+        confidence intervals resample. None (the default): this benchmark gives none."""
+        return None
+
     def kept_metrics(self, metrics: dict[str, float], judge: str, images: Path) -> dict[str, float]:
         """The metrics worth recording for images judged by ``judge`` (stand-ins drop `official_only`)."""
         if judge == OFFICIAL or not self.official_only:

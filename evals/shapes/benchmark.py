@@ -139,5 +139,12 @@ class Shapes(Benchmark):
             self.name, self.headline, summary_metrics(summary), JUDGE, format_summary(summary), source
         )
 
+    def prompt_values(self, path: Path, directory: Dir = None) -> list[tuple[str, float, float]] | None:
+        from evals.geneval.benchmark import prompt_values_of
+        from evals.jsonio import read_jsonl
+        from evals.scoring import pick
+
+        return prompt_values_of(read_jsonl(pick(path, ("results.jsonl",), self.name)))
+
 
 BENCHMARK = Shapes()

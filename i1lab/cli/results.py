@@ -31,8 +31,9 @@ def compare(
 ) -> None:
     """The ablation table of a study: each variant's scores and deltas (↑/↓) against its baseline.
 
-    With several baseline seeds (baseline#seed=N), a delta within ±2σ of the baseline's seeds is
-    marked (noise)."""
+    Where per-prompt values are recorded, each delta carries its paired bootstrap 95% interval over
+    the prompts both runs share, marked * when it excludes 0 (beyond prompt noise). With several
+    baseline seeds (baseline#seed=N), a delta within ±2σ of the baseline's seeds is marked (noise)."""
     from i1lab.registry import Registry
     from i1lab.report import tables as report
 
@@ -61,7 +62,8 @@ def compare(
         return
     if runs:
         raise I1labError("--run selects the runs of --curves")
-    table = report.ablation_table(study, members, at_step=at_step, all_metrics=all_metrics)
+    prompts = registry.prompt_scores(m.run.id for m in members)
+    table = report.ablation_table(study, members, at_step=at_step, all_metrics=all_metrics, prompts=prompts)
     if fmt == "json":
         sys.stdout.write(report.render_json(table) + "\n")
     elif fmt == "csv":

@@ -19,11 +19,27 @@ def plan(
     studies: Annotated[list[Path], typer.Argument(help="study files (YAML); several are planned together")],
     profile: ProfileOpt = None,
     as_json: JsonOpt = False,
+    resolve: Annotated[
+        float | None,
+        typer.Option(
+            "--resolve",
+            help="also say how many prompts (and seeds) resolve a delta of this size (95% confidence, 80% "
+            "power), from the per-prompt values the baseline has recorded",
+        ),
+    ] = None,
+    benchmark: Annotated[
+        str | None, typer.Option("--benchmark", help="with --resolve: this benchmark (default: the first)")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="with --resolve: this headline metric (default: the first)")
+    ] = None,
 ) -> None:
     """Validate studies and show the runs they expand to: new, reused or to resume, and their cost.
 
     Planning never writes anything; it reads the registry (if one exists) to mark runs reused.
     """
+    if resolve is None and (benchmark or metric):
+        raise I1labError("--benchmark and --metric go with --resolve DELTA")
     from i1lab.plan.planner import expand, make_plan, report
     from i1lab.spec import load_study
 
@@ -36,6 +52,22 @@ def plan(
         existing = Registry().existing_runs(v.hash for vs in expanded for v in vs)
     plans = [make_plan(s, vs, existing, profile) for s, vs in zip(loaded, expanded, strict=True)]
     payload = report(plans)
+    resolved = []
+    if resolve is not None:
+        from i1lab.registry import Registry
+        from i1lab.report.resolve import resolution
+
+        registry = Registry() if paths.registry_exists() else None
+        for study, variants in zip(loaded, expanded, strict=True):
+            bases = [(v.name, existing[v.hash].id) for v in variants if v.is_baseline and v.hash in existing]
+            ids = [rid for _, rid in bases]
+            prompts = registry.prompt_scores(ids) if registry and ids else []
+            scores = registry.scores(ids) if registry and ids else []
+            resolved.append(
+                resolution(study.name, resolve, bases, prompts, scores, benchmark=benchmark, metric=metric)
+            )
+        if as_json:
+            payload = {**payload, "resolve": resolved}
     if as_json:
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -47,6 +79,12 @@ def plan(
         out.print("cannot run here:", style="bold")
         for line in blockers:
             out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    if resolved:
+        from i1lab.report.resolve import resolution_lines
+
+        for r in resolved:
+            for line in resolution_lines(r):
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def submit(

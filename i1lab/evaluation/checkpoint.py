@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from i1lab.plan.steps import EvalStep
-from i1lab.registry import Registry, ScoreRecord
+from i1lab.registry import PromptScoreRecord, Registry, ScoreRecord
 from i1lab.spec.run import EvalSpec, RunSpec
 
 if TYPE_CHECKING:
@@ -74,6 +74,24 @@ def score_records(run_id: int, results: Sequence[BenchmarkScore]) -> list[ScoreR
     ]
 
 
+def prompt_records(run_id: int, results: Sequence[BenchmarkScore]) -> list[PromptScoreRecord]:
+    """The per-prompt values of ``results`` (those that carry them), prompt keys hashed to ids."""
+    from i1lab.registry.prompts import prompt_id
+
+    return [
+        PromptScoreRecord(
+            run_id=run_id,
+            step=r.step,
+            benchmark=r.benchmark,
+            judge=r.judge,
+            metric=r.headline,
+            values=[(prompt_id(key), value, weight) for key, value, weight in r.prompts],
+        )
+        for r in results
+        if r.prompts and r.headline in r.metrics
+    ]
+
+
 def scores_line(step: int, results: Sequence[BenchmarkScore], where: str) -> str:
     values = ", ".join(
         f"{r.benchmark}/{metric}={value:.4g}" for r in results for metric, value in r.metrics.items()
@@ -94,16 +112,27 @@ def record_scores(
     node: str | None = None,
     detail: str | None = None,
 ) -> bool:
-    """Record the scores of one evaluation, mark the evaluation steps it ran (``steps``) done in the
-    registry and add an ``evaluated`` event, in one transaction: through the training attempt's
+    """Record the scores of one evaluation (with their per-prompt values, where the benchmark gives
+    them), mark the evaluation steps it ran (``steps``) done in the registry and add an ``evaluated``
+    event, in one transaction: through the training attempt's
     ``lease``, fenced by its ``token``; for a run already trained, fenced by the claim ``owner`` holds on
     ``steps``, or as they are. False: the lease or the claim moved on, nothing was recorded."""
     records = score_records(run_id, results)
+    prompts = prompt_records(run_id, results)
     refs = [s.ref(run_id) for s in steps]
     if lease is not None:
-        return lease.scores(records, steps=refs, eval_seconds=seconds, detail=detail)
+        return lease.scores(records, steps=refs, eval_seconds=seconds, detail=detail, prompts=prompts)
     if token is not None:
         return registry.fenced_scores(
-            run_id, token, records, steps=refs, eval_seconds=seconds, node=node, detail=detail
+            run_id,
+            token,
+            records,
+            steps=refs,
+            eval_seconds=seconds,
+            node=node,
+            detail=detail,
+            prompts=prompts,
         )
-    return registry.record_evaluation(run_id, records, refs, owner=owner, node=node, detail=detail)
+    return registry.record_evaluation(
+        run_id, records, refs, owner=owner, node=node, detail=detail, prompts=prompts
+    )

@@ -10,13 +10,17 @@ Every benchmark of the catalogue (`evals.benchmark`) goes the same way: its prom
 prompts of ``spec.sampling.prompt_variant``, aligned with the ORIGINAL entries that the layout and the
 scorer use), ``images_per_prompt`` images each (``eval.images_per_prompt`` overrides it where the layout
 holds several), its official layout, then its judge (docs/benchmarks.md). The initial noise of image
-``k`` of prompt ``i`` depends only on (sampling seed, benchmark, i, k), so it does not change with
-batching, ``eval.prompt_limit`` or the prompt variant.
+``k`` of a prompt depends only on (sampling seed, benchmark, the prompt's identity, k) — the identity is
+`evals.Benchmark.prompt_key` of its ORIGINAL entry, hashed (`prompt_noise_ids`) — so it does not change
+with batching, ``eval.prompt_limit``, ``eval.prompts_per_tag``, the prompt variant or the prompt's
+position: every run sampled with the same seed gives a prompt the same initial noise, which is what
+makes the per-prompt comparison of two runs paired (`i1lab.report.paired`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import zlib
@@ -41,6 +45,7 @@ __all__ = [
     "grid",
     "images_per_prompt",
     "load_benchmark_prompts",
+    "prompt_noise_ids",
     "sample",
 ]
 
@@ -70,6 +75,21 @@ def _sampler(config: Any, prediction: str = "velocity") -> tuple[Any, Any]:
         return jax.random.normal(key, shape, jnp.float32)
 
     return velocity_model(DiT(config).apply, prediction), jax.jit(jax.vmap(one, in_axes=(None, 0)))
+
+
+def prompt_noise_ids(keys: Sequence[str], per_prompt: int) -> list[tuple[int, int]]:
+    """The noise ids ``(prompt id, k)`` of ``per_prompt`` images of each prompt, prompt by prompt: the
+    prompt id is a 32-bit hash (BLAKE2b) of its identity ``keys[i]`` (``#n`` appended for the n-th
+    repeat of an identity already listed), so a prompt's noise does not depend on where it is listed."""
+    seen: dict[str, int] = {}
+    out = []
+    for key in keys:
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        name = key if n == 0 else f"{key}#{n}"
+        pid = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "little")
+        out += [(pid, k) for k in range(per_prompt)]
+    return out
 
 
 def sample(
@@ -201,7 +221,8 @@ def generate_benchmark(
     )
     k = images_per_prompt(spec, bench)
     captions = [p for p in prompts for _ in range(k)]
-    ids = [(i, j) for i in range(len(prompts)) for j in range(k)]
+    benchmark = lookup(bench)
+    ids = prompt_noise_ids([benchmark.prompt_key(o) for o in originals], k)
     flat = sample(spec, params, captions, ids, seed=spec.sampling.seed, salt=zlib.crc32(bench.encode()))
     root = Path(out_dir) / bench / f"step_{step:07d}"
     if root.exists():

@@ -3,7 +3,9 @@
 The run's own sampler settings (``sampling`` of its spec: steps, CFG scale and rescale, interval,
 time grid, seed) apply unless overridden. Sampling uses the EMA weights (docs/design-space.md §8), the run's
 text encoder and VAE, and the evaluator's sampler (:func:`i1lab.evaluation.evaluate.sample`): the initial
-noise of image ``i`` depends only on the seed and ``i``, so the images do not change with ``--batch-size``.
+noise of a prompt's image depends only on the seed and the prompt's text (the n-th repeat of a text: its
+text and n; `i1lab.evaluation.evaluate.prompt_noise_ids`), so the images do not change with
+``--batch-size`` or with the order of the prompts.
 
 ``--size`` samples at another resolution than the one trained: the frozen sinusoidal table is
 recomputed for it and image positions are scaled by 256/size, as for the reference's resolution
@@ -159,7 +161,7 @@ def generate_images(
     console: Any = None,
 ) -> Generated:
     """Sample one image per prompt from ``checkpoint`` (EMA weights) into ``out`` (see the module doc)."""
-    from i1lab.evaluation.evaluate import sample
+    from i1lab.evaluation.evaluate import prompt_noise_ids, sample
     from i1lab.evaluation.forward import load_checkpoint
 
     if batch_size < 1:
@@ -188,9 +190,10 @@ def generate_images(
     columns = (TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         task = bar.add_task("images", total=len(prompts))
+        noise_ids = prompt_noise_ids(prompts, 1)
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            ids = [(start + i, 0) for i in range(len(chunk))]
+            ids = noise_ids[start : start + batch_size]
             images = sample(spec, params, chunk, ids, seed=s.seed, batch_size=batch_size)
             for i, image in enumerate(images):
                 path = out / f"{start + i:05d}.png"

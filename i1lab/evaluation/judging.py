@@ -51,6 +51,25 @@ class BenchmarkScore(BaseModel):
     step: int
     metrics: dict[str, float]
     headline: str
+    #: Per-prompt ``(prompt key, value, weight)`` whose weighted mean is the headline (`Benchmark.
+    #: prompt_values`); None where the benchmark gives none. Paired confidence intervals resample them.
+    prompts: list[tuple[str, float, float]] | None = None
+
+
+def _prompt_values(benchmark: Any, out: Path, directory: Path | None, headline: float | None) -> Any:
+    """The benchmark's per-prompt values of the judge folder ``out``, kept only where their weighted mean
+    is the recorded headline (else a warning and None)."""
+    values = benchmark.prompt_values(out, directory)
+    if not values or headline is None:
+        return None
+    total = sum(w for _, _, w in values)
+    mean = sum(v * w for _, v, w in values) / total if total > 0 else float("nan")
+    if not abs(mean - headline) <= 1e-9 * max(1.0, abs(headline)):
+        log.warning(
+            "%s: per-prompt values give %r, not the headline %r; not recorded", benchmark.name, mean, headline
+        )
+        return None
+    return values
 
 
 def judge_dir(images: Path, name: str) -> Path:
@@ -171,6 +190,8 @@ def judge_images(
             benchmark.judge(kind, reader, images, out, directory)
             report = benchmark.score(out, directory)
         (out / "summary.txt").write_text(report.printed, encoding="utf-8")
+        headline = report.metrics.get(report.headline_name)
+        prompts = _prompt_values(benchmark, out, directory, None if headline is None else float(headline))
     except (OSError, KeyError, ValueError, ZeroDivisionError, subprocess.SubprocessError) as exc:
         raise I1labError(f"{bench}: cannot judge {images}: {_first_line(exc)}") from None
     metrics = benchmark.kept_metrics({k: float(v) for k, v in report.metrics.items()}, report.judge, images)
@@ -182,5 +203,10 @@ def judge_images(
         encoding="utf-8",
     )
     return BenchmarkScore(
-        benchmark=bench, judge=report.judge, step=step, metrics=metrics, headline=report.headline_name
+        benchmark=bench,
+        judge=report.judge,
+        step=step,
+        metrics=metrics,
+        headline=report.headline_name,
+        prompts=prompts,
     )

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from i1lab.registry.base import CHUNK
 from i1lab.registry.leases import LeasesMixin
-from i1lab.registry.records import EvaluationRecord, EvaluationRef, ScoreRecord, now
+from i1lab.registry.records import EvaluationRecord, EvaluationRef, PromptScoreRecord, ScoreRecord, now
 from i1lab.registry.schema import EvaluationStepRow, RunRow
 
 E = EvaluationStepRow
@@ -135,8 +135,10 @@ class EvaluationsMixin(LeasesMixin):
         eval_seconds: float = 0.0,
         node: str | None = None,
         detail: str | None = None,
+        prompts: Sequence[PromptScoreRecord] = (),
     ) -> bool:
-        """Record an evaluation in one transaction: its scores, its ``steps`` marked done, the time it
+        """Record an evaluation in one transaction: its scores (and their per-prompt values ``prompts``),
+        its ``steps`` marked done, the time it
         took (added to the run's ``eval_seconds``) and an ``evaluated`` event (when fenced, or when there
         are steps or a ``detail``).
 
@@ -163,6 +165,7 @@ class EvaluationsMixin(LeasesMixin):
                 ["step", "benchmark", "judge", "status", "owner", "expires_at", "finished_at", "reason"],
             )
             self._add_scores(s, scores)
+            self._add_prompt_scores(s, prompts)
             if eval_seconds:
                 s.connection().execute(
                     update(RunRow)
@@ -183,11 +186,20 @@ class EvaluationsMixin(LeasesMixin):
         eval_seconds: float = 0.0,
         node: str | None = None,
         detail: str | None = None,
+        prompts: Sequence[PromptScoreRecord] = (),
     ) -> bool:
-        """Record a checkpoint's scores (its evaluation ``steps`` done) and the time its evaluation took,
-        only if ``token`` is the run's current fencing token; adds an ``evaluated`` event."""
+        """Record a checkpoint's scores (its evaluation ``steps`` done, its per-prompt values) and the time
+        its evaluation took, only if ``token`` is the run's current fencing token; adds an ``evaluated``
+        event."""
         return self.record_evaluation(
-            run_id, scores, steps, token=token, eval_seconds=eval_seconds, node=node, detail=detail
+            run_id,
+            scores,
+            steps,
+            token=token,
+            eval_seconds=eval_seconds,
+            node=node,
+            detail=detail,
+            prompts=prompts,
         )
 
     def evaluation_steps(self, run_ids: Iterable[int]) -> list[EvaluationRecord]:

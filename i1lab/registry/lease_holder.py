@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from i1lab.registry import EvaluationRef, Registry, ScoreRecord
+    from i1lab.registry.records import PromptScoreRecord
 
 DEFAULT_LEASE_SECONDS = 30.0
 LEASE_ENV = "I1LAB_LEASE_SECONDS"
@@ -214,8 +215,10 @@ class Lease:
         steps: Sequence[EvaluationRef] = (),
         eval_seconds: float,
         detail: str | None,
+        prompts: Sequence[PromptScoreRecord] = (),
     ) -> bool:
-        """Record an evaluation's scores and mark its ``steps`` done, in one transaction (fenced)."""
+        """Record an evaluation's scores (and per-prompt values) and mark its ``steps`` done, in one
+        transaction (fenced)."""
         self._flush()
         return self._fenced(
             self.registry.fenced_scores(
@@ -226,6 +229,7 @@ class Lease:
                 eval_seconds=eval_seconds,
                 node=self.node,
                 detail=detail,
+                prompts=prompts,
             )
         )
 

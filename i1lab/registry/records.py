@@ -72,6 +72,19 @@ class ScoreRecord(BaseModel):
     created_at: datetime | None = None  # when recorded (set by the registry; ignored when adding)
 
 
+class PromptScoreRecord(BaseModel):
+    """One checkpoint's headline ``metric`` on one benchmark by one judge, prompt by prompt: ``values``
+    are ``(prompt id, value, weight)`` with ``metric == sum(w * v) / sum(w)`` (see
+    ``i1lab.registry.prompts``)."""
+
+    run_id: int
+    step: int
+    benchmark: str
+    judge: str
+    metric: str
+    values: list[tuple[int, float, float]]
+
+
 class ArtifactRecord(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     run_id: int

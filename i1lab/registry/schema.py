@@ -202,6 +202,20 @@ class ScoreVectorRow(Base):
     entries: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class PromptScoreRow(Base):
+    """Per (run, step, benchmark, judge): the headline ``metric``'s per-prompt values and weights, packed
+    (see ``i1lab.registry.prompts``); written with the scores, read by paired confidence intervals."""
+
+    __tablename__ = "prompt_scores"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    benchmark: Mapped[str] = mapped_column(String(50), primary_key=True)
+    judge: Mapped[str] = mapped_column(String(100), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(100))
+    entries: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class ScoreKeyRow(Base):
     """Every (benchmark, metric, judge) ever scored: which judges a metric has, known without a scan."""
 

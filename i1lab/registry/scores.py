@@ -1,5 +1,6 @@
 """Scores: recording a checkpoint's scores and keeping their summaries (latest / best per key) and
-packed vectors current, in the same transaction."""
+packed vectors current, in the same transaction; and their per-prompt values (``prompt_scores``, see
+``i1lab.registry.prompts``), written in that transaction too."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
+from i1lab.registry import prompts as prompt_values
 from i1lab.registry import vectors
 from i1lab.registry.base import CHUNK, RegistryBase
-from i1lab.registry.records import ScoreRecord, now
-from i1lab.registry.schema import ScoreKeyRow, ScoreRow, ScoreSummaryRow, ScoreVectorRow
+from i1lab.registry.records import PromptScoreRecord, ScoreRecord, now
+from i1lab.registry.schema import PromptScoreRow, ScoreKeyRow, ScoreRow, ScoreSummaryRow, ScoreVectorRow
 
 
 def summarize(
@@ -43,12 +45,54 @@ def summarize(
 
 
 class ScoresMixin(RegistryBase):
-    def add_scores(self, scores: list[ScoreRecord]) -> None:
-        """Record scores; a score already present for the same key is replaced."""
-        if not scores:
+    def add_scores(self, scores: list[ScoreRecord], prompts: Sequence[PromptScoreRecord] = ()) -> None:
+        """Record scores (and per-prompt values); what is already present for the same key is replaced."""
+        if not scores and not prompts:
             return
         with self.session(write=True) as s:
             self._add_scores(s, scores)
+            self._add_prompt_scores(s, prompts)
+
+    def _add_prompt_scores(self, s: Session, records: Sequence[PromptScoreRecord]) -> None:
+        latest = {(r.run_id, r.step, r.benchmark, r.judge): r for r in records}  # the last one wins
+        rows = [
+            {
+                "run_id": k[0],
+                "step": k[1],
+                "benchmark": k[2],
+                "judge": k[3],
+                "metric": latest[k].metric,
+                "entries": prompt_values.pack(latest[k].values),
+            }
+            for k in sorted(latest)
+        ]
+        self._insert(s, PromptScoreRow, rows, ["run_id", "step", "benchmark", "judge"], ["metric", "entries"])
+
+    def prompt_scores(self, run_ids: Iterable[int]) -> list[PromptScoreRecord]:
+        """The per-prompt values recorded for these runs (by run, step, benchmark, judge)."""
+        ids = sorted(set(run_ids))
+        out: list[PromptScoreRecord] = []
+        p = PromptScoreRow
+        with self.session() as s:
+            for i in range(0, len(ids), CHUNK):
+                rows = s.execute(
+                    select(p.run_id, p.step, p.benchmark, p.judge, p.metric, p.entries).where(
+                        p.run_id.in_(ids[i : i + CHUNK])
+                    )
+                )
+                out.extend(
+                    PromptScoreRecord(
+                        run_id=r[0],
+                        step=r[1],
+                        benchmark=r[2],
+                        judge=r[3],
+                        metric=r[4],
+                        values=prompt_values.unpack(r[5]),
+                    )
+                    for r in rows
+                )
+        out.sort(key=lambda r: (r.run_id, r.step, r.benchmark, r.judge))
+        return out
 
     def _add_scores(self, s: Session, scores: list[ScoreRecord]) -> None:
         if not scores:

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from i1lab.registry import MemberRecord
-from i1lab.report.tables import Curve, Table, fmt_delta, fmt_params, fmt_value, noise_note
+from i1lab.report.tables import Curve, Table, fmt_ci, fmt_delta, fmt_params, fmt_value, noise_note
 
 
 def rich_table(table: Table) -> RichTable:
@@ -23,11 +23,16 @@ def rich_table(table: Table) -> RichTable:
     for row in table.rows:
         cells = []
         for cell in row.cells:
-            delta = fmt_delta(cell.delta, cell.noise)
+            delta = fmt_delta(cell.delta, cell.noise, cell.beyond_noise)
             color = "green" if (cell.delta or 0) > 0 else "red" if (cell.delta or 0) < 0 else "white"
-            if cell.noise:
+            if cell.noise or cell.beyond_noise is False:
                 color = "dim"
-            cells.append(escape(fmt_value(cell.value)) + (f" [{color}]{escape(delta)}[/]" if delta else ""))
+            ci = fmt_ci(cell)
+            cells.append(
+                escape(fmt_value(cell.value))
+                + (f" [{color}]{escape(delta)}[/]" if delta else "")
+                + (f"\n[dim]{escape(ci)}[/]" if ci else "")
+            )
         name = f"[bold]{escape(row.name)}[/] (baseline)" if row.is_baseline else escape(row.name)
         out.add_row(name, escape(row.status), fmt_params(row.params), *cells)
     return out

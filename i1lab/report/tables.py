@@ -9,6 +9,14 @@ deviation (n - 1) of the baseline's seeds for that metric at the same step. A de
 ``|delta| <= 2 * sigma`` is marked *within noise* (``noise = True``): with two or more seeds this is about
 the spread one would see between two baseline seeds, so such a difference is not evidence that the
 variant helped or hurt. With one baseline seed there is no band (``sigma``/``noise`` are None).
+
+**Paired confidence intervals.** Where both a variant and its baseline have per-prompt values recorded for
+a headline at the same step (`i1lab.registry.prompts`; the same prompts sampled with the same initial
+noise), each variant cell carries ``ci_low``/``ci_high``: the 95% paired bootstrap interval of the delta
+over the prompts both have (`i1lab.report.paired`), and ``beyond_noise``: whether it excludes 0 (printed
+``*``). A variant is paired with its own baseline member: with ``seeds:``, ``v#seed=N`` against
+``baseline#seed=N``, the same training seed. The interval measures prompt noise only (would the delta hold
+on more prompts); the seed band measures training noise — a delta worth reporting clears both.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from pydantic import BaseModel
 
 from evals.benchmark import benchmarks
 from i1lab.errors import I1labError
-from i1lab.registry import MemberRecord, ScoreRecord
+from i1lab.registry import MemberRecord, PromptScoreRecord, ScoreRecord
+from i1lab.report.paired import LEVEL, paired_bootstrap
 
 
 class _Headlines(Mapping[str, str]):
@@ -65,6 +74,9 @@ class Cell(BaseModel):
     step: int | None
     sigma: float | None = None  # std of the baseline's seeds at this step (two or more seeds)
     noise: bool | None = None  # |delta| <= NOISE_SIGMAS * sigma
+    ci_low: float | None = None  # paired bootstrap 95% interval of the delta over shared prompts
+    ci_high: float | None = None
+    beyond_noise: bool | None = None  # the interval excludes 0
 
 
 class Row(BaseModel):
@@ -119,11 +131,18 @@ def _sigma(seeds: list[MemberRecord], col: Column, step: int) -> float | None:
 
 
 def ablation_table(
-    study: str, members: list[MemberRecord], *, at_step: int | None = None, all_metrics: bool = False
+    study: str,
+    members: list[MemberRecord],
+    *,
+    at_step: int | None = None,
+    all_metrics: bool = False,
+    prompts: Sequence[PromptScoreRecord] = (),
 ) -> Table:
-    """Baseline rows first, then variants in plan order, each cell with its delta vs its baseline and,
+    """Baseline rows first, then variants in plan order, each cell with its delta vs its baseline, the
+    paired confidence interval of that delta where ``prompts`` (the members' per-prompt values) allow, and,
     when the baseline has several seeds, the seed-noise band (see the module doc)."""
     cols = columns_of(members, all_metrics)
+    per_prompt = {(p.run_id, p.step, p.benchmark, p.judge, p.metric): p.values for p in prompts}
     by_name = {m.name: m for m in members}
     seeds: dict[str, list[MemberRecord]] = {}
     for m in members:
@@ -137,13 +156,17 @@ def ablation_table(
         cells = []
         for col in cols:
             own = _pick(m.scores, col, at_step)
-            delta = sigma = noise = None
+            delta = sigma = noise = interval = None
             if own is not None and base is not None:
                 ref = _pick(base.scores, col, own.step)
                 delta = own.value - ref.value if ref is not None else None
                 sigma = _sigma(group, col, own.step) if len(group) >= 2 else None
                 if delta is not None and sigma is not None:
                     noise = abs(delta) <= NOISE_SIGMAS * sigma
+                key = (own.step, col.benchmark, col.judge, col.metric)
+                mine, theirs = per_prompt.get((m.run.id, *key)), per_prompt.get((base.run.id, *key))
+                if delta is not None and mine and theirs:
+                    interval = paired_bootstrap(theirs, mine)
             cells.append(
                 Cell(
                     value=own.value if own else None,
@@ -151,6 +174,9 @@ def ablation_table(
                     step=own.step if own else None,
                     sigma=sigma,
                     noise=noise,
+                    ci_low=interval.low if interval else None,
+                    ci_high=interval.high if interval else None,
+                    beyond_noise=interval.beyond_noise if interval else None,
                 )
             )
         rows.append(
@@ -172,21 +198,46 @@ def fmt_value(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def fmt_delta(delta: float | None, noise: bool | None = None) -> str:
-    """``+0.0100 ↑``, ``-0.0100 ↓``, ``+0.0000 =``; ``+0.0010 ↑ (noise)`` when within the seed band."""
+def fmt_delta(delta: float | None, noise: bool | None = None, beyond: bool | None = None) -> str:
+    """``+0.0100 ↑``, ``-0.0100 ↓``, ``+0.0000 =``; ``+0.0100 ↑*`` when its paired interval excludes 0;
+    ``+0.0010 ↑ (noise)`` when within the seed band."""
     if delta is None:
         return ""
     arrow = "↑" if delta > 0 else "↓" if delta < 0 else "="
-    return f"{delta:+.4f} {arrow}" + (" (noise)" if noise else "")
+    return f"{delta:+.4f} {arrow}" + ("*" if beyond else "") + (" (noise)" if noise else "")
+
+
+def fmt_ci(cell: Cell) -> str:
+    """``[-0.0120, +0.0340]``: the delta's paired interval; empty without one."""
+    if cell.ci_low is None or cell.ci_high is None:
+        return ""
+    return f"[{cell.ci_low:+.4f}, {cell.ci_high:+.4f}]"
+
+
+def fmt_cell(cell: Cell) -> str:
+    """A cell as text: value, delta with its marks, paired interval."""
+    return " ".join(
+        x
+        for x in (fmt_value(cell.value), fmt_delta(cell.delta, cell.noise, cell.beyond_noise), fmt_ci(cell))
+        if x
+    )
 
 
 def noise_note(table: Table) -> str | None:
-    """The one-line rule, when some cell has a seed-noise band."""
-    if not any(c.sigma is not None for r in table.rows for c in r.cells):
-        return None
-    return (
-        f"σ = standard deviation of the baseline's seeds; a delta within ±{NOISE_SIGMAS:g}σ is marked (noise)"
-    )
+    """What the marks mean, when some cell has a paired interval or a seed-noise band."""
+    cells = [c for r in table.rows for c in r.cells]
+    notes = []
+    if any(c.ci_low is not None for c in cells):
+        notes.append(
+            f"[lo, hi] = paired bootstrap {LEVEL:.0%} interval of the delta over the prompts both runs "
+            "share (same prompts, same initial noise); * = it excludes 0: beyond prompt noise"
+        )
+    if any(c.sigma is not None for c in cells):
+        notes.append(
+            f"σ = standard deviation of the baseline's seeds; a delta within ±{NOISE_SIGMAS:g}σ is marked "
+            "(noise)"
+        )
+    return "; ".join(notes) if notes else None
 
 
 def fmt_params(params: int | None) -> str:
@@ -211,6 +262,9 @@ def to_records(table: Table) -> list[dict[str, object]]:
             rec[f"{col.title} judge"] = col.judge
             rec[f"{col.title} sigma"] = cell.sigma
             rec[f"{col.title} within noise"] = cell.noise
+            rec[f"{col.title} ci_low"] = cell.ci_low
+            rec[f"{col.title} ci_high"] = cell.ci_high
+            rec[f"{col.title} beyond noise"] = cell.beyond_noise
         out.append(rec)
     return out
 
@@ -237,7 +291,7 @@ def render_markdown(table: Table) -> str:
     head = ["variant", "params", *[f"{c.title} [{c.judge}]" for c in table.columns]]
     lines = ["| " + " | ".join(_md(h) for h in head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
-        cells = [f"{fmt_value(c.value)} {fmt_delta(c.delta, c.noise)}".strip() for c in row.cells]
+        cells = [fmt_cell(c) for c in row.cells]
         name = f"**{_md(row.name)}**" if row.is_baseline else _md(row.name)
         lines.append("| " + " | ".join([name, fmt_params(row.params), *cells]) + " |")
     note = noise_note(table)
@@ -270,8 +324,11 @@ def _latex_cell(cell: Cell) -> str:
     out = f"{cell.value:.4f}"
     if cell.delta is not None:
         arrow = r"\uparrow" if cell.delta > 0 else r"\downarrow" if cell.delta < 0 else "="
-        delta = f"${cell.delta:+.4f}\\,{arrow}$"
+        star = "^{*}" if cell.beyond_noise else ""
+        delta = f"${cell.delta:+.4f}\\,{arrow}{star}$"
         out += " " + (f"\\textcolor{{gray}}{{{delta}}}" if cell.noise else delta)
+    if cell.ci_low is not None and cell.ci_high is not None:
+        out += f" {{\\scriptsize$[{cell.ci_low:+.4f}, {cell.ci_high:+.4f}]$}}"
     return out
 
 
@@ -298,10 +355,16 @@ def render_latex(table: Table) -> str:
             + r" \\"
         )
     lines += [r"\bottomrule", r"\end{tabular}"]
-    note = noise_note(table)
-    if note:
-        rule = f"grey: a delta within $\\pm{NOISE_SIGMAS:g}\\sigma$ of the baseline's seeds"
-        lines.append(f"\\par\\smallskip{{\\footnotesize {rule}}}")
+    rules = []
+    if any(c.ci_low is not None for r in table.rows for c in r.cells):
+        rules.append(
+            f"$[\\cdot]$: paired bootstrap {LEVEL * 100:.0f}\\% interval of the delta over shared prompts; "
+            "$^{*}$: it excludes 0"
+        )
+    if any(c.sigma is not None for r in table.rows for c in r.cells):
+        rules.append(f"grey: a delta within $\\pm{NOISE_SIGMAS:g}\\sigma$ of the baseline's seeds")
+    if rules:
+        lines.append(f"\\par\\smallskip{{\\footnotesize {'; '.join(rules)}}}")
     lines.append(r"\end{table}")
     return "\n".join(lines)
 
