@@ -58,10 +58,6 @@ class Benchmark(ABC):
     judges: ClassVar[tuple[str, ...]] = (OFFICIAL,)
     #: The judge used when ``eval.judges`` names none.
     default_judge: ClassVar[str] = NONE
-    #: The official command template (`evals.judges.official`); None: no official command.
-    official_command: ClassVar[str | None] = None
-    #: A placeholder of `official_command` that only the user can fill (so ``eval.commands`` must be given).
-    official_needs: ClassVar[str | None] = None
     #: Metrics only the official judge computes; an OCR or VLM stand-in leaves them out.
     official_only: ClassVar[tuple[str, ...]] = ()
     #: Where its official files come from (named when one is missing).

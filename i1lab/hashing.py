@@ -7,8 +7,10 @@ YAML formatting and where the spec file lives cannot change the hash; any semant
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -93,3 +95,31 @@ def run_hashes(model: BaseModel) -> tuple[str, str]:
     """``(content_hash, training_hash)`` of a spec, from one semantic view."""
     view = semantic_view(model)
     return _content(view), _training(view)
+
+
+#: Files up to this size are hashed whole by `fingerprint_folder`; larger ones by size, head and tail.
+WHOLE_FILE = 16 << 20
+EDGE = 1 << 20
+
+
+@functools.cache
+def _folder_digest(path: str, stats: tuple[tuple[str, int, float], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, size, _ in stats:
+        h.update(f"{rel}\0{size}\0".encode())
+        with (Path(path) / rel).open("rb") as fh:
+            if size <= WHOLE_FILE:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(EDGE))
+                fh.seek(size - EDGE)
+                h.update(fh.read(EDGE))
+    return h.hexdigest()[:16]
+
+
+def fingerprint_folder(path: Path) -> str:
+    """A model folder's fingerprint (16 hex digits): every file's name and size, the bytes of files up to
+    16 MiB and the first and last MiB of larger ones; cached while no file's size or time changes."""
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    stats = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime) for p in files)
+    return _folder_digest(str(path), stats)

@@ -56,3 +56,13 @@ def run_dir(training_hash: str) -> Path:
 
     Runs that differ only in sampling settings share it: the weights are trained once."""
     return runs_dir() / training_hash[:16]
+
+
+def judges_dir() -> Path:
+    """``$I1LAB_JUDGES_DIR`` or ``$XDG_CACHE_HOME/i1lab/judges`` (``~/.cache/i1lab/judges``): the
+    benchmarks' official judging environments (`i1lab.evaluation.environments`), shared by projects."""
+    env = os.environ.get("I1LAB_JUDGES_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home).expanduser().resolve() / "i1lab" / "judges"

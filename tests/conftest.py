@@ -32,6 +32,7 @@ SERIAL_MODULES = frozenset(
         "tests/core/test_data_parallel.py",
         "tests/core/test_end_to_end.py",
         "tests/core/test_jobs.py",
+        "tests/core/test_judge_placement.py",
         "tests/core/test_leases.py",
         "tests/core/test_multi_host.py",
         "tests/core/test_policy.py",
@@ -58,6 +59,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.relative_to(REPO).as_posix() in SERIAL_MODULES:
             item.add_marker(pytest.mark.serial)
+
+
+@pytest.fixture(autouse=True)
+def _own_judges_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Official judging environments a test builds stay in its own folder; none of the user's is seen."""
+    monkeypatch.setenv("I1LAB_JUDGES_DIR", str(tmp_path_factory.mktemp("judges")))
 
 
 @pytest.fixture

@@ -27,10 +27,6 @@ class Cvtg(Benchmark):
     one_per_prompt = True
     judges = (OFFICIAL, "ocr", "vlm")
     default_judge = "ocr"
-    official_command = (
-        "{python} unified_metrics_eval.py --benchmark_dir prompts --result_dir {images} "
-        "--output_file {out}/results.json --no_hf_mirror"
-    )
     official_only = ("clipscore", "vqascore", "aesthetic_score")
     aliases = ("cvtg-2k", "cvtg2k")
     upstream = "Hugging Face dataset dnkdnk/CVTG-2K (CVTG-2K.zip; i1 names the style folder CVTG-Style)"

@@ -49,10 +49,6 @@ class Dpg(Benchmark):
     name = "dpg"
     headline = "dpg_score"
     images_per_prompt = 4
-    official_command = (
-        "{python} compute_dpg_bench.py --image-root-path {images}/processed --resolution {resolution} "
-        "--pic-num 4 --vqa-model mplug --res-path {out}/dpg-bench_results.txt"
-    )
     aliases = ("dpg-bench",)
     upstream = (
         "github.com/TencentQQGYLab/ELLA (dpg_bench/dpg_bench.csv; dpg_bench.json is i1's packaging of "

@@ -25,11 +25,6 @@ class GenEval(Benchmark):
     name = "geneval"
     headline = "overall"
     images_per_prompt = 4
-    official_command = (
-        "{python} evaluation/evaluate_images.py {images} --outfile {out}/results.jsonl "
-        "--model-path {model_path}"
-    )
-    official_needs = "model_path"
     upstream = "github.com/djghosh13/geneval (prompts/evaluation_metadata.jsonl, evaluation/object_names.txt)"
     variant_files: ClassVar[Mapping[str, str]] = {
         "original": "geneval.jsonl",

@@ -5,8 +5,9 @@ A command is a template; placeholders are filled with shell-quoted values and th
 with `shlex` (no shell): ``{python}`` (the official environment's interpreter), ``{images}`` (the
 image folder in the official layout), ``{out}`` (a FRESH output folder — PRISM never recomputes an
 existing record file), plus any extra keyword given to `run` (``{model_path}``, ``{resolution}``…).
-`default_commands()` are the invocations of i1's `benchmark_eval/README.md`, to be run with the
-benchmark's folder as working directory.
+`default_commands()` are the judge stages of the pinned environments (``judge_environment.toml``:
+i1's `benchmark_eval/README.md`), run with the benchmark's folder as working directory; i1lab runs them
+in those environments (`i1lab.evaluation.environments`), and this class runs a user's own command.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ from evals.scoring import ScoreReport, score_output
 NAME: Final = "official"
 
 
+def default_command(bench: str) -> str | None:
+    """The judge stage's command of ``bench``'s pinned official environment (`evals.judges.environment`)."""
+    from evals.judges.environment import for_benchmark
+
+    env = for_benchmark(lookup(bench))
+    return next(iter(env.stages.values())).command if env is not None else None
+
+
 def default_commands() -> dict[str, str]:
-    """Each benchmark's default official command template (`evals.benchmark.Benchmark.official_command`)."""
-    return {name: b.official_command for name, b in benchmarks().items() if b.official_command}
+    """Each benchmark's default official command template: its environment's judge stage."""
+    return {name: c for name in benchmarks() if (c := default_command(name))}
 
 
 class OfficialJudgeError(RuntimeError):
@@ -62,7 +71,7 @@ class OfficialJudge:
     def __post_init__(self) -> None:
         object.__setattr__(self, "bench", canonical(self.bench))
         if not self.command:
-            command = lookup(self.bench).official_command
+            command = default_command(self.bench)
             if command is None:
                 raise ValueError(f"{self.bench} has no official command; give one")
             object.__setattr__(self, "command", command)

@@ -23,7 +23,6 @@ class LongText(Benchmark):
     images_per_prompt = 4
     judges = (OFFICIAL, "ocr", "vlm")
     default_judge = "ocr"
-    official_command = "{python} evaluate_text_reward.py --sample_dir {images} --output_dir {out} --mode en"
     aliases = ("longtext-bench",)
     upstream = "github.com/X-Omni-Team/X-Omni (textbench/text_prompts.jsonl)"
     variant_files: ClassVar[Mapping[str, str]] = {

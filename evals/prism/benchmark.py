@@ -22,11 +22,6 @@ class Prism(Benchmark):
     headline = "final_combined_average"
     one_per_prompt = True
     judges = (OFFICIAL, "vlm")
-    official_command = (
-        "{python} evaluation/eval_qwen25.py --model_path {model_path} --image_path {images} "
-        "--output_dir {out}"
-    )
-    official_needs = "model_path"
     aliases = ("prism-bench",)
     upstream = "github.com/rongyaofang/prism-bench (captions/en/<category>.jsonl)"
     variant_files: ClassVar[Mapping[str, str]] = {

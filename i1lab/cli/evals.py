@@ -73,6 +73,35 @@ def evals_fetch(
         )
 
 
+@evals_app.command("setup")
+def evals_setup(
+    bench: Annotated[
+        str, typer.Argument(help="a benchmark with a pinned official environment, e.g. longtext")
+    ],
+    source: Annotated[
+        Path | None,
+        typer.Option(help="a local checkout of the official code (default: download the pinned commit)"),
+    ] = None,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option(help="set up only this stage (repeatable); default: all whose weights exist"),
+    ] = None,
+    python: Annotated[
+        str | None, typer.Option(help="the interpreter the environment is made from (default: i1lab's)")
+    ] = None,
+) -> None:
+    """Build a benchmark's official judging environment from its pinned specification (see README)."""
+    from i1lab.evaluation.environments import setup
+
+    report = setup(bench, source=source, stages=stage or None, python=python or sys.executable)
+    for name, why in report.refused.items():
+        typer.echo(f"{report.benchmark}: {name} stage not set up: {why}", err=True)
+    typer.echo(
+        f"{report.benchmark}: environment {report.fingerprint} in {report.root} "
+        f"(stages: {', '.join(report.stages)}; {report.seconds:.0f} s)"
+    )
+
+
 @evals_app.command("judge")
 def evals_judge(
     bench: Annotated[
@@ -92,13 +121,27 @@ def evals_judge(
         Path | None, typer.Option(help="official prompt files (default: see README)")
     ] = None,
     as_json: JsonOpt = False,
+    official_summary: Annotated[
+        bool,
+        typer.Option(
+            "--official-summary", help="also score with the official summary code in its environment"
+        ),
+    ] = False,
 ) -> None:
     """Judge an existing image folder (e.g. eval/<bench>/step_N/) and score it exactly; optionally record."""
     from i1lab.evaluation.judging import judge_images
 
     if run is not None and step is None:
         raise I1labError("--run needs --step: the checkpoint step the images belong to")
-    score = judge_images(bench, images, judge, step=step or 0, command=command, directory=benchmarks_dir)
+    score = judge_images(
+        bench,
+        images,
+        judge,
+        step=step or 0,
+        command=command,
+        directory=benchmarks_dir,
+        official_summary=official_summary,
+    )
     if score is None:
         out.print(f"{bench}: judge none: nothing judged", markup=False)
         return

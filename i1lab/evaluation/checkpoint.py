@@ -19,6 +19,7 @@ from i1lab.spec.run import EvalSpec, RunSpec
 
 if TYPE_CHECKING:
     from i1lab.evaluation.judging import BenchmarkScore
+    from i1lab.registry import EvaluationRef
     from i1lab.registry.lease_holder import Lease
 
 
@@ -92,6 +93,14 @@ def prompt_records(run_id: int, results: Sequence[BenchmarkScore]) -> list[Promp
     ]
 
 
+def with_provenance(refs: list[EvaluationRef], results: Sequence[BenchmarkScore]) -> list[EvaluationRef]:
+    """Each evaluation step with the provenance of the score of its checkpoint and benchmark. Pure."""
+    from i1lab.hashing import canonical_json
+
+    made = {(r.step, r.benchmark): canonical_json({"judge": r.judge, **r.provenance}) for r in results}
+    return [ref.model_copy(update={"provenance": made.get((ref.step, ref.benchmark))}) for ref in refs]
+
+
 def scores_line(step: int, results: Sequence[BenchmarkScore], where: str) -> str:
     values = ", ".join(
         f"{r.benchmark}/{metric}={value:.4g}" for r in results for metric, value in r.metrics.items()
@@ -119,7 +128,7 @@ def record_scores(
     ``steps``, or as they are. False: the lease or the claim moved on, nothing was recorded."""
     records = score_records(run_id, results)
     prompts = prompt_records(run_id, results)
-    refs = [s.ref(run_id) for s in steps]
+    refs = with_provenance([s.ref(run_id) for s in steps], results)
     if lease is not None:
         return lease.scores(records, steps=refs, eval_seconds=seconds, detail=detail, prompts=prompts)
     if token is not None:

@@ -256,19 +256,110 @@ def evaluate(
     spec: RunSpec, params: Any, step: int, out_dir: Path, *, directory: Path | None = None
 ) -> list[BenchmarkScore]:
     """Every benchmark of ``spec.eval`` for one checkpoint: generate, then judge with the configured judge
-    (a benchmark judged ``none`` has its images written and no score)."""
+    (a benchmark judged ``none`` has its images written and no score). A judge that needs GPUs runs as
+    its own Ray task on a node that has them (`judge_gpus`); each score records how it was made."""
     results = []
     for bench in spec.eval.benchmarks:
         generated = generate_benchmark(spec, params, bench, step, out_dir, directory=directory)
-        score = judge_images(
+        score = judge_placed(
             bench,
             generated.root,
             spec.eval.judge_for(bench),
+            gpus=judge_gpus(spec, bench),
             step=step,
             command=spec.eval.commands.get(bench),
             directory=directory,
             extra={"resolution": spec.data.resolution, "step": step},
+            official_summary=bench in spec.eval.official_summary,
         )
         if score is not None:
+            score.provenance.update(sampling_provenance(spec, generated))
             results.append(score)
     return results
+
+
+def sampling_provenance(spec: RunSpec, generated: Generated) -> dict[str, str]:
+    """What of a score's making the sampling decides: the exact prompts (their hash), variant, images
+    per prompt, sampler settings and seed."""
+    import hashlib
+
+    from i1lab.hashing import canonical_json
+
+    prompts = (generated.root / EXTRAS / "prompts.jsonl").read_bytes()
+    return {
+        "prompts": hashlib.sha256(prompts).hexdigest()[:16],
+        "n_prompts": str(generated.n_prompts),
+        "prompt_variant": spec.sampling.prompt_variant,
+        "images_per_prompt": str(generated.images_per_prompt),
+        "sampling": canonical_json(spec.sampling.model_dump(mode="json")),
+        "seed": str(spec.sampling.seed),
+    }
+
+
+def judge_gpus(spec: RunSpec, bench: str) -> int:
+    """GPUs the judge of ``bench`` needs: ``eval.judge_gpus``, else the official environment's judge
+    stage (official), else one for a VLM judge where the Ray cluster has GPUs, else none."""
+    if bench in spec.eval.judge_gpus:
+        return spec.eval.judge_gpus[bench]
+    kind = spec.eval.judge_for(bench).partition(":")[0]
+    if kind == "official":
+        from evals.judges.environment import for_benchmark
+
+        env = for_benchmark(lookup(bench))
+        return next(iter(env.stages.values())).gpus if env is not None else 0
+    if kind == "vlm":
+        return 1 if _cluster_gpus() > 0 else 0
+    return 0
+
+
+def _cluster_gpus() -> float:
+    import sys
+
+    if "ray" not in sys.modules:
+        return 0.0
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+
+
+def _judge_task(bench: str, images: Path, judge: str, kwargs: dict[str, Any]) -> BenchmarkScore | None:
+    """A Ray task: judge on the node it was placed on, recording which."""
+    import ray
+
+    score = judge_images(bench, images, judge, **kwargs)
+    if score is not None:
+        context = ray.get_runtime_context()
+        score.provenance["judge_node"] = context.get_node_id()
+        score.provenance["judge_gpus"] = f"{context.get_assigned_resources().get('GPU', 0):g}"
+    return score
+
+
+def judge_placed(bench: str, images: Path, judge: str, *, gpus: int, **kwargs: Any) -> BenchmarkScore | None:
+    """`judge_images`, as a Ray task holding ``gpus`` GPUs when it needs any (never the CPUs or chips of
+    the training that sampled the images: the task asks for one CPU and the GPUs only), else here."""
+    import sys
+
+    if gpus <= 0 or "ray" not in sys.modules:
+        return judge_images(bench, images, judge, **kwargs)
+    import ray
+    from ray.exceptions import RayTaskError
+
+    if not ray.is_initialized():
+        return judge_images(bench, images, judge, **kwargs)
+    have = _cluster_gpus()
+    if have < gpus:
+        raise I1labError(
+            f"{bench}: its judge needs {gpus} GPU(s) and the Ray cluster has {have:g}; add a GPU node "
+            f"(`ray start --num-gpus N`) or set eval.judge_gpus.{bench}: 0 to judge here"
+        )
+    task = ray.remote(_judge_task).options(
+        num_cpus=1, num_gpus=gpus, max_retries=1, name=f"i1lab-judge:{bench}"
+    )
+    try:
+        result: BenchmarkScore | None = ray.get(task.remote(bench, images, judge, kwargs))
+    except RayTaskError as exc:
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+        if isinstance(cause, I1labError):
+            raise I1labError(str(cause)) from None
+        raise
+    return result

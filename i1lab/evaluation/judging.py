@@ -54,6 +54,9 @@ class BenchmarkScore(BaseModel):
     #: Per-prompt ``(prompt key, value, weight)`` whose weighted mean is the headline (`Benchmark.
     #: prompt_values`); None where the benchmark gives none. Paired confidence intervals resample them.
     prompts: list[tuple[str, float, float]] | None = None
+    #: How the score was made: judge, its environment's and weights' fingerprints, prompt set version,
+    #: sampling settings and seeds (recorded with the evaluation step).
+    provenance: dict[str, str] = {}
 
 
 def _prompt_values(benchmark: Any, out: Path, directory: Path | None, headline: float | None) -> Any:
@@ -131,18 +134,59 @@ def _official(
     command: str | None,
     directory: Path | None,
     extra: Mapping[str, object],
-) -> Any:
-    from evals.judges.official import OfficialJudge, OfficialJudgeError
+) -> tuple[Any, dict[str, str]]:
+    """The official judge's report and its provenance. In the benchmark's environment (`i1lab evals
+    setup`) its judge stage runs with the environment's interpreter in the official folder; without
+    one, only a command the user gave runs (with i1lab's interpreter: their own script)."""
+    from dataclasses import replace
 
-    judge = OfficialJudge(bench, command or "")
-    try:
-        return judge.run(images, out, benchmarks_dir=directory, **extra)
-    except OfficialJudgeError as exc:
+    from evals.judges.official import OfficialJudge, OfficialJudgeError
+    from evals.scoring import score_output
+    from i1lab.evaluation import environments
+
+    inst = environments.installed(bench)
+    if inst is None:
+        if not command:
+            raise I1labError(
+                f"{bench}: the official judge runs in its own environment; build it with "
+                f"`i1lab evals setup {bench}` (or give eval.commands.{bench})"
+            )
+        judge = OfficialJudge(bench, command)
+        try:
+            return judge.run(images, out, benchmarks_dir=directory, **extra), {}
+        except OfficialJudgeError as exc:
+            raise I1labError(
+                f"{_first_line(exc)} (its output: {out}/official_stdout.txt, official_stderr.txt)"
+            ) from None
+        except ValueError as exc:  # a placeholder without a value
+            raise I1labError(f"{bench}: official judge: {_first_line(exc)}") from None
+    judge_stage = next(iter(environments.spec_of(bench)[0].stages))
+    values = {"images": str(images), **{k: str(v) for k, v in extra.items()}}
+    environments.run_stage(inst, judge_stage, out, values=values, command=command)
+    lookup(bench).after_official(out)
+    report = replace(score_output(bench, out, directory), judge=f"{OFFICIAL}@{inst.fingerprint[:8]}")
+    return report, environments.provenance(inst, [judge_stage])
+
+
+def _official_summary(bench: str, out: Path, report: Any) -> dict[str, str]:
+    """Run the official summary of ``bench``'s environment on the judge's per-sample files in ``out``;
+    its printed headline must be i1lab's exact score at the printed precision. The provenance."""
+    from i1lab.evaluation import environments
+
+    inst = environments.installed(bench)
+    if inst is None or "summary" not in inst.stages:
         raise I1labError(
-            f"{_first_line(exc)} (its output: {out}/official_stdout.txt, official_stderr.txt)"
-        ) from None
-    except ValueError as exc:  # a placeholder without a value
-        raise I1labError(f"{bench}: official judge: {_first_line(exc)}") from None
+            f"{bench}: eval.official_summary needs the summary stage of its environment: "
+            f"run `i1lab evals setup {bench} --stage summary`"
+        )
+    ran = environments.run_stage(inst, "summary", out / "official-summary", judged=out)
+    value = float(report.metrics[report.headline_name])
+    if ran.printed is not None and not environments.agrees(ran.printed, value):
+        raise I1labError(
+            f"{bench}: the official summary printed {ran.printed}, i1lab's exact {report.headline_name} is "
+            f"{value!r} (see {out}/official-summary/summary_stdout.txt)"
+        )
+    return {**environments.provenance(inst, ["summary"]), "official_summary": ran.printed or ""}
 
 
 def judge_images(
@@ -154,6 +198,7 @@ def judge_images(
     command: str | None = None,
     directory: Path | None = None,
     extra: Mapping[str, object] | None = None,
+    official_summary: bool = False,
 ) -> BenchmarkScore | None:
     """Judge the images under ``images`` (the benchmark's official layout) with ``judge`` and score them
     with the exact scorers of `evals.scoring`; None for the ``none`` judge. ``command`` is the official
@@ -183,12 +228,15 @@ def judge_images(
             out = judge_dir(images, OFFICIAL)
             if out.exists():
                 shutil.rmtree(out)  # the official tools need a fresh output folder
-            report = _official(bench, images, out, command, directory, values)
+            report, provenance = _official(bench, images, out, command, directory, values)
         else:
             name, reader = _reader(bench, kind, arg)
             out = _fresh(judge_dir(images, name))
             benchmark.judge(kind, reader, images, out, directory)
             report = benchmark.score(out, directory)
+            provenance = {}
+        if official_summary or "summary" in provenance.get("stages", "").split(","):
+            provenance.update(_official_summary(bench, out, report))
         (out / "summary.txt").write_text(report.printed, encoding="utf-8")
         headline = report.metrics.get(report.headline_name)
         prompts = _prompt_values(benchmark, out, directory, None if headline is None else float(headline))
@@ -209,4 +257,5 @@ def judge_images(
         metrics=metrics,
         headline=report.headline_name,
         prompts=prompts,
+        provenance=provenance,
     )

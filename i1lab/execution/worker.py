@@ -158,6 +158,13 @@ def registry_for(database_url: str | None) -> Registry:
     return _REGISTRIES[url]
 
 
+def _judged_elsewhere(spec: RunSpec) -> bool:
+    """Whether a benchmark of ``spec`` has a judge that runs as a Ray task of its own (GPUs)."""
+    from i1lab.evaluation.evaluate import judge_gpus
+
+    return any(judge_gpus(spec, bench) > 0 for bench in spec.eval.benchmarks)
+
+
 def _ray_running() -> bool:
     import sys
 
@@ -501,9 +508,12 @@ def _train_and_evaluate(a: RunAttempt) -> Outcome:
     run_id = record.id
     spec = RunSpec.model_validate(record.spec)
     evals = eval_steps(spec) if spec.eval.benchmarks else set()
+    options = a.eval_options
+    if options is None and evals and _ray_running() and _judged_elsewhere(spec):
+        options = {"num_cpus": 1}  # a GPU judge: evaluated beside, so that training never waits for it
     remote = (
-        _RemoteEvals(run_id, registry.url, wd, lease.token, a.eval_options, log)
-        if a.eval_options is not None and _ray_running()
+        _RemoteEvals(run_id, registry.url, wd, lease.token, options, log)
+        if options is not None and _ray_running()
         else None
     )
     clock = _Clock(record.train_seconds)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
@@ -41,11 +42,19 @@ class EvalStep(BaseModel):
     prompts_per_tag: int | None = None  # shapes only
     prompt_limit: int | None = None
     command: str | None = None  # the official judge's command template
+    #: the judge's own identity: its environment's fingerprint (official) or its weights' (vlm)
+    judge_version: str | None = None
+    official_summary: bool = False  # the official summary code checks the score (its environment)
 
     @property
     def key(self) -> str:
-        """The step's identity: a hash of everything above (16 hex digits)."""
-        payload = "eval:1:" + canonical_json(self.model_dump(mode="json"))
+        """The step's identity: a hash of everything above (16 hex digits); the fields added later are
+        left out at their defaults, so that older steps keep their keys."""
+        data = self.model_dump(mode="json")
+        for name in ("judge_version", "official_summary"):
+            if data[name] == type(self).model_fields[name].default:
+                del data[name]
+        payload = "eval:1:" + canonical_json(data)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
     def ref(self, run_id: int) -> EvaluationRef:
@@ -85,9 +94,33 @@ def evaluations(spec: RunSpec, run_hash: str, steps: Iterable[int] | None = None
                     prompts_per_tag=e.prompts_per_tag if generated else None,
                     prompt_limit=e.prompt_limit,
                     command=e.commands.get(bench) if judge == "official" else None,
+                    judge_version=judge_version(bench, judge),
+                    official_summary=bench in e.official_summary,
                 )
             )
     return out
+
+
+def judge_version(bench: str, judge: str) -> str | None:
+    """The identity of the judge a step names, as this machine has it: the fingerprint of ``bench``'s
+    official environment (`i1lab evals setup`) for ``official``, of the weights folder for
+    ``vlm:<folder>``; None for the others and where there is none. A changed judge makes new steps."""
+    import json
+
+    from i1lab.hashing import fingerprint_folder
+    from i1lab.paths import judges_dir
+
+    kind, _, arg = judge.partition(":")
+    if kind == "official":
+        try:
+            manifest = json.loads((judges_dir() / bench / "environment.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        found = manifest.get("fingerprint") if isinstance(manifest, dict) else None
+        return str(found) if found else None
+    if kind == "vlm" and Path(arg).is_dir():
+        return fingerprint_folder(Path(arg))
+    return None
 
 
 class EvalHistory(BaseModel):

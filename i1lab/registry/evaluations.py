@@ -162,7 +162,17 @@ class EvaluationsMixin(LeasesMixin):
                 E,
                 [{**refs[k].model_dump(), "claimed_at": None, **done} for k in keys],
                 ["key"],
-                ["step", "benchmark", "judge", "status", "owner", "expires_at", "finished_at", "reason"],
+                [
+                    "step",
+                    "benchmark",
+                    "judge",
+                    "status",
+                    "owner",
+                    "expires_at",
+                    "finished_at",
+                    "reason",
+                    "provenance",
+                ],
             )
             self._add_scores(s, scores)
             self._add_prompt_scores(s, prompts)

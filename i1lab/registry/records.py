@@ -166,6 +166,7 @@ class EvaluationRef(BaseModel):
     step: int
     benchmark: str
     judge: str
+    provenance: str | None = None  # how its scores were made (canonical JSON), set when recorded done
 
 
 class EvaluationRecord(BaseModel):
@@ -183,3 +184,4 @@ class EvaluationRecord(BaseModel):
     expires_at: datetime | None
     finished_at: datetime | None
     reason: str | None = None
+    provenance: str | None = None

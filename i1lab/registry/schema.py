@@ -272,3 +272,6 @@ class EvaluationStepRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)  # a claim past it may be taken over
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     reason: Mapped[str | None] = mapped_column(Text)  # failed: why
+    #: done: how its scores were made (canonical JSON: judge, environment and weights fingerprints,
+    #: prompt set, sampling settings, seed; ``i1lab.evaluation.judging.BenchmarkScore.provenance``)
+    provenance: Mapped[str | None] = mapped_column(Text)

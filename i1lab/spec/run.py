@@ -312,6 +312,19 @@ class EvalSpec(Strict):
         "{out} {resolution} {step} {benchmarks}; default: the official invocation",
         json_schema_extra=COSMETIC,
     )
+    official_summary: list[str] = Field(
+        default_factory=list,
+        description="benchmarks whose judged outputs the official summary code also scores, in its "
+        "environment (`i1lab evals setup BENCH`); its printed headline must equal i1lab's exact score",
+        json_schema_extra=COSMETIC,
+    )
+    judge_gpus: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="GPUs the judging of a benchmark needs, as its own Ray task on a node that has them; "
+        "default: the official environment's judge stage for official, 1 for vlm when the cluster has "
+        "GPUs, else 0 (judged where the images were sampled)",
+        json_schema_extra=COSMETIC,
+    )
     # after `commands`: the judges' validator checks that an official judge has the command it needs
     judges: dict[str, str] = Field(
         default_factory=dict,
@@ -324,7 +337,16 @@ class EvalSpec(Strict):
     #: Which benchmarks exist, their judges and default judges: the catalogue of `evals.benchmark`.
     OCR_ENGINES: ClassVar[tuple[str, ...]] = ("auto", "tesseract", "rapidocr")
     #: Placeholders i1lab fills in an official command template.
-    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("python", "images", "out", "resolution", "step", "benchmarks")
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = (
+        "python",
+        "images",
+        "out",
+        "resolution",
+        "step",
+        "benchmarks",
+        "weights",
+        "gpus",
+    )
 
     @field_validator("benchmarks")
     @classmethod
@@ -375,16 +397,34 @@ class EvalSpec(Strict):
     @field_validator("judges")
     @classmethod
     def _judges(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        commands = info.data.get("commands") or {}
         for bench, judge in value.items():
             cls._bench_key(bench, "judges")
-            kind, _ = cls.parse_judge(bench, judge)
-            need = benchmarks()[bench].official_needs
-            if kind == OFFICIAL and bench not in commands and need:
+            cls.parse_judge(bench, judge)
+        return value
+
+    @field_validator("official_summary")
+    @classmethod
+    def _summaries(cls, value: list[str]) -> list[str]:
+        from evals.judges.environment import for_benchmark
+
+        for bench in value:
+            cls._bench_key(bench, "official_summary")
+            env = for_benchmark(benchmarks()[bench])
+            if env is None or "summary" not in env.stages:
+                having = [
+                    n for n, b in benchmarks().items() if (e := for_benchmark(b)) and "summary" in e.stages
+                ]
                 raise ValueError(
-                    f"judges.{bench}: the default official command needs {{{need}}}; "
-                    f"give the full command in eval.commands.{bench}"
+                    f"official_summary: {bench} has no official summary stage; "
+                    f"those that do: {', '.join(having)}"
                 )
+        return value
+
+    @field_validator("judge_gpus")
+    @classmethod
+    def _gpus(cls, value: dict[str, int]) -> dict[str, int]:
+        for bench in value:
+            cls._bench_key(bench, "judge_gpus")
         return value
 
     @field_validator("commands")

@@ -94,11 +94,9 @@ def test_failing_command_and_missing_placeholder(tmp_path: Path) -> None:
     judge = OfficialJudge("cvtg", "{python} -c 'import sys; sys.exit(3)' {images} {out}")
     with pytest.raises(OfficialJudgeError, match="exited 3"):
         judge.run(tmp_path, tmp_path / "out")
-    with pytest.raises(ValueError, match="model_path"):
+    with pytest.raises(ValueError, match="weights"):
         OfficialJudge("prism").argv(tmp_path, tmp_path / "o")
-    argv = OfficialJudge("prism", python="/env/bin/python").argv(
-        Path("/im ages"), Path("/o"), model_path="/m"
-    )
+    argv = OfficialJudge("prism", python="/env/bin/python").argv(Path("/im ages"), Path("/o"), weights="/m")
     assert argv[:2] == ["/env/bin/python", "evaluation/eval_qwen25.py"] and "/im ages" in argv
     assert set(default_commands()) == {"geneval", "dpg", "prism", "cvtg", "longtext"}
     assert OfficialJudge("dpg").python == sys.executable
