@@ -14,7 +14,10 @@ from i1lab.report.tables import Curve, Table, fmt_ci, fmt_delta, fmt_params, fmt
 
 def rich_table(table: Table) -> RichTable:
     at = "latest checkpoint" if table.at_step == "latest" else f"step {table.at_step}"
-    out = RichTable(title=escape(f"{table.study} — deltas vs baseline at {at}"), caption=noise_note(table))
+    note = noise_note(table)
+    out = RichTable(
+        title=escape(f"{table.study} — deltas vs baseline at {at}"), caption=escape(note) if note else None
+    )
     out.add_column("variant")
     out.add_column("status")
     out.add_column("params", justify="right")

@@ -167,7 +167,7 @@ def test_compare_shows_paired_intervals_recorded_through_record_scores(home: Pat
     latex = runner.invoke(cli.app, ["compare", "pairs", "--format", "latex"]).output
     assert "^{*}" in latex and "95\\%" in latex
     table = runner.invoke(cli.app, ["compare", "pairs"])
-    assert table.exit_code == 0 and "excludes 0" in table.output
+    assert table.exit_code == 0 and "excludes 0" in table.output and "[lo, hi] =" in table.output
     # plan --resolve's arithmetic, from the baseline's recorded values
     r = resolution(
         "pairs",
