@@ -1,9 +1,10 @@
 """Where the official benchmark files live (docs/benchmarks.md, `shared/benchmarks/README.md`).
 
 The directory is, in order: an explicit argument, the environment variable ``I1LAB_BENCHMARKS_DIR``,
-or ``../shared/benchmarks`` next to the repository when it exists. Each benchmark has a fixed
-sub-layout (the one of `shared/benchmarks/`); a missing file raises `BenchmarkFileMissing`, whose
-message names the expected path and where the file comes from upstream.
+or the user-level folder that ``i1lab evals fetch`` fills, versioned by the upstream commit the files
+are pinned to: ``$XDG_CACHE_HOME/i1lab/benchmarks/<commit>`` (``~/.cache/...``). Nothing is looked
+for next to the repository. Each benchmark has a fixed sub-layout (docs/benchmarks.md); a missing file
+raises `BenchmarkFileMissing`, whose message names the expected path and where the file comes from.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Final
 
 ENV_VAR: Final = "I1LAB_BENCHMARKS_DIR"
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-DEFAULT_RELATIVE: Final = Path("..") / "shared" / "benchmarks"
+#: The commit of github.com/zlab-princeton/i1 whose benchmark files the scorers are written against (and
+#: that ``i1lab evals fetch`` checks every download against): the version of the default folder.
+PINNED_COMMIT: Final = "b58a62f4a301370f35c5873bcb453bf7eea9f0e4"
 
 #: Where the prompt variants come from (each benchmark's own files: its `Benchmark.upstream`).
 VARIANTS_UPSTREAM: Final = "github.com/zlab-princeton/i1 (jax/inference/prompts/)"
@@ -29,7 +31,7 @@ class BenchmarkFileMissing(FileNotFoundError):
         detail = f" ({what})" if what else ""
         super().__init__(
             f"{bench}: expected file {path}{detail} is missing. Download it from {source} and put it at "
-            f"that path, or point {ENV_VAR} at a directory laid out like shared/benchmarks/."
+            f"that path (`i1lab evals fetch` does), or point {ENV_VAR} at a directory laid out like it."
         )
         self.path = path
         self.bench = bench
@@ -45,20 +47,27 @@ def upstream(bench: str) -> str:
     return found.upstream if found is not None else "its upstream repository"
 
 
+def default_dir() -> Path:
+    """The user-level benchmarks folder: ``$XDG_CACHE_HOME/i1lab/benchmarks/<pinned commit[:12]>``."""
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache_home).expanduser() / "i1lab" / "benchmarks" / PINNED_COMMIT[:12]
+
+
 def benchmarks_dir(directory: str | os.PathLike[str] | None = None) -> Path:
-    """The benchmarks directory: `directory`, else ``$I1LAB_BENCHMARKS_DIR``, else the repository's
-    ``../shared/benchmarks``. Raises FileNotFoundError naming every place tried when none exists."""
+    """The benchmarks directory: `directory`, else ``$I1LAB_BENCHMARKS_DIR``, else `default_dir`.
+    Raises FileNotFoundError naming every place tried when none exists."""
     if directory is not None:
         return Path(directory)
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    default = (REPO_ROOT / DEFAULT_RELATIVE).resolve()
+    default = default_dir()
     if default.is_dir():
         return default
     raise FileNotFoundError(
-        f"no benchmarks directory: pass one, set {ENV_VAR}, or create {default} "
-        "(laid out like shared/benchmarks/: geneval/, dpg/, prism/captions/en/, cvtg-2k/prompts/, longtext/)"
+        f"no benchmarks directory: run `i1lab evals fetch` (it fills {default}), pass one, or set {ENV_VAR} "
+        "(laid out as docs/benchmarks.md says: geneval/, dpg/, prism/captions/en/, cvtg-2k/prompts/, "
+        "longtext/)"
     )
 
 

@@ -61,6 +61,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.serial)
 
 
+#: The official benchmark files the tests read: the fixture copies next to the repository (shared/),
+#: named explicitly before any test module is imported (i1lab itself looks only where `i1lab evals fetch`
+#: puts them, or at ``$I1LAB_BENCHMARKS_DIR``).
+BENCHMARK_FIXTURES = REPO.parent / "shared" / "benchmarks"
+os.environ.setdefault("I1LAB_BENCHMARKS_DIR", str(BENCHMARK_FIXTURES))
+
+
 @pytest.fixture(autouse=True)
 def _own_judges_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Official judging environments a test builds stay in its own folder; none of the user's is seen."""

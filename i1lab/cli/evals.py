@@ -44,7 +44,9 @@ def evals_fetch(
     directory: Annotated[
         Path | None,
         typer.Option(
-            "--dir", help="benchmarks directory (default: $I1LAB_BENCHMARKS_DIR or ../shared/benchmarks)"
+            "--dir",
+            help="benchmarks directory (default: $I1LAB_BENCHMARKS_DIR, else "
+            "~/.cache/i1lab/benchmarks/<commit>)",
         ),
     ] = None,
     dpg_questions: Annotated[
@@ -55,10 +57,10 @@ def evals_fetch(
     """Download the official prompt files from their upstream repositories (files present are kept)."""
     import os
 
-    from evals.benchdir import DEFAULT_RELATIVE, ENV_VAR, REPO_ROOT
+    from evals.benchdir import ENV_VAR, default_dir
     from i1lab.evaluation.fetch import fetch
 
-    target = directory or Path(os.environ.get(ENV_VAR) or (REPO_ROOT / DEFAULT_RELATIVE).resolve())
+    target = directory or Path(os.environ.get(ENV_VAR) or default_dir())
     report = fetch(target, include_optional=dpg_questions, timeout=timeout)
     for note in report.notes:
         err.print(note, markup=False)

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from evals.benchdir import PINNED_COMMIT
 from i1lab.errors import I1labError
 
-I1_COMMIT: Final = "b58a62f4a301370f35c5873bcb453bf7eea9f0e4"
+I1_COMMIT: Final = PINNED_COMMIT
 I1_RAW: Final = f"https://raw.githubusercontent.com/zlab-princeton/i1/{I1_COMMIT}"
 GENEVAL_RAW: Final = "https://raw.githubusercontent.com/djghosh13/geneval/main"
 ELLA_RAW: Final = "https://raw.githubusercontent.com/TencentQQGYLab/ELLA/main"

@@ -18,8 +18,20 @@ from evals.variants import load_keyed, load_variant, repeat, variant_names
 BENCH = benchmarks_dir()
 
 
-def test_default_directory_is_the_shared_fixtures() -> None:
+def test_the_tests_read_the_fixture_copies() -> None:
     assert (BENCH / "geneval" / "evaluation_metadata.jsonl").is_file()
+
+
+def test_the_default_is_the_user_level_folder_of_the_pinned_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = tmp_path / "i1lab" / "benchmarks" / "b58a62f4a301"
+    with pytest.raises(FileNotFoundError, match="run `i1lab evals fetch` \\(it fills " + str(folder)):
+        benchmarks_dir()
+    folder.mkdir(parents=True)
+    assert benchmarks_dir() == folder  # never ../shared next to the repository
 
 
 def test_env_var_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
