@@ -60,14 +60,18 @@ def _pil(image: ImageLike) -> Image.Image:
 
 
 class VlmJudge:
-    """Greedy decoding with a local image-text-to-text model (`AutoModelForImageTextToText`)."""
+    """Greedy decoding with a local image-text-to-text model (`AutoModelForImageTextToText`), batched:
+    ``batch_size`` images per `generate` call, prompts padded on the left (so that every reply starts
+    right after its own prompt). ``device="auto"``: the first CUDA device when torch sees one, else the
+    CPU."""
 
     def __init__(
         self,
         model_path: str | Path,
         *,
         max_new_tokens: int = 1024,
-        device: str = "cpu",
+        device: str = "auto",
+        batch_size: int = 8,
         name: str | None = None,
     ) -> None:
         path = Path(model_path)
@@ -75,47 +79,86 @@ class VlmJudge:
             raise FileNotFoundError(
                 f"VLM judge: no local model folder at {path} (weights are never downloaded)"
             )
+        if batch_size < 1:
+            raise ValueError(f"VLM judge: batch_size must be at least 1, got {batch_size}")
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self._torch: Any = torch
         self.processor: Any = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         self.model: Any = cast(
-            Any, AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True)
+            Any, AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, dtype=dtype)
         )
         self.model.to(device)
         self.model.eval()
         self.device = device
+        self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.name = name or f"vlm-{path.name}"
 
+    def chat_many(self, turns: list[tuple[ImageLike, str]]) -> list[str]:
+        """One user turn (image then text) each → the decoded replies, in order, ``batch_size`` at a
+        time."""
+        replies: list[str] = []
+        for start in range(0, len(turns), self.batch_size):
+            chunk = turns[start : start + self.batch_size]
+            prompts = [
+                self.processor.apply_chat_template(
+                    [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+                    add_generation_prompt=True,
+                )
+                for _, text in chunk
+            ]
+            inputs = self.processor(
+                images=[_pil(image) for image, _ in chunk], text=prompts, return_tensors="pt", padding=True
+            ).to(self.device)
+            with self._torch.no_grad():
+                out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            new = out[:, inputs["input_ids"].shape[1] :]
+            replies += [str(r) for r in self.processor.batch_decode(new, skip_special_tokens=True)]
+        return replies
+
     def chat(self, image: ImageLike, text: str) -> str:
         """One user turn (image then text) → the decoded reply."""
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = self.processor(images=[_pil(image)], text=[prompt], return_tensors="pt").to(self.device)
-        with self._torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        new = out[:, inputs["input_ids"].shape[1] :]
-        return str(self.processor.batch_decode(new, skip_special_tokens=True)[0])
+        return self.chat_many([(image, text)])[0]
 
     def judge_prism(self, items: Iterable[tuple[str, str, int, str, ImageLike]]) -> list[PrismRecord]:
         """``(eval_type, category, j, prompt, image)`` → records through PRISM's official parse."""
+        rows = list(items)
+        replies = self.chat_many(
+            [(image, prism_instruction(t, c, prompt)) for t, c, _, prompt, image in rows]
+        )
         return [
-            record_from_reply(t, c, j, self.chat(image, prism_instruction(t, c, prompt)), self.name)
-            for t, c, j, prompt, image in items
+            record_from_reply(t, c, j, reply, self.name)
+            for (t, c, j, _, _), reply in zip(rows, replies, strict=True)
         ]
 
-    def ocr(self, image: ImageLike) -> str:
+    def ocr_many(self, images: list[ImageLike]) -> list[str]:
         """OCR-by-VLM, then LongText's official clean-up (bug included)."""
-        return clean_ocr_output(self.chat(image, OCR_INSTRUCTION))
+        return [clean_ocr_output(r) for r in self.chat_many([(image, OCR_INSTRUCTION) for image in images])]
+
+    def ocr(self, image: ImageLike) -> str:
+        return self.ocr_many([image])[0]
 
     def judge_longtext(self, items: Iterable[tuple[str, int, ImageLike]]) -> list[LongTextRecord]:
-        return [LongTextRecord(name, pid, self.ocr(image), self.name) for name, pid, image in items]
+        rows = list(items)
+        texts = self.ocr_many([image for _, _, image in rows])
+        return [
+            LongTextRecord(name, pid, text, self.name)
+            for (name, pid, _), text in zip(rows, texts, strict=True)
+        ]
 
     def judge_cvtg(self, items: Iterable[tuple[str, int, str, ImageLike]]) -> list[CvtgJudgement]:
+        rows = list(items)
+        texts = self.ocr_many([image for _, _, _, image in rows])
         out = []
-        for type_, area, index, image in items:
-            lines = tuple(line for line in self.ocr(image).splitlines() if line.strip())
+        for (type_, area, index, _), text in zip(rows, texts, strict=True):
+            lines = tuple(line for line in text.splitlines() if line.strip())
             out.append(CvtgJudgement(type_, area, str(index), lines, judge=self.name))
         return out

@@ -100,6 +100,15 @@ def test_loads_local_weights_and_decodes_deterministically(judge: VlmJudge) -> N
     assert isinstance(first, str) and first == judge.chat(image(0), "describe")
 
 
+def test_batched_replies_are_those_of_one_image_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = build_tiny_llava(tmp_path_factory.mktemp("models") / "tiny-llava")
+    batched = VlmJudge(folder, max_new_tokens=6, batch_size=3)
+    single = VlmJudge(folder, max_new_tokens=6, batch_size=1)
+    assert batched.device == "cpu" and batched.processor.tokenizer.padding_side == "left"
+    turns = [(image(i), "describe" if i % 2 else "a much longer instruction, to pad") for i in range(5)]
+    assert batched.chat_many(turns) == single.chat_many(turns) == [single.chat(im, t) for im, t in turns]
+
+
 def test_prism_records_carry_the_judge_and_go_through_the_official_parse(
     judge: VlmJudge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,7 +117,7 @@ def test_prism_records_carry_the_judge_and_go_through_the_official_parse(
     )
     assert [r.judge for r in records] == ["vlm-tiny-llava"] * 2
     replies = iter(['```json\n{"justification": "ok", "score": 6,}\n```', "not json at all"])
-    monkeypatch.setattr(judge, "chat", lambda img, text: next(replies))
+    monkeypatch.setattr(judge, "chat_many", lambda turns: [next(replies) for _ in turns])
     scripted = judge.judge_prism(
         [("alignment", "style", 0, "p", image(2)), ("aesthetic", "style", 0, "p", image(2))]
     )
@@ -120,7 +129,7 @@ def test_prism_records_carry_the_judge_and_go_through_the_official_parse(
 def test_ocr_by_vlm_feeds_longtext_with_the_official_cleanup(
     judge: VlmJudge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(judge, "chat", lambda img, text: "FRESH BREWS\nNo text recognized.")
+    monkeypatch.setattr(judge, "chat_many", lambda turns: ["FRESH BREWS\nNo text recognized."] * len(turns))
     (rec,) = judge.judge_longtext([("0_0.png", 0, image(3))])
     assert rec.ocr_results == "FRESH BREWS\n" and rec.judge == "vlm-tiny-llava"
     assert longtext.match_counts(["FRESH BREWS, EVERY DAY"], rec.ocr_results) == (2, 4)
