@@ -102,5 +102,23 @@ class LongText(Benchmark):
             self.name, self.headline, summary.metrics(), judge, longtext.format_summary(summary), source
         )
 
+    def prompt_values(self, path: Path, directory: Dir = None) -> list[tuple[str, float, float]] | None:
+        """Per prompt: its matched / GT words over its images, weighted by its GT words, so that the
+        weighted mean is the micro Text Score exactly (prompts without GT words weigh nothing)."""
+        from evals import longtext
+        from evals.scoring import pick
+
+        records, _ = longtext.read_results(pick(path, ("results.jsonl",), self.name))
+        sums: dict[str, list[int]] = {}
+        for rec in records:
+            if rec.ocr_gt is None:
+                return None  # scored through the prompt file: no per-record ground truth to pair on
+            m, t = longtext.match_counts(rec.ocr_gt, rec.ocr_results)
+            key = f"prompt_id={rec.prompt_id}" if rec.prompt_id is not None else f"image={rec.image}"
+            acc = sums.setdefault(key, [0, 0])
+            acc[0] += m
+            acc[1] += t
+        return [(key, m / t, float(t)) for key, (m, t) in sorted(sums.items()) if t > 0]
+
 
 BENCHMARK = LongText()

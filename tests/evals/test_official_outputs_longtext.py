@@ -180,3 +180,14 @@ def test_cli_prints_one_line_without_traceback(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: score longtext: {path}:3: not valid JSON (")
+
+
+def test_per_prompt_values_pair_on_prompt_ids_and_give_the_official_score() -> None:
+    from evals.benchmark import lookup
+
+    values = lookup("longtext").prompt_values(RAW)
+    assert values is not None
+    total = sum(w for _, _, w in values)
+    assert sum(v * w for _, v, w in values) / total == 129 / 260  # the official Text Score, exactly
+    keys = [k for k, _, _ in values]
+    assert len(keys) == len(set(keys)) == 8 and {"prompt_id=5000", "prompt_id=5001"} <= set(keys)
