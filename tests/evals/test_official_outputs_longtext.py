@@ -20,6 +20,7 @@ from evals.benchdir import benchmarks_dir
 from evals.scoring import score_output
 from i1lab.errors import I1labError
 from i1lab.evaluation.scores import score_command
+from tests.evals import official_cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official" / "longtext"
 RAW = FIXTURES / "raw" / "results.jsonl"
@@ -169,14 +170,7 @@ def test_rewritten_counts_that_disagree_are_named(tmp_path: Path) -> None:
 
 def test_cli_prints_one_line_without_traceback(tmp_path: Path) -> None:
     path = corrupt(tmp_path, "truncated")
-    res = subprocess.run(
-        [sys.executable, "-m", "i1lab", "score", "longtext", str(path), "--benchmarks-dir", str(BENCH)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "400"},
-        timeout=120,
-        check=False,
-    )
+    res = official_cli.i1lab_score("longtext", path)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: score longtext: {path}:3: not valid JSON (")

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from evals import prism
 from evals.benchdir import ENV_VAR
 from evals.scoring import score_output
+from tests.evals import official_cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "official" / "prism"
 SCORE = FIXTURES / "score"
@@ -28,14 +28,7 @@ BENCH = Path(os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2].pare
 
 
 def i1lab_score(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "i1lab", "score", "prism", str(path), "--benchmarks-dir", str(BENCH), *extra],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        timeout=60,
-        check=False,
-    )
+    return official_cli.i1lab_score("prism", path, *extra)
 
 
 def test_fixture_exercises_the_official_parse() -> None:
