@@ -68,6 +68,13 @@ class TesseractEngine:
         self.lang = lang
         self.timeout = timeout
 
+    @property
+    def version(self) -> str:
+        """The first line of ``tesseract --version`` (what a score records of its judge)."""
+        proc = subprocess.run([self.binary, "--version"], capture_output=True, text=True, check=False)
+        lines = (proc.stdout or proc.stderr).strip().splitlines()
+        return lines[0] if lines else "tesseract (unknown version)"
+
     def read_lines(self, image: ImageLike) -> list[str]:
         buffer = io.BytesIO()
         Image.fromarray(_rgb(image)).save(buffer, format="PNG")
@@ -95,6 +102,12 @@ class RapidOcrEngine:
                 "rapidocr-onnxruntime is not installed: pip install rapidocr-onnxruntime"
             ) from exc
         self._ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1, **options)
+
+    @property
+    def version(self) -> str:
+        from importlib import metadata
+
+        return f"rapidocr-onnxruntime {metadata.version('rapidocr-onnxruntime')}"
 
     def read_lines(self, image: ImageLike) -> list[str]:
         # RapidOCR expects BGR arrays (OpenCV convention).

@@ -62,11 +62,18 @@ class Prism(Benchmark):
         from evals.judges.vlm import prism_instruction
 
         prompts = prism.load_prompts(directory)
-        rows = []
-        for category, j, path in prism.walk(images):
-            for eval_type in prism.EVAL_TYPES:
-                reply = reader.chat(path, prism_instruction(eval_type, category, prompts[category][j]))
-                rows.append((eval_type, category, j, str(reply), str(reader.name)))
+        asked = [
+            (eval_type, category, j, path)
+            for category, j, path in prism.walk(images)
+            for eval_type in prism.EVAL_TYPES
+        ]
+        replies = reader.chat_many(
+            [(path, prism_instruction(t, category, prompts[category][j])) for t, category, j, path in asked]
+        )
+        rows = [
+            (t, category, j, str(reply), str(reader.name))
+            for (t, category, j, _), reply in zip(asked, replies, strict=True)
+        ]
         prism.write_replies(rows, out / "replies.jsonl")
 
     def score(self, path: Path, directory: Dir = None) -> ScoreReport:

@@ -168,6 +168,18 @@ def _official(
     return report, environments.provenance(inst, [judge_stage])
 
 
+def _judge_provenance(kind: str, arg: str, reader: Any) -> dict[str, str]:
+    """What identifies a non-official judge beyond its label: a VLM's weights fingerprint and device, an
+    OCR engine's package version."""
+    if kind == "vlm":
+        from i1lab.hashing import fingerprint_folder
+
+        return {"weights": fingerprint_folder(Path(arg)), "device": str(getattr(reader, "device", ""))}
+    if kind == "ocr":
+        return {"engine": str(reader.version)}
+    return {}
+
+
 def _official_summary(bench: str, out: Path, report: Any) -> dict[str, str]:
     """Run the official summary of ``bench``'s environment on the judge's per-sample files in ``out``;
     its printed headline must be i1lab's exact score at the printed precision. The provenance."""
@@ -234,7 +246,7 @@ def judge_images(
             out = _fresh(judge_dir(images, name))
             benchmark.judge(kind, reader, images, out, directory)
             report = benchmark.score(out, directory)
-            provenance = {}
+            provenance = _judge_provenance(kind, arg, reader)
         if official_summary or "summary" in provenance.get("stages", "").split(","):
             provenance.update(_official_summary(bench, out, report))
         (out / "summary.txt").write_text(report.printed, encoding="utf-8")

@@ -161,6 +161,7 @@ def test_judging_an_existing_folder_later_reads_rendered_text(tmp_path: Path, ho
     score = judge_images("longtext", tmp_path, "ocr:tesseract", step=3)
     assert score is not None and score.judge == "ocr-tesseract" and score.metrics["text_score"] >= 0.9
     assert score.metrics["n_prompts"] == 2
+    assert score.provenance["engine"].startswith("tesseract ")  # e.g. "tesseract 5.3.0"
 
     env = {**os.environ, "I1LAB_HOME": str(home), "I1LAB_BENCHMARKS_DIR": str(benchmarks_dir())}
     res = subprocess.run(
@@ -197,9 +198,9 @@ def test_vlm_judge_on_prism_goes_through_the_official_parse(
         def __init__(self, path: str) -> None:
             self.name = f"vlm-{Path(path).name}"
 
-        def chat(self, image: Any, text: str) -> str:
-            score = 8 if "technical quality" in text else 6
-            return f'```json\n{{"justification": "ok", "score": {score}}}\n```'
+        def chat_many(self, turns: list[tuple[Any, str]]) -> list[str]:
+            scores = [8 if "technical quality" in text else 6 for _, text in turns]
+            return [f'```json\n{{"justification": "ok", "score": {score}}}\n```' for score in scores]
 
     monkeypatch.setattr(vlm, "VlmJudge", FakeVlm)
     from evals import prism
@@ -211,6 +212,7 @@ def test_vlm_judge_on_prism_goes_through_the_official_parse(
     assert score.metrics["overall_alignment"] == 6 and score.metrics["overall_aesthetic"] == 8
     assert score.metrics["final_combined_average"] == 7 and score.metrics["n_images"] == 3
     assert "combined/entity" in score.metrics and "combined/style" not in score.metrics
+    assert score.provenance["weights"] and score.provenance["device"] == ""  # the judge's identity
 
 
 def test_noise_depends_only_on_prompt_and_sample(params: Any) -> None:
