@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -102,6 +102,44 @@ def evals_setup(
         f"{report.benchmark}: environment {report.fingerprint} in {report.root} "
         f"(stages: {', '.join(report.stages)}; {report.seconds:.0f} s)"
     )
+
+
+@evals_app.command("steps")
+def evals_steps(
+    run: Annotated[str, typer.Argument(help="a run (id, hash prefix or study/name)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A run's evaluation steps: checkpoint, benchmark, judge, status, and how each was made (judge,
+    environment and weights fingerprints, prompts hash, sampling, seed, node)."""
+    import json
+
+    from i1lab.registry import Registry
+
+    registry = Registry()
+    found = registry.find_run(run)
+    steps = sorted(registry.evaluation_steps([found.id]), key=lambda e: (e.step or 0, e.benchmark or ""))
+    rows: list[dict[str, Any]] = [
+        {
+            "key": e.key,
+            "step": e.step,
+            "benchmark": e.benchmark,
+            "judge": e.judge,
+            "status": e.status,
+            "finished_at": e.finished_at.isoformat() if e.finished_at else None,
+            "provenance": json.loads(e.provenance) if e.provenance else None,
+        }
+        for e in steps
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        typer.echo(f"run {found.id} ({found.hash[:12]}): no evaluation steps recorded")
+        return
+    for r in rows:
+        made = r["provenance"] or {}
+        what = ", ".join(f"{k}={v}" for k, v in made.items() if k != "sampling")
+        typer.echo(f"step {r['step']} {r['benchmark']} [{r['judge']}] {r['status']} {r['key']}  {what}")
 
 
 @evals_app.command("judge")

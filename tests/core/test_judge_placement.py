@@ -5,6 +5,9 @@ own Ray task on that node, in its environment, while the training goes on withou
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,15 @@ def test_a_gpu_judge_is_placed_on_the_gpu_node_and_training_does_not_wait_for_it
     assert len(nodes) == 1 and run.node and not run.node.endswith(nodes.pop())  # trained on the head
     # the judge of step 10 sleeps 3 s on the GPU node: training reached its end without waiting for it
     assert evaluated[10].at >= trained.at
+    # and a user reads it all back: `i1lab evals steps RUN`
+    shown = subprocess.run(
+        [sys.executable, "-m", "i1lab", "evals", "steps", "judged_on_gpu/baseline", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "I1LAB_HOME": str(home)},
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    listed = json.loads(shown.stdout)
+    assert [(r["step"], r["status"]) for r in listed] == [(10, "done"), (20, "done")]
+    assert all(r["provenance"]["environment"] == inst.fingerprint for r in listed)
