@@ -23,12 +23,19 @@ def import_i1(
     checkpoint: Annotated[
         Path | None, typer.Option(help="a reference checkpoint (.npz, also with its -<step> suffix, or .pt)")
     ] = None,
+    buffer_mib: Annotated[
+        int,
+        typer.Option(
+            min=0, help="tensors read and not yet written, at most (MiB; at least one tensor at a time)"
+        ),
+    ] = 256,
 ) -> None:
     """Import an i1 reference config as a single-run study, and optionally convert its checkpoint.
 
     Without --checkpoint: writes the equivalent study YAML (every knob mapped or listed; an unknown knob
     is an error). With --checkpoint: converts the checkpoint into a run folder (spec.json + an Orbax
-    checkpoint) that `i1lab forward`, `i1lab generate` and training read, and reports every tensor."""
+    checkpoint) that `i1lab forward`, `i1lab generate` and training read, and reports every tensor. The
+    conversion streams (its memory does not grow with the checkpoint) and shows its progress."""
     from i1lab.i1import.knobs import import_config
 
     imported = import_config(config)
@@ -42,10 +49,18 @@ def import_i1(
         err.print(f"{where}: {imported.summary()}", markup=False, highlight=False, soft_wrap=True)
         return
     from i1lab.i1import.convert import convert_checkpoint, step_of
+    from i1lab.i1import.write import TerminalProgress
 
     step = step_of(checkpoint)
     target = out or Path(f"{imported.name}-step{step if step is not None else 'final'}")
-    report = convert_checkpoint(imported.spec, checkpoint, target, study_yaml=text)
+    report = convert_checkpoint(
+        imported.spec,
+        checkpoint,
+        target,
+        study_yaml=text,
+        buffer_bytes=buffer_mib << 20,
+        progress=lambda tensors, nbytes: TerminalProgress("converting", tensors, nbytes),
+    )
     sys.stdout.write(report.text() + "\n")
 
 

@@ -26,7 +26,11 @@ counters; they are kept in the checkpoint's metadata (and written back by the ex
 
 Every tensor of the file must map onto our model (see :mod:`i1lab.i1import.layout`), none may be left
 over, and every shape must be equal; otherwise :class:`ConversionError` lists what is wrong and nothing
-is written. The output folder is written under a temporary name and renamed when complete.
+is written. These checks read the file's headers only (:mod:`i1lab.i1import.sources`); the tensors are
+then read and written a batch at a time (:mod:`i1lab.i1import.write`), so a conversion's memory does
+not grow with the checkpoint. The free disk space is checked first. The output folder is written under
+a temporary name and renamed when complete; a killed conversion's temporary folder is removed by the
+next conversion into the same folder.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +48,17 @@ import numpy as np
 
 from i1lab.errors import I1labError
 from i1lab.i1import.layout import jax_layout, rope_table_values, torch_layout, torch_rope_tables
+from i1lab.i1import.sources import (
+    ConversionError,
+    NpzArchive,
+    Tensor,
+    bfloat16,
+    load_pt,
+    recover_dtype,
+    stored_dtype,
+)
 from i1lab.spec.run import RunSpec
 from models.config import ModelConfig
-from models.hf_weights import unflatten
 
 ADAM_COUNT = "opt/1/0/0"
 MU_PREFIX = "opt/1/0/1/"
@@ -57,21 +70,7 @@ STEP_SUFFIX = re.compile(r"-(\d+)$")
 SHOWN = 8
 
 
-class ConversionError(I1labError):
-    """A checkpoint that does not match the model: leftovers, missing tensors or shape mismatches."""
-
-
-def bfloat16() -> Any:
-    import ml_dtypes
-
-    return np.dtype(ml_dtypes.bfloat16)
-
-
-def recover_dtype(a: np.ndarray) -> np.ndarray:
-    """bfloat16 arrays come back from ``np.savez`` as 2-byte void; view them as bfloat16 again."""
-    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
-        return a.view(bfloat16())
-    return a
+__all__ = ["ConversionError", "convert_checkpoint", "export_npz", "recover_dtype", "values_equal"]
 
 
 @dataclass
@@ -79,10 +78,10 @@ class Flat:
     """A checkpoint in our names, before it becomes a train state."""
 
     step: int
-    params: dict[str, np.ndarray]
-    ema: dict[str, np.ndarray]
-    mu: dict[str, np.ndarray] | None
-    nu: dict[str, np.ndarray] | None
+    params: dict[str, Tensor]
+    ema: dict[str, Tensor]
+    mu: dict[str, Tensor] | None
+    nu: dict[str, Tensor] | None
     adam_count: int
     counters: dict[str, dict[str, Any]] = field(default_factory=dict)
     derived: list[str] = field(default_factory=list)
@@ -127,72 +126,81 @@ def step_of(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _values(d: dict[str, np.ndarray]) -> int:
-    return sum(int(np.prod(a.shape)) for a in d.values())
+def _values(d: dict[str, Tensor]) -> int:
+    return sum(t.size for t in d.values())
 
 
-def _float32(name: str, a: np.ndarray, check: _Check) -> np.ndarray:
-    if a.dtype == np.float32:
-        return a
-    if a.dtype in (np.float16, bfloat16()):
-        return a.astype(np.float32)  # exact
-    check.mismatched.append(f"{name} has dtype {a.dtype}, expected float32")
-    return a
+def _float_ok(name: str, dtype: np.dtype[Any], check: _Check) -> bool:
+    """Whether a stored float dtype converts exactly to float32 (checked before any data is read)."""
+    if dtype in (np.float32, np.float16, bfloat16()):
+        return True
+    check.mismatched.append(f"{name} has dtype {dtype}, expected float32")
+    return False
 
 
-def read_npz(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
-    """Read a reference ``.npz`` checkpoint in our names (raises ConversionError on any mismatch)."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ConversionError(f"{path}: not a readable .npz archive ({exc})") from None
-    if not hasattr(archive, "files"):
-        raise ConversionError(f"{path}: a single array, not a checkpoint archive")
+def _as(read: Callable[[], np.ndarray], dtype: np.dtype[Any]) -> Callable[[], np.ndarray]:
+    def get() -> np.ndarray:
+        a = read()
+        return a if a.dtype == dtype else a.astype(dtype)
+
+    return get
+
+
+def _member(archive: NpzArchive, key: str) -> Callable[[], np.ndarray]:
+    return lambda: archive.read(key)
+
+
+def read_npz(path: Path, config: ModelConfig, mu_dtype: str, archive: NpzArchive | None = None) -> Flat:
+    """A reference ``.npz`` checkpoint in our names, every tensor still in the file (read when written).
+    Names, shapes and dtypes are checked from the members' headers (ConversionError on any mismatch)."""
+    if archive is None:
+        archive = NpzArchive(path)
     entries = {e.reference: e for e in jax_layout(config)}
     check = _Check(path)
-    params: dict[str, np.ndarray] = {}
-    ema: dict[str, np.ndarray] = {}
-    mu: dict[str, np.ndarray] = {}
-    nu: dict[str, np.ndarray] = {}
+    params: dict[str, Tensor] = {}
+    ema: dict[str, Tensor] = {}
+    mu: dict[str, Tensor] = {}
+    nu: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
     counters: dict[str, dict[str, Any]] = {}
     mu_type = bfloat16() if mu_dtype == "bfloat16" else np.dtype(np.float32)
-    with archive:
-        for key in archive.files:
-            group, _, rest = key.partition("/")
-            if key in (ADAM_COUNT, SCHEDULE_COUNT):
-                a = archive[key]
-                if a.shape != () or a.dtype.kind not in "iu":
-                    check.mismatched.append(f"{key} {a.shape} {a.dtype}: expected an integer scalar")
-                else:
-                    counts[key] = int(a)
-                continue
-            if group == "chrono" and rest:
-                a = archive[key]
-                if a.shape == () and a.dtype.kind in "iuf":
-                    counters[rest] = {"dtype": a.dtype.str, "value": a.item()}
-                else:
-                    check.leftover.append(key)
-                continue
-            target: dict[str, np.ndarray] | None = None
-            name = rest
-            if group == "params":
-                target = params
-            elif group == "params_ema":
-                target = ema
-            elif key.startswith(MU_PREFIX):
-                target, name = mu, key.removeprefix(MU_PREFIX)
-            elif key.startswith(NU_PREFIX):
-                target, name = nu, key.removeprefix(NU_PREFIX)
-            entry = entries.get(name)
-            frozen_moment = target is mu or target is nu
-            if target is None or entry is None or (frozen_moment and entry.ours in FROZEN):
+    for key, member in archive.members.items():
+        group, _, rest = key.partition("/")
+        if key in (ADAM_COUNT, SCHEDULE_COUNT):
+            if member.shape != () or member.dtype.kind not in "iu":
+                check.mismatched.append(f"{key} {member.shape} {member.dtype}: expected an integer scalar")
+            else:
+                counts[key] = int(archive.read(key))
+            continue
+        if group == "chrono" and rest:
+            if member.shape == () and member.dtype.kind in "iuf":
+                a = archive.read(key)
+                counters[rest] = {"dtype": a.dtype.str, "value": a.item()}
+            else:
                 check.leftover.append(key)
-                continue
-            a = recover_dtype(archive[key])
-            if not check.shape(key, a.shape, entry.reference_shape):
-                continue
-            target[entry.ours] = a.astype(mu_type) if target is mu else _float32(key, a, check)
+            continue
+        target: dict[str, Tensor] | None = None
+        name = rest
+        if group == "params":
+            target = params
+        elif group == "params_ema":
+            target = ema
+        elif key.startswith(MU_PREFIX):
+            target, name = mu, key.removeprefix(MU_PREFIX)
+        elif key.startswith(NU_PREFIX):
+            target, name = nu, key.removeprefix(NU_PREFIX)
+        entry = entries.get(name)
+        frozen_moment = target is mu or target is nu
+        if target is None or entry is None or (frozen_moment and entry.ours in FROZEN):
+            check.leftover.append(key)
+            continue
+        if not check.shape(key, member.shape, entry.reference_shape):
+            continue
+        dtype = stored_dtype(member.dtype)
+        if not _float_ok(key, dtype, check):
+            continue
+        out_type = mu_type if target is mu else np.dtype(np.float32)
+        target[entry.ours] = Tensor(entry.shape, out_type, _as(_member(archive, key), out_type), name=key)
     ours_names = [e.ours for e in entries.values()]
     by_ours = {e.ours: e.reference for e in entries.values()}
     has_opt = bool(mu or nu or counts)
@@ -258,16 +266,11 @@ def _torch_config_check(path: Path, saved: Any, c: ModelConfig) -> None:
 
 
 def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
-    """Read a PyTorch reference checkpoint in our names (raises ConversionError on any mismatch)."""
-    try:
-        import torch
-    except ImportError:
-        raise I1labError(f"{path}: reading .pt checkpoints needs torch (pip install 'i1lab[vlm]')") from None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for unreadable or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"{path}: cannot read the checkpoint safely ({first[:200]})") from None
+    """A PyTorch reference checkpoint in our names, its tensors memory-mapped (read when written); names
+    and shapes are checked first (ConversionError on any mismatch)."""
+    import torch
+
+    ckpt = load_pt(path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise ConversionError(f"{path}: expected a dict with a 'model' state dict")
     try:
@@ -279,15 +282,28 @@ def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
     rope = torch_rope_tables(config)
     derived: list[str] = []
     mu_type = bfloat16() if mu_dtype == "bfloat16" else np.dtype(np.float32)
+    floats = (torch.float32, torch.float16, torch.bfloat16)
 
-    def convert(
-        group: str, state: dict[str, Any], out: dict[str, np.ndarray], *, moments: bool = False
-    ) -> None:
+    def reader(tensor: Any, transform: str, dtype: np.dtype[Any]) -> Callable[[], np.ndarray]:
+        def get() -> np.ndarray:
+            a = _torch_array(tensor)
+            if transform == "linear":
+                a = np.ascontiguousarray(a.T)
+            elif transform == "conv":
+                a = np.ascontiguousarray(a.transpose(2, 3, 1, 0))
+            return a if a.dtype == dtype else a.astype(dtype)
+
+        return get
+
+    def convert(group: str, state: dict[str, Any], out: dict[str, Tensor], *, moments: bool = False) -> None:
         for name, tensor in state.items():
             key = f"{group}.{name}"
+            if not isinstance(tensor, torch.Tensor):
+                check.leftover.append(key)
+                continue
             if name in rope and not moments:
-                a = _torch_array(tensor)
-                if check.shape(key, a.shape, rope[name]):
+                if check.shape(key, tuple(tensor.shape), rope[name]):
+                    a = _torch_array(tensor)  # a small table, checked now
                     axis = int(name.rsplit(".", 1)[1])
                     cos, sin = rope_table_values(config, axis)
                     want = np.asarray(cos if ".cos_" in name else sin, np.float64)
@@ -301,17 +317,16 @@ def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
             if entry is None or (moments and entry.ours in FROZEN):
                 check.leftover.append(key)
                 continue
-            a = _torch_array(tensor)
-            if not check.shape(key, a.shape, entry.reference_shape):
+            if not check.shape(key, tuple(tensor.shape), entry.reference_shape):
                 continue
-            if entry.transform == "linear":
-                a = np.ascontiguousarray(a.T)
-            elif entry.transform == "conv":
-                a = np.ascontiguousarray(a.transpose(2, 3, 1, 0))
-            out[entry.ours] = a.astype(mu_type) if moments and group.endswith("mu") else a
+            if tensor.dtype not in floats:
+                check.mismatched.append(f"{key} has dtype {tensor.dtype}, expected float32")
+                continue
+            dtype = mu_type if moments and group.endswith("mu") else np.dtype(np.float32)
+            out[entry.ours] = Tensor(entry.shape, dtype, reader(tensor, entry.transform, dtype), name=key)
 
-    ema: dict[str, np.ndarray] = {}
-    params: dict[str, np.ndarray] = {}
+    ema: dict[str, Tensor] = {}
+    params: dict[str, Tensor] = {}
     convert("model", ckpt["model"], ema)
     train_state = ckpt.get("train_state") or {}
     notes = []
@@ -321,8 +336,8 @@ def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
         params = dict(ema)
         notes.append("no raw weights in the file (an inference checkpoint): params = the EMA weights")
     opt = train_state.get("opt") if isinstance(train_state.get("opt"), dict) else None
-    mu: dict[str, np.ndarray] | None = None
-    nu: dict[str, np.ndarray] | None = None
+    mu: dict[str, Tensor] | None = None
+    nu: dict[str, Tensor] | None = None
     if opt is not None:
         mu, nu = {}, {}
         convert("train_state.opt.mu", opt.get("mu") or {}, mu, moments=True)
@@ -355,8 +370,14 @@ def _path_name(path: Any) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
 
+def _constant(value: Any, shape: tuple[int, ...], dtype: Any, name: str) -> Tensor:
+    dt = np.dtype(dtype)
+    return Tensor(tuple(shape), dt, lambda: np.full(shape, value, dt), name=name)
+
+
 def build_state(spec: RunSpec, flat: Flat) -> Any:
-    """Our TrainState (step, params, EMA, optimizer state) holding the arrays of ``flat``."""
+    """Our TrainState (step, params, EMA, optimizer state) whose leaves are the :class:`Tensor` of
+    ``flat`` (read when written), in the model's dtypes; zeros where the file has no optimizer state."""
     import jax
     import optax
 
@@ -364,32 +385,41 @@ def build_state(spec: RunSpec, flat: Flat) -> Any:
     from i1lab.train.step import TrainState
 
     abstract, _, _ = initial_state(spec, abstract=True)
-    params = unflatten(flat.params)
-    ema = unflatten(flat.ema)
     want = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(abstract.params)[0]}
-    got = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
-    if set(want) != got:
-        raise ConversionError(f"mapped names differ from the model's tree: {sorted(set(want) ^ got)[:SHOWN]}")
+    for group in (flat.params, flat.ema):
+        if set(want) != set(group):
+            diff = sorted(set(want) ^ set(group))[:SHOWN]
+            raise ConversionError(f"mapped names differ from the model's tree: {diff}")
+        wrong = [
+            f"{t.name or n} {t.shape} != {tuple(want[n].shape)}"
+            for n, t in group.items()
+            if tuple(t.shape) != tuple(want[n].shape)
+        ]
+        if wrong:
+            raise ConversionError(f"shapes differ from the model's tree: {', '.join(wrong[:SHOWN])}")
 
-    def moments(tree: Any, source: dict[str, np.ndarray] | None) -> Any:
+    def tensors(tree: Any, source: dict[str, Tensor] | None) -> Any:
         def leaf(path: Any, x: Any) -> Any:
+            name = _path_name(path)
             if source is None:
-                return np.zeros(x.shape, x.dtype)
-            return np.asarray(source[_path_name(path)], x.dtype)
+                return _constant(0, x.shape, x.dtype, name)
+            t = source[name]
+            dtype = np.dtype(x.dtype)
+            return Tensor(tuple(x.shape), dtype, _as(t.read, dtype), name=t.name or name)
 
         return jax.tree_util.tree_map_with_path(leaf, tree)
 
     def fill(node: Any) -> Any:
         if isinstance(node, optax.ScaleByAdamState):
-            count = np.asarray(flat.adam_count, node.count.dtype)
-            return optax.ScaleByAdamState(count, moments(node.mu, flat.mu), moments(node.nu, flat.nu))
-        return np.zeros(node.shape, node.dtype)  # other optimizer leaves: none in the shipped chain
+            count = _constant(flat.adam_count, (), node.count.dtype, "adam count")
+            return optax.ScaleByAdamState(count, tensors(node.mu, flat.mu), tensors(node.nu, flat.nu))
+        return _constant(0, node.shape, node.dtype, "optimizer")  # none in the shipped chain
 
     opt_state = jax.tree_util.tree_map(
         fill, abstract.opt_state, is_leaf=lambda n: isinstance(n, optax.ScaleByAdamState)
     )
-    step: Any = np.asarray(flat.step, abstract.step.dtype)
-    return TrainState(step, params, ema, opt_state)
+    step: Any = _constant(flat.step, (), abstract.step.dtype, "step")
+    return TrainState(step, tensors(abstract.params, flat.params), tensors(abstract.ema, flat.ema), opt_state)
 
 
 # ---------------------------------------------------------------------------- report and output
@@ -437,14 +467,58 @@ class Report:
         }
 
 
+def free_bytes(path: Path) -> int:
+    """Free disk space where ``path`` is (the probe the tests replace)."""
+    return shutil.disk_usage(path).free
+
+
+def _remove_stale(out: Path) -> list[Path]:
+    """Remove the temporary folders of conversions into ``out`` whose process is gone (killed)."""
+    removed = []
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's live process
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+#: Space the conversion needs besides the tensors (metadata, Orbax's files).
+DISK_MARGIN = 64 << 20
+
+
 def convert_checkpoint(
-    spec: RunSpec, checkpoint: Path, out: Path, *, study_yaml: str | None = None
+    spec: RunSpec,
+    checkpoint: Path,
+    out: Path,
+    *,
+    study_yaml: str | None = None,
+    buffer_bytes: int | None = None,
+    progress: Callable[[int, int], Callable[[int, int], None]] | None = None,
 ) -> Report:
     """Convert a reference checkpoint (``.npz`` or ``.pt``) of ``spec``'s model into the run folder ``out``
-    (``spec.json``, ``checkpoints/<step>/``, ``import.json`` and the imported ``study.yaml``)."""
+    (``spec.json``, ``checkpoints/<step>/``, ``import.json`` and the imported ``study.yaml``).
+
+    Streams: names, shapes and dtypes are checked from the file's headers, then the tensors are read and
+    written one batch of at most ``buffer_bytes`` (at least one tensor) at a time, so memory does not
+    grow with the checkpoint. ``progress(total_tensors, total_bytes)`` makes the callback that is called
+    with ``(tensors_done, bytes_done)`` after each batch. The folder is written under a temporary name
+    and renamed when complete (a killed conversion leaves no ``out``; the next one removes its
+    temporary folder)."""
+    from i1lab.i1import.write import DEFAULT_BUFFER_BYTES, save_streaming
     from i1lab.spec.model import model_config
-    from i1lab.train.checkpoint import Checkpoints
-    from i1lab.train.digest import state_digests
 
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
@@ -456,13 +530,62 @@ def convert_checkpoint(
     except NotImplementedError as exc:
         raise I1labError(f"{checkpoint}: cannot convert: {exc}") from None
     is_pt = checkpoint.suffix in (".pt", ".pth") or ".pt-" in checkpoint.name
+    archive: NpzArchive | None = None
     if is_pt:
         flat = read_pt(checkpoint, config, spec.train.mu_dtype)
     else:
-        flat = read_npz(checkpoint, config, spec.train.mu_dtype)
+        archive = NpzArchive(checkpoint)
+    try:
+        if archive is not None:
+            flat = read_npz(checkpoint, config, spec.train.mu_dtype, archive)
+        return _write_run(
+            spec,
+            checkpoint,
+            out,
+            flat,
+            kind="pt" if is_pt else "npz",
+            study_yaml=study_yaml,
+            buffer_bytes=DEFAULT_BUFFER_BYTES if buffer_bytes is None else buffer_bytes,
+            progress=progress,
+            save=save_streaming,
+        )
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+def _write_run(
+    spec: RunSpec,
+    checkpoint: Path,
+    out: Path,
+    flat: Flat,
+    *,
+    kind: str,
+    study_yaml: str | None,
+    buffer_bytes: int,
+    progress: Callable[[int, int], Callable[[int, int], None]] | None,
+    save: Callable[..., Any],
+) -> Report:
+    import jax
+
     state = build_state(spec, flat)
+    leaves: list[Tensor] = jax.tree_util.tree_leaves(state)
+    total = sum(t.nbytes for t in leaves)
+    stored = [*flat.params.values(), *flat.ema.values(), *(flat.mu or {}).values(), *(flat.nu or {}).values()]
+    need = sum(t.nbytes for t in stored) + DISK_MARGIN
     if flat.step > spec.train.steps:
         flat.notes.append(f"step {flat.step} is past train.steps={spec.train.steps}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise I1labError(f"cannot write {out}: {exc.strerror or exc}") from None
+    _remove_stale(out)
+    free = free_bytes(out.parent)
+    if free < need:
+        raise I1labError(
+            f"{out.parent}: not enough free disk space: converting {checkpoint.name} writes about "
+            f"{_gb(need)}, {_gb(free)} free"
+        )
     meta = {
         "step": flat.step,
         "data": {
@@ -472,17 +595,16 @@ def convert_checkpoint(
             "fingerprint": None,
         },
         "precision": spec.model.precision,
-        "digests": state_digests(state),
         "imported": {
             "source": str(checkpoint),
-            "kind": "pt" if is_pt else "npz",
+            "kind": kind,
             "adam_count": flat.adam_count,
             "counters": flat.counters,
         },
     }
     report = Report(
         source=str(checkpoint),
-        kind="PyTorch .pt" if is_pt else "JAX .npz",
+        kind="PyTorch .pt" if kind == "pt" else "JAX .npz",
         step=flat.step,
         out=str(out),
         groups=flat.groups,
@@ -490,7 +612,6 @@ def convert_checkpoint(
         derived=flat.derived,
         notes=flat.notes,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -499,18 +620,14 @@ def convert_checkpoint(
         if study_yaml is not None:
             (tmp / "study.yaml").write_text(study_yaml)
         (tmp / "import.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        ckpts = Checkpoints(
+        save(
             tmp / "checkpoints",
-            every=spec.train.checkpoint_every,
-            keep_every=spec.train.keep_every,
-            total_steps=max(spec.train.steps, flat.step),
+            flat.step,
+            state,
+            meta,
+            buffer_bytes=buffer_bytes,
+            progress=progress(len(leaves), total) if progress is not None else None,
         )
-        try:
-            ckpts.save(flat.step, state, meta)
-            ckpts.wait()
-            ckpts.check_for_errors()
-        finally:
-            ckpts.close()
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -1,0 +1,199 @@
+"""Reference checkpoint files read one tensor at a time (the converter never holds a whole checkpoint).
+
+**`.npz`** — a zip of ``.npy`` members. :class:`NpzArchive` indexes the members from the zip's central
+directory, reads each member's ``.npy`` header alone (shape and dtype, no data) so that a checkpoint can
+be checked against the model before any tensor is read, and then reads one tensor at a time: a member
+stored uncompressed (``np.savez``, as the reference writes) is memory-mapped at its data's offset in the
+file (``np.load(mmap_mode=...)`` does not memory-map inside a zip); a compressed one
+(``np.savez_compressed``) is decompressed alone. Arrays of Python objects (pickles) are refused.
+
+**`.pt`** — :func:`load_pt` is ``torch.load(mmap=True, weights_only=True)``: tensors stay in the file
+(memory-mapped) until each is converted, and no pickled code runs.
+
+:class:`Tensor` is one array of the output: its shape and dtype known up front, its values produced
+when it is written (:mod:`i1lab.i1import.write`).
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from i1lab.errors import I1labError
+
+#: Members smaller than this are read, larger ones memory-mapped (when stored uncompressed).
+MMAP_MIN_BYTES = 1 << 20
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # the zip local file header (30 bytes)
+
+
+class ConversionError(I1labError):
+    """A checkpoint that cannot be read safely or does not match the model (one line)."""
+
+
+@dataclass
+class Tensor:
+    """One output array: shape and dtype known before its values are read by ``read()``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    read: Callable[[], np.ndarray]
+    name: str = ""  # where it comes from (for messages)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def bfloat16() -> np.dtype[Any]:
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def recover_dtype(a: np.ndarray) -> np.ndarray:
+    """bfloat16 arrays come back from ``np.savez`` as 2-byte void; view them as bfloat16 again."""
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
+        return a.view(bfloat16())
+    return a
+
+
+def stored_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype an array of ``dtype`` has once read (2-byte void is bfloat16)."""
+    return bfloat16() if dtype.kind == "V" and dtype.itemsize == 2 else dtype
+
+
+def _read_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    reader = getattr(np.lib.format, "_read_array_header", None)
+    if reader is None:
+        raise ValueError(f".npy format version {version} is not supported")
+    return reader(f, version)
+
+
+@dataclass
+class Member:
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype[Any]  # as stored (bfloat16 is 2-byte void)
+    data_offset: int  # of the array data within the member
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+class NpzArchive:
+    """An ``.npz`` read member by member (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.zip = zipfile.ZipFile(self.path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ConversionError(f"{path}: not a readable .npz archive ({exc})") from None
+        self.members: dict[str, Member] = {}
+        try:
+            for info in self.zip.infolist():
+                if info.is_dir():
+                    continue
+                key = info.filename.removesuffix(".npy")
+                with self.zip.open(info) as f:
+                    shape, fortran, dtype = _read_header(f)  # type: ignore[arg-type]
+                    offset = f.tell()
+                if dtype.hasobject:
+                    raise ConversionError(
+                        f"{path}: {key} holds Python objects (a pickle); refused (allow_pickle=False)"
+                    )
+                self.members[key] = Member(info, tuple(shape), fortran, dtype, offset)
+        except ConversionError:
+            self.zip.close()
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, RuntimeError) as exc:
+            self.zip.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"{path}: not a readable .npz archive ({first[:200]})") from None
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.members)
+
+    def _file_offset(self, info: zipfile.ZipInfo) -> int:
+        """Where a stored member's bytes start in the file (after its local header)."""
+        with self.path.open("rb") as f:
+            f.seek(info.header_offset)
+            fields = _LOCAL_HEADER.unpack(f.read(_LOCAL_HEADER.size))
+        if fields[0] != b"PK\x03\x04":
+            raise ConversionError(f"{self.path}: damaged zip entry {info.filename}")
+        name_len, extra_len = fields[-2], fields[-1]
+        return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+
+    def read(self, key: str) -> np.ndarray:
+        """The array of member ``key`` (bfloat16 restored): memory-mapped where the member is stored
+        uncompressed and large, else read alone."""
+        m = self.members[key]
+        try:
+            if (
+                m.info.compress_type == zipfile.ZIP_STORED
+                and not m.info.flag_bits & 0x1  # not encrypted
+                and m.nbytes >= MMAP_MIN_BYTES
+            ):
+                offset = self._file_offset(m.info) + m.data_offset
+                a: np.ndarray = np.memmap(
+                    self.path,
+                    dtype=m.dtype,
+                    mode="r",
+                    offset=offset,
+                    shape=m.shape,
+                    order="F" if m.fortran else "C",
+                )
+            else:
+                with self.zip.open(m.info) as f:
+                    a = np.lib.format.read_array(f, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConversionError(f"{self.path}: cannot read {key} ({first[:200]})") from None
+        if a.shape != m.shape:
+            raise ConversionError(f"{self.path}: {key} has shape {a.shape}, its header says {m.shape}")
+        return recover_dtype(a)
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def __enter__(self) -> NpzArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_pt(path: Path) -> Any:
+    """A ``.pt`` checkpoint with its tensors memory-mapped, unpickled with ``weights_only`` (no code runs);
+    ConversionError when it cannot be read safely."""
+    try:
+        import torch
+    except ImportError:
+        raise I1labError(f"{path}: reading .pt checkpoints needs torch (pip install 'i1lab[vlm]')") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for unreadable or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(f"{path}: cannot read the checkpoint safely ({first[:200]})") from None
