@@ -64,6 +64,29 @@ def import_i1(
     sys.stdout.write(report.text() + "\n")
 
 
+def export_i1(
+    run: Annotated[Path, typer.Argument(help="a run folder (spec.json + checkpoints/), e.g. from import-i1")],
+    out: Annotated[Path, typer.Option(help="the reference-layout .npz to write")],
+    step: Annotated[int | None, typer.Option(help="the checkpoint's step (default: the newest)")] = None,
+    buffer_mib: Annotated[
+        int, typer.Option(min=0, help="arrays restored and not yet written, at most (MiB)")
+    ] = 256,
+) -> None:
+    """Write a run's checkpoint back in the i1 reference layout (the big_vision .npz of params,
+    params_ema, opt and chrono that `import-i1 --checkpoint` reads), streaming."""
+    from i1lab.i1import.convert import export_run
+    from i1lab.i1import.write import TerminalProgress
+
+    n = export_run(
+        run,
+        out,
+        step=step,
+        buffer_bytes=buffer_mib << 20,
+        progress=lambda tensors, nbytes: TerminalProgress("exporting", tensors, nbytes),
+    )
+    sys.stdout.write(f"wrote {out} ({n} arrays)\n")
+
+
 def import_results(
     path: Annotated[Path, typer.Argument(help="JSON lines: one run trained elsewhere per line")],
 ) -> None:

@@ -40,6 +40,7 @@ for name, handler in (
     ("search", search.search),
     ("search-report", search.search_report_cmd),
     ("import-i1", imports.import_i1),
+    ("export-i1", imports.export_i1),
     ("weights", weights.weights_cmd),
     ("encode-text", weights.encode_text_cmd),
     ("forward", run.forward_cmd),

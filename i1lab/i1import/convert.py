@@ -680,3 +680,84 @@ def values_equal(a: np.ndarray, b: np.ndarray) -> bool:
     """Bitwise equality of two arrays (dtype, shape and bytes; bfloat16 and its V2 form compare equal)."""
     a, b = recover_dtype(np.asarray(a)), recover_dtype(np.asarray(b))
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _key_name(k: Any) -> str:
+    return str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+
+
+def export_run(
+    run: Path,
+    npz: Path,
+    *,
+    step: int | None = None,
+    buffer_bytes: int | None = None,
+    progress: Callable[[int, int], Callable[[int, int], None]] | None = None,
+) -> int:
+    """Write checkpoint ``step`` (default: the newest) of the run folder ``run`` as a reference ``.npz``
+    (the names and dtypes :func:`read_npz` reads), streaming: the arrays are restored a batch of at most
+    ``buffer_bytes`` at a time and written member by member. The file is written under a temporary name
+    and renamed when complete. Returns the number of members."""
+    import jax
+
+    from i1lab.i1import.write import DEFAULT_BUFFER_BYTES, read_leaves, write_npz
+    from i1lab.spec.model import model_config
+    from i1lab.train.runner import initial_state
+
+    run, npz = Path(run), Path(npz)
+    try:
+        spec = RunSpec.model_validate_json((run / "spec.json").read_text())
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise I1labError(f"{run}: not a run folder ({first[:200]})") from None
+    folder = run / "checkpoints"
+    steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    if not steps:
+        raise I1labError(f"{run}: no checkpoint")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise I1labError(f"{run}: no checkpoint of step {step} (there are {steps})")
+    if npz.exists():
+        raise I1labError(f"{npz}: already exists; choose another --out")
+    meta = json.loads((folder / str(step) / "meta" / "metadata").read_text())
+    by_ours = {e.ours: e.reference for e in jax_layout(model_config(spec))}
+    abstract, _, _ = initial_state(spec, abstract=True)
+    leaves = jax.tree_util.tree_leaves(abstract)
+    total = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in leaves)
+    report = progress(len(leaves), total) if progress is not None else None
+
+    def members() -> Any:
+        nbytes = 0
+        size = DEFAULT_BUFFER_BYTES if buffer_bytes is None else buffer_bytes
+        for done, (path, a) in enumerate(read_leaves(folder, step, abstract, size), start=1):
+            names = [_key_name(k) for k in path]
+            if names[0] == "step":
+                yield SCHEDULE_COUNT, np.asarray(a, np.int32)
+            elif names[0] in ("params", "ema"):
+                group = "params" if names[0] == "params" else "params_ema"
+                yield f"{group}/{by_ours['/'.join(names[1:])]}", a
+            elif names[-1] == "count":
+                yield ADAM_COUNT, np.asarray(a, np.int32)
+            elif "mu" in names or "nu" in names:
+                i = names.index("mu") if "mu" in names else names.index("nu")
+                prefix = MU_PREFIX if names[i] == "mu" else NU_PREFIX
+                yield prefix + by_ours["/".join(names[i + 1 :])], a
+            else:
+                raise I1labError(f"{run}: optimizer state {'/'.join(names)} has no reference name")
+            nbytes += a.nbytes
+            if report is not None:
+                report(done, nbytes)
+        for name, c in (meta.get("imported") or {}).get("counters", {}).items():
+            yield f"chrono/{name}", np.asarray(c["value"], np.dtype(c["dtype"]))
+
+    tmp = npz.parent / f".{npz.name}.tmp-{os.getpid()}"
+    try:
+        n = write_npz(tmp, members())
+        os.replace(tmp, npz)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise I1labError(f"cannot write {npz}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n

@@ -251,12 +251,11 @@ def read_leaves(
     step: int,
     abstract_state: Any,
     buffer_bytes: int = DEFAULT_BUFFER_BYTES,
-) -> Iterator[tuple[str, np.ndarray]]:
-    """The arrays of checkpoint ``directory/<step>``'s state, ``(keystr, array)`` in tree order, restored
-    a batch of at most ``buffer_bytes`` (at least one array) at a time."""
+) -> Iterator[tuple[Any, np.ndarray]]:
+    """The arrays of checkpoint ``directory/<step>``'s state, ``(key path, array)`` in tree order,
+    restored a batch of at most ``buffer_bytes`` (at least one array) at a time."""
     import jax
     import orbax.checkpoint as ocp
-    from jax.tree_util import keystr
 
     from i1lab.train.checkpoint import _placed
 
@@ -285,5 +284,5 @@ def read_leaves(
         pending += int(np.prod(leaf.shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize
         if pending >= buffer_bytes or i == len(flat) - 1:
             for j, a in zip(batch, restore(batch), strict=True):
-                yield keystr(flat[j][0]), a
+                yield flat[j][0], a
             batch, pending = [], 0
