@@ -71,7 +71,7 @@ def write_checkpoint(path: Path, spec: Any, seed: int = 0) -> tuple[int, int, in
     return path.stat().st_size, params, largest
 
 
-def child(spec_json: str, checkpoint: str, out: str) -> None:
+def child(spec_json: str, checkpoint: str, out: str, buffer_mib: int) -> None:
     """The conversion itself (run in a subprocess so that its peak RSS is its own)."""
     from i1lab.i1import.convert import convert_checkpoint
     from i1lab.i1import.write import TerminalProgress
@@ -82,14 +82,16 @@ def child(spec_json: str, checkpoint: str, out: str) -> None:
         spec,
         Path(checkpoint),
         Path(out),
+        buffer_bytes=buffer_mib << 20,
         progress=lambda n, b: TerminalProgress("converting", n, b, every=30.0),
     )
     print(report.text().splitlines()[0], file=sys.stderr)
 
 
-def measure(spec_json: Path, checkpoint: Path, out: Path) -> tuple[float, float, int]:
+def measure(spec_json: Path, checkpoint: Path, out: Path, buffer_mib: int) -> tuple[float, float, int]:
     """(peak RSS in bytes, seconds, exit status) of one conversion subprocess."""
     cmd = [sys.executable, __file__, "--child", str(spec_json), str(checkpoint), str(out)]
+    cmd += ["--buffer-mib", str(buffer_mib)]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -154,11 +156,12 @@ def main() -> None:
     ap.add_argument("--depths", type=int, nargs="+", default=[3, 9, 29])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/i1lab-import-memory"))
     ap.add_argument("--keep", action="store_true", help="keep the checkpoints and run folders")
+    ap.add_argument("--buffer-mib", type=int, default=256, help="the conversion's buffer (import-i1's)")
     ap.add_argument("--child", nargs=3, metavar=("SPEC", "NPZ", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--forward", nargs=2, type=Path, metavar=("RUN", "NPZ"))
     args = ap.parse_args()
     if args.child:
-        child(*args.child)
+        child(*args.child, args.buffer_mib)
         return
     if args.forward:
         forward_check(*args.forward)
@@ -179,9 +182,10 @@ def main() -> None:
             f"depth {depth}: wrote {npz} ({size / 1e9:.2f} GB) in {time.monotonic() - start:.0f} s",
             flush=True,
         )
-        rss, seconds, code = measure(spec_json, npz, out)
+        rss, seconds, code = measure(spec_json, npz, out, args.buffer_mib)
         row = {
             "depth": depth,
+            "buffer_mib": args.buffer_mib,
             "parameters": params,
             "checkpoint_gb": round(size / 1e9, 2),
             "largest_tensor_mb": round(largest / 1e6, 1),

@@ -39,7 +39,10 @@ class Loaded:
     def weights(self, which: Weights) -> Any:
         if which not in ("ema", "params"):
             raise I1labError(f"--weights must be ema or params, not {which!r}")
-        return self.state.ema if which == "ema" else self.state.params
+        found = self.state.ema if which == "ema" else self.state.params
+        if found is None:
+            raise I1labError(f"the {which} weights were not restored (load_checkpoint(only=...))")
+        return found
 
 
 def _run_folder(path: Path) -> tuple[Path, int | None]:
@@ -55,8 +58,9 @@ def _run_folder(path: Path) -> tuple[Path, int | None]:
     raise I1labError(f"{path}: not a run folder (spec.json + checkpoints/) or a checkpoint folder in one")
 
 
-def load_checkpoint(path: Path) -> Loaded:
-    """Restore the checkpoint at ``path`` (see the module docstring); read-only."""
+def load_checkpoint(path: Path, only: Weights | None = None) -> Loaded:
+    """Restore the checkpoint at ``path`` (see the module docstring); read-only. ``only``: restore that
+    group of weights alone (the rest of the state is None), in that group's memory."""
     from i1lab.train.checkpoint import CheckpointCorrupt
     from i1lab.train.runner import initial_state, run_checkpoints
 
@@ -74,7 +78,7 @@ def load_checkpoint(path: Path) -> Loaded:
     try:
         abstract, _, _ = _abstract(spec, initial_state)
         if step is None:
-            found, skipped = ckpts.restore_latest(abstract, quarantine=None)
+            found, skipped = ckpts.restore_latest(abstract, quarantine=None, only=only)
             if found is None:
                 detail = f" ({'; '.join(skipped)})" if skipped else ""
                 raise I1labError(f"{folder}: no usable checkpoint{detail}")
@@ -82,7 +86,7 @@ def load_checkpoint(path: Path) -> Loaded:
         if step not in ckpts.steps():
             raise I1labError(f"{path}: no checkpoint of step {step} in {folder / 'checkpoints'}")
         try:
-            state, meta = ckpts.restore(step, abstract)
+            state, meta = ckpts.restore(step, abstract, only=only)
         except CheckpointCorrupt as exc:
             raise I1labError(f"{path}: {exc}") from None
         return Loaded(spec, step, state, folder, meta)
@@ -202,7 +206,9 @@ def forward(
     ``out``. Returns (step, shape of v)."""
     from i1lab.spec.model import model_config
 
-    loaded = load_checkpoint(checkpoint)
+    if weights not in ("ema", "params"):
+        raise I1labError(f"--weights must be ema or params, not {weights!r}")
+    loaded = load_checkpoint(checkpoint, only=weights)  # the weights alone, not the optimizer state
     params = loaded.weights(weights)
     arrays = read_inputs(Path(inputs), model_config(loaded.spec))
     v = apply_model(loaded.spec, params, arrays)

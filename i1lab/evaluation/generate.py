@@ -166,7 +166,7 @@ def generate_images(
 
     if batch_size < 1:
         raise I1labError(f"--batch-size must be >= 1, got {batch_size}")
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, only="ema")  # the EMA weights alone
     spec = sampling_spec(
         loaded.spec, cfg_scale=cfg_scale, cfg_rescale=cfg_rescale, steps=steps, seed=seed, size=size
     )

@@ -53,6 +53,17 @@ def digest_update(h: Any, a: np.ndarray) -> None:
     h.update(a.reshape(-1).view(np.uint8).data if a.size else b"")
 
 
+def _trim() -> None:
+    """Give freed heap memory back to the system (glibc keeps it in per-thread arenas otherwise, and
+    the resident size would creep up with the number of batches)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _handler_class() -> Any:
     from orbax.checkpoint import type_handlers
     from orbax.checkpoint._src.metadata import array_metadata_store
@@ -83,6 +94,8 @@ def _handler_class() -> Any:
                 await asyncio.to_thread(f.result)
             self.tensors += len(batch)
             self.bytes += sum(b[3] for b in batch)
+            batch.clear()
+            _trim()
             if self.progress is not None:
                 self.progress(self.tensors, self.bytes)
 

@@ -116,15 +116,48 @@ class Checkpoints:
     def saving(self) -> bool:
         return bool(self.manager.is_saving_in_progress())
 
-    def restore(self, step: int, abstract_state: Any, *, verify: bool = True) -> tuple[Any, dict[str, Any]]:
-        """``(state, meta)`` of checkpoint ``step``; CheckpointCorrupt when it cannot be trusted."""
-        from i1lab.train.digest import state_digests
+    def restore(
+        self, step: int, abstract_state: Any, *, verify: bool = True, only: str | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """``(state, meta)`` of checkpoint ``step``; CheckpointCorrupt when it cannot be trusted.
+
+        ``only="ema"`` or ``"params"``: read that group of weights (and the step) and nothing else — the
+        other fields of the state are None; memory is that group's (an imported 3 B model's whole train
+        state would not fit a workstation)."""
+        from i1lab.train.digest import state_digests, tree_digest
         from i1lab.train.step import TrainState
 
         target = _placed(abstract_state)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+        if only is None:
+            state_args: Any = ocp.args.StandardRestore(target)
+        else:
+            import jax
+
+            if only not in ("ema", "params"):
+                raise ValueError(f"only must be ema or params, not {only!r}")
+            target = TrainState(
+                target.step,
+                target.params if only == "params" else None,
+                target.ema if only == "ema" else None,
+                None,
+            )
+            restore_args = jax.tree_util.tree_map(
+                lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, global_shape=x.shape, dtype=x.dtype),
+                target,
+            )
+            state_args = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
         try:
-            restored = self.manager.restore(step, args=args)
+            if only is None:
+                args = ocp.args.Composite(state=state_args, meta=ocp.args.JsonRestore())
+                restored = self.manager.restore(step, args=args)
+            else:  # the manager's state handler (Standard) restores whole trees only
+                restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+                handler = ocp.PyTreeCheckpointHandler()
+                try:
+                    path = self.directory.resolve() / str(step) / "state"
+                    restored = {"state": handler.restore(path, args=state_args), "meta": restored["meta"]}
+                finally:
+                    handler.close()
             state = TrainState(*restored["state"])
             meta = dict(restored["meta"] or {})
         except Exception as exc:  # Orbax/TensorStore raise many types for missing or damaged files
@@ -132,6 +165,11 @@ class Checkpoints:
             raise CheckpointCorrupt(
                 f"step {step}: cannot restore ({type(exc).__name__}: {first[:200]})"
             ) from exc
+        if only is not None:
+            expected = (meta.get("digests") or {}).get(only)
+            if verify and expected is not None and tree_digest(getattr(state, only)) != expected:
+                raise CheckpointCorrupt(f"step {step}: {only} do not match the digest saved with them")
+            return state, meta
         if verify and meta.get("digests"):
             actual = state_digests(state)
             for name, expected in meta["digests"].items():
@@ -140,19 +178,24 @@ class Checkpoints:
         return state, meta
 
     def restore_latest(
-        self, abstract_state: Any, quarantine: Path | None, agree: Callable[[bool], bool] | None = None
+        self,
+        abstract_state: Any,
+        quarantine: Path | None,
+        agree: Callable[[bool], bool] | None = None,
+        only: str | None = None,
     ) -> tuple[Restored | None, list[str]]:
         """The newest checkpoint that restores and verifies (None if none does), and one line per newer
         checkpoint found corrupt. Corrupt ones are moved to ``quarantine`` (only skipped when None).
 
         ``agree``: for the processes of one run (every one restores each checkpoint it tries, together),
         takes this process's verdict on a checkpoint and returns the one all go by (process 0's), so that
-        all resume from the same step; a process that cannot read the checkpoint the others use stops."""
+        all resume from the same step; a process that cannot read the checkpoint the others use stops.
+        ``only``: as for :meth:`restore`."""
         skipped: list[str] = []
         for step in reversed(self.steps()):
             error: CheckpointCorrupt | None = None
             try:
-                state, meta = self.restore(step, abstract_state)
+                state, meta = self.restore(step, abstract_state, only=only)
             except CheckpointCorrupt as exc:
                 error = exc
             ok = error is None if agree is None else agree(error is None)
