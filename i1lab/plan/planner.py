@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -220,8 +221,19 @@ def expand(study: Study, profile: str | None = None) -> list[Variant]:
     base = merge(study.base, scaled.overlay)
     doc = study.doc
     grid_paths = list(scaled.grid)
-    cells = list(itertools.product(*(scaled.grid[p] for p in grid_paths))) or [()]
     seeds: list[int | None] = list(doc.seeds) or [None]
+    # Count before building: a grid multiplies, and a few short lines can name billions of runs.
+    per_cell = (
+        int(bool(doc.baseline or grid_paths)) + sum(map(len, scaled.axes.values())) + len(scaled.variants)
+    )
+    count = math.prod(len(vs) for vs in scaled.grid.values()) * per_cell * len(seeds)
+    if count > doc.max_runs:
+        raise SpecError(
+            f"the study expands to {count} runs, more than max_runs={doc.max_runs}",
+            key="max_runs",
+            where=study.locate(("max_runs",)) or study.locate(("grid",)),
+        )
+    cells = list(itertools.product(*(scaled.grid[p] for p in grid_paths))) or [()]
 
     raw: list[tuple[str, str | None, Layer, dict[str, Any], bool, str]] = []
     for cell in cells:

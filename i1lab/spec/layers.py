@@ -44,12 +44,18 @@ def split_dotted(data: Any, where: dict[PathKey, Location], path: PathKey = ()) 
     if not isinstance(data, dict):
         return data
     out: dict[str, Any] = {}
+    # the locations below each key, gathered in one pass (one scan per key is quadratic in a wide mapping)
+    n = len(path)
+    below: dict[Any, dict[PathKey, Location]] = {}
+    for k, v in where.items():
+        if len(k) > n and k[:n] == path:
+            below.setdefault(k[n], {})[k[n + 1 :]] = v
     for key, value in data.items():
         parts = str(key).split(".")
         if any(not p for p in parts):
             raise SpecError("empty segment in dotted key", key=str(key), where=where.get((*path, key)))
         loc = where.get((*path, key))
-        inner = sub_where(where, (*path, key))
+        inner = below.get(key, {})
         value = split_dotted(value, {(*path, *parts, *k): v for k, v in inner.items()}, (*path, *parts))
         target = out
         for part in parts[:-1]:

@@ -38,6 +38,8 @@ from i1lab.spec.run import RunSpec
 from i1lab.spec.search import SearchSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+MAX_RUNS = 100_000
+"""The highest ``max_runs`` a study file may set: a plan of more runs is refused before it is built."""
 
 
 class VariantDecl(BaseModel):
@@ -62,7 +64,7 @@ class StudyFile(BaseModel):
     seeds: list[int] = Field(default_factory=list)
     evals: list[str] | None = None
     baseline: bool = True
-    max_runs: Annotated[int, Field(ge=1)] = 1000
+    max_runs: Annotated[int, Field(ge=1, le=MAX_RUNS)] = 1000
     budget_hours: Annotated[float, Field(gt=0)] | None = None
     max_concurrent: Annotated[int, Field(ge=1)] | None = None
     priority: int = 0
@@ -90,12 +92,18 @@ class Study:
         return yamlpos.locate(self.where, path)
 
 
-def _load_merged(path: Path, stack: tuple[Path, ...]) -> yamlpos.Doc:
+def _load_merged(
+    path: Path, stack: tuple[Path, ...], budget: yamlpos.Budget, by: Location | None = None
+) -> yamlpos.Doc:
     resolved = path.resolve()
     if resolved in stack:
         chain = " -> ".join(p.name for p in (*stack, resolved))
-        raise SpecError(f"extends cycle: {chain}", key="extends", where=Location(str(path), 1, 1))
-    doc = yamlpos.load(path)
+        raise SpecError(f"extends cycle: {chain}", key="extends", where=by or Location(str(path), 1, 1))
+    if len(stack) > yamlpos.MAX_EXTENDS_DEPTH:
+        raise SpecError(
+            f"extends chain longer than {yamlpos.MAX_EXTENDS_DEPTH} files", key="extends", where=by
+        )
+    doc = yamlpos.load(path, budget)
     if not isinstance(doc.data, dict):
         raise SpecError("a study file must be a mapping of keys", where=doc.locate(()))
     parent_ref = doc.data.get("extends")
@@ -103,10 +111,15 @@ def _load_merged(path: Path, stack: tuple[Path, ...]) -> yamlpos.Doc:
         return doc
     if not isinstance(parent_ref, str):
         raise SpecError("extends must be a file path", key="extends", where=doc.where.get(("extends",)))
-    parent_path = path.parent / parent_ref
-    if not parent_path.is_file():
-        raise SpecError(f"file not found: {parent_path}", key="extends", where=doc.where.get(("extends",)))
-    parent = _load_merged(parent_path, (*stack, resolved))
+    by = doc.where.get(("extends",))
+    try:
+        parent_path = path.parent / parent_ref
+        found = parent_path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise SpecError(f"cannot read {parent_ref!r}: {exc}", key="extends", where=by) from None
+    if not found:
+        raise SpecError(f"file not found: {parent_path}", key="extends", where=by)
+    parent = _load_merged(parent_path, (*stack, resolved), budget, by)
     return _merge_docs(parent, doc)
 
 
@@ -147,9 +160,13 @@ def _dotted_layer(layer: Layer) -> Layer:
 def load_study(path: str | Path) -> Study:
     """Load a study file with its ``extends`` chain; top-level and path errors are raised here."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise SpecError(f"cannot read {path}: {exc}") from None
+    if not found:
         raise SpecError(f"study file not found: {path}")
-    doc = _load_merged(path, ())
+    doc = _load_merged(path, (), yamlpos.Budget())
     try:
         top = StudyFile.model_validate(doc.data)
     except ValidationError as exc:
