@@ -59,6 +59,7 @@ from sqlalchemy import (
     select,
     union,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import operators
 
@@ -114,6 +115,11 @@ SPEC_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*\Z")
 SCORE_FIELD = re.compile(r"score:(?P<bench>[A-Za-z0-9_.\-]+)/(?P<metric>[^@\s]+?)(?:@(?P<judge>[^@\s]+))?\Z")
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 WORD_CHARS = re.compile(r"[^\s()=!<>,'\"]+")
+MAX_FILTER_CHARS = 10_000  # characters of a filter
+MAX_FILTER_DEPTH = 16  # nested parentheses and 'not's (each nests a subquery; SQLite's parser stack is small)
+MAX_FILTER_TERMS = 256  # comparisons in a filter (each is a subquery)
+MAX_LITERAL_CHARS = 1_024  # characters of a value or field name (text fields keep 512)
+MAX_IN_VALUES = 1_000  # values of one 'in (...)' list
 
 
 class QueryError(I1labError):
@@ -140,6 +146,10 @@ class Token:
 
 
 def tokenize(expr: str) -> list[Token]:
+    if len(expr) > MAX_FILTER_CHARS:
+        raise QueryError(
+            f"the filter has {len(expr)} characters (at most {MAX_FILTER_CHARS})", MAX_FILTER_CHARS
+        )
     out: list[Token] = []
     pos, n = 0, len(expr)
     while pos < n:
@@ -177,11 +187,15 @@ def tokenize(expr: str) -> list[Token]:
                 else:
                     chars.append(c)
                     pos += 1
+            if pos - start > MAX_LITERAL_CHARS + 2:
+                raise QueryError(f"a string of more than {MAX_LITERAL_CHARS} characters", start)
             out.append(Token("string", "".join(chars), start))
         else:
             m = WORD_CHARS.match(expr, pos)
             assert m is not None  # every other character starts a word
             word = m.group()
+            if len(word) > MAX_LITERAL_CHARS:
+                raise QueryError(f"a word of {len(word)} characters (at most {MAX_LITERAL_CHARS})", pos)
             bad = next((c for c in word if not c.isprintable()), None)
             if bad is not None:
                 raise QueryError(f"unprintable character {bad!r}", pos + word.index(bad))
@@ -268,6 +282,8 @@ class Parser:
     def __init__(self, expr: str) -> None:
         self.tokens = tokenize(expr)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
 
     @property
     def tok(self) -> Token:
@@ -297,22 +313,34 @@ class Parser:
         while self.keyword("or"):
             self.next()
             items.append(self.and_expr())
-        return items[0] if len(items) == 1 else Or(tuple(items))
+        # (a or (b or c)) is a or b or c: one union, not one subquery per parenthesis
+        flat = tuple(i for item in items for i in (item.items if isinstance(item, Or) else (item,)))
+        return flat[0] if len(flat) == 1 else Or(flat)
 
     def and_expr(self) -> Node:
         items = [self.not_expr()]
         while self.keyword("and"):
             self.next()
             items.append(self.not_expr())
-        return items[0] if len(items) == 1 else And(tuple(items))
+        flat = tuple(i for item in items for i in (item.items if isinstance(item, And) else (item,)))
+        return flat[0] if len(flat) == 1 else And(flat)
+
+    def nested(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise QueryError(f"nested deeper than {MAX_FILTER_DEPTH} levels of '(' and 'not'", tok.pos)
 
     def not_expr(self) -> Node:
         if self.keyword("not"):
-            self.next()
-            return Not(self.not_expr())
+            self.nested(self.next())
+            node: Node = Not(self.not_expr())
+            self.depth -= 1
+            return node
         if self.tok.kind == "lparen":
             opened = self.next()
+            self.nested(opened)
             node = self.or_expr()
+            self.depth -= 1
             if self.tok.kind != "rparen":
                 raise QueryError(
                     f"expected ')' to close the '(' at column {opened.pos + 1}, got {self.tok.describe()}",
@@ -326,6 +354,9 @@ class Parser:
         tok = self.next()
         if tok.kind != "word":
             raise QueryError(f"expected a field, got {tok.describe()}", tok.pos)
+        self.terms += 1
+        if self.terms > MAX_FILTER_TERMS:
+            raise QueryError(f"more than {MAX_FILTER_TERMS} comparisons in one filter", tok.pos)
         field = parse_field(tok.text, tok.pos)
         negate = False
         if self.keyword("not"):
@@ -351,7 +382,9 @@ class Parser:
             raise QueryError(f"expected '(' after 'in', got {opened.describe()}", opened.pos)
         values = [self.value()]
         while self.tok.kind == "comma":
-            self.next()
+            comma = self.next()
+            if len(values) >= MAX_IN_VALUES:
+                raise QueryError(f"more than {MAX_IN_VALUES} values in one 'in' list", comma.pos)
             values.append(self.value())
         if self.tok.kind != "rparen":
             raise QueryError(f"expected ',' or ')' in the list, got {self.tok.describe()}", self.tok.pos)
@@ -699,10 +732,51 @@ def runs_frame(
 
     from i1lab.registry import Registry
 
-    registry = registry or Registry()
+    # Everything given is read before the registry is opened: a refused filter creates nothing.
+    if expr and expr.strip():
+        parse(expr)
     at = parse_at_step(at_step) if isinstance(at_step, str) else at_step
     refs = [parse_metric(m) for m in metrics]
+    registry = registry or Registry()
     base_cols = ["id", "study", "name", "hash", "status", "step", "params", "imported"]
+    try:
+        run_ids, rows, first, slots, values = _fetch_frame(registry, expr, at, refs, limit)
+    except OperationalError as exc:  # a filter nested beyond what the database's SQL parser takes
+        reason = str(exc.orig or exc).splitlines()[0] if str(exc.orig or exc) else "error"
+        if not any(s in reason for s in ("stack overflow", "too large", "too many", "too deep")):
+            raise
+        raise I1labError(f"query: the filter is too complex for the database ({reason})") from None
+    firsts = [first.get(r) for r in run_ids]
+    columns: dict[str, Any] = {
+        "id": run_ids,
+        "study": [f[3] if f else None for f in firsts],
+        "name": [f[2] if f else None for f in firsts],
+        "hash": [r[1] for r in rows],
+        "status": [r[2] for r in rows],
+        "step": [r[3] for r in rows],
+        "params": [r[4] for r in rows],
+        "imported": [bool(r[5]) for r in rows],
+    }
+    titles: list[str] = []
+    for i, ref in enumerate(refs):
+        # a metric's column per judge that scored some of these runs (one plain column when asked
+        # with a judge or when a single judge did)
+        judges = sorted(judge for j, (k, judge) in enumerate(slots) if k == i and has_values(values[:, j]))
+        single = bool(ref.judge) or len(judges) <= 1
+        for judge in judges or [""]:
+            title = ref.title if single else f"{ref.title}@{judge}"
+            if title in titles:
+                continue
+            titles.append(title)
+            col = slots.index((i, judge)) if (i, judge) in slots else None
+            columns[title] = values[:, col] if col is not None else np.full(len(run_ids), np.nan)
+    return pd.DataFrame(columns, columns=[*base_cols, *titles])
+
+
+def _fetch_frame(
+    registry: Registry, expr: str | None, at: AtStep, refs: list[MetricRef], limit: int | None
+) -> tuple[list[Any], list[Any], dict[int, tuple[int, int, str, str]], Any, Any]:
+    """The filter's runs, their first memberships and their metric columns (``runs_frame``'s queries)."""
     matching = run_ids_query(registry, expr, at).subquery()
     picked: Select[Any] = select(matching.c[0])
     if limit is not None:
@@ -738,31 +812,7 @@ def runs_frame(
             slots, values = _metric_columns(s, refs, at, listed, run_ids)
         finally:
             chosen.drop(s)
-    firsts = [first.get(r) for r in run_ids]
-    columns: dict[str, Any] = {
-        "id": run_ids,
-        "study": [f[3] if f else None for f in firsts],
-        "name": [f[2] if f else None for f in firsts],
-        "hash": [r[1] for r in rows],
-        "status": [r[2] for r in rows],
-        "step": [r[3] for r in rows],
-        "params": [r[4] for r in rows],
-        "imported": [bool(r[5]) for r in rows],
-    }
-    titles: list[str] = []
-    for i, ref in enumerate(refs):
-        # a metric's column per judge that scored some of these runs (one plain column when asked
-        # with a judge or when a single judge did)
-        judges = sorted(judge for j, (k, judge) in enumerate(slots) if k == i and has_values(values[:, j]))
-        single = bool(ref.judge) or len(judges) <= 1
-        for judge in judges or [""]:
-            title = ref.title if single else f"{ref.title}@{judge}"
-            if title in titles:
-                continue
-            titles.append(title)
-            col = slots.index((i, judge)) if (i, judge) in slots else None
-            columns[title] = values[:, col] if col is not None else np.full(len(run_ids), np.nan)
-    return pd.DataFrame(columns, columns=[*base_cols, *titles])
+    return run_ids, rows, first, slots, values
 
 
 def insert_distinct(conn: Any, table: Table, ids: Select[Any]) -> Any:
