@@ -31,6 +31,7 @@ SERIAL_MODULES = frozenset(
     {
         "tests/core/test_data_parallel.py",
         "tests/core/test_end_to_end.py",
+        "tests/core/test_hostile_input.py",
         "tests/core/test_jobs.py",
         "tests/core/test_judge_placement.py",
         "tests/core/test_leases.py",
