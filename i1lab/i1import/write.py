@@ -270,9 +270,9 @@ def read_leaves(
     import jax
     import orbax.checkpoint as ocp
 
-    from i1lab.train.checkpoint import _placed
+    from i1lab.train.checkpoint import placed
 
-    target = _placed(abstract_state)
+    target = placed(abstract_state)
     flat = jax.tree_util.tree_flatten_with_path(target)[0]
     handler = ocp.PyTreeCheckpointHandler()
     where = Path(directory).resolve() / str(step) / "state"

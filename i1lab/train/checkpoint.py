@@ -40,7 +40,7 @@ class Restored:
     meta: dict[str, Any]
 
 
-def _placed(abstract_state: Any) -> Any:
+def placed(abstract_state: Any) -> Any:
     """The restore target: leaves without a placement go to this process's first device. Orbax needs
     one to read a checkpoint saved by several processes (a multi-host run's) into one process."""
     import jax
@@ -127,7 +127,7 @@ class Checkpoints:
         from i1lab.train.digest import state_digests, tree_digest
         from i1lab.train.step import TrainState
 
-        target = _placed(abstract_state)
+        target = placed(abstract_state)
         if only is None:
             state_args: Any = ocp.args.StandardRestore(target)
         else:
