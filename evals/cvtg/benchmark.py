@@ -90,6 +90,19 @@ class Cvtg(Benchmark):
             self.name, self.headline, summary.metrics(), judge, cvtg.format_summary(summary), source
         )
 
+    def prompt_values(self, path: Path, directory: Dir = None) -> list[tuple[str, float, float]] | None:
+        """Per prompt, its word accuracy weighted by its GT words (`evals.cvtg.score.prompt_values`);
+        None for the official ``results.json``, which keeps no per-image counts."""
+        from evals import cvtg
+        from evals.cvtg.score import prompt_values
+        from evals.scoring import pick
+
+        source = pick(path, ("per_image.jsonl", "judgements.jsonl", "results.json"), self.name)
+        if source.suffix == ".json":
+            return None
+        judgements = cvtg.read_judgements(source)
+        return prompt_values(judgements, cvtg.prompt_table(cvtg.load_prompts(directory)))
+
     def _official(self, source: Path) -> ScoreReport:
         from evals.cvtg.io import read_results_json
         from evals.scoring import ScoreReport

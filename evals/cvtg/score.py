@@ -220,6 +220,24 @@ def score_area(
     )
 
 
+def prompt_values(
+    judgements: Iterable[CvtgJudgement], prompts: Mapping[tuple[str, int], Mapping[str, str]]
+) -> list[tuple[str, float, float]]:
+    """Per prompt (``type/area/index``): its correct / GT words over its images, weighted by its GT
+    words, so that the weighted mean is the overall word accuracy exactly (images without a prompt are
+    skipped as `summarize` skips them; prompts without GT words weigh nothing)."""
+    sums: dict[str, list[int]] = {}
+    for j in judgements:
+        table = prompts.get((j.type, j.area))
+        if table is None or j.index not in table:
+            continue
+        total, correct, _ = ocr_stats(gt_words(table[j.index]), j.ocr_lines, error=j.ocr_error)
+        acc = sums.setdefault(f"{j.type}/{j.area}/{j.index}", [0, 0])
+        acc[0] += correct
+        acc[1] += total
+    return [(key, c / t, float(t)) for key, (c, t) in sorted(sums.items()) if t > 0]
+
+
 def summarize(
     judgements: Iterable[CvtgJudgement],
     prompts: Mapping[tuple[str, int], Mapping[str, str]],

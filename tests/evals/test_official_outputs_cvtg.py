@@ -175,3 +175,14 @@ def test_cli_prints_one_line_without_traceback(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith(
         f"error: score cvtg: {path}:2: image CVTG/2/0.png: field 'ocr'"
     )
+
+
+def test_per_prompt_values_give_the_official_word_accuracy() -> None:
+    from evals.benchmark import lookup
+
+    values = lookup("cvtg").prompt_values(FIXTURES, BENCH)
+    assert values is not None
+    correct = sum(v * w for _, v, w in values)
+    assert round(correct) == 16 and sum(w for _, _, w in values) == 36  # the official 16/36
+    assert len({k for k, _, _ in values}) == len(values)
+    assert lookup("cvtg").prompt_values(FIXTURES / "results.json", BENCH) is None  # no per-image counts
