@@ -89,17 +89,14 @@ REPLY_FIELDS = (("eval_type", str), ("category", str), ("index", int), ("reply",
 def read_replies(path: Path) -> list[PrismRecord]:
     """Raw-reply lines → records, through the official parse. A malformed line (not a JSON object, a
     missing or mistyped field, an unknown eval type, category or index) raises `PrismFileError`."""
+    from evals.jsonio import read_jsonl_rows
+
+    try:
+        rows = read_jsonl_rows(path)
+    except ValueError as exc:  # not JSON, not an object, or no line at all: already one line
+        raise PrismFileError(str(exc)) from None
     out = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PrismFileError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise PrismFileError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+    for n, row in rows:
         for name, kind in REPLY_FIELDS:
             if name not in row:
                 raise PrismFileError(f"{path}:{n}: {name}: missing")
@@ -116,8 +113,6 @@ def read_replies(path: Path) -> list[PrismRecord]:
             raise PrismFileError(f"{path}:{n}: index: {row['index']} is not a prompt of its category (0-99)")
         judge = str(row.get("judge", "unknown"))
         out.append(record_from_reply(row["eval_type"], row["category"], row["index"], row["reply"], judge))
-    if not out:
-        raise PrismFileError(f"{path}: empty file (no reply lines)")
     return out
 
 
