@@ -438,7 +438,10 @@ class LeasesMixin(RunsMixin, ScoresMixin):
     def fenced_checkpoint(
         self, run_id: int, token: int, step: int, path: str | None, permanent: bool
     ) -> bool:
-        """:meth:`add_checkpoint`, only if ``token`` is the current fencing token."""
+        """:meth:`add_checkpoint`, only if ``token`` is the current fencing token. The run's recorded step
+        becomes at least ``step`` in the same transaction: progress is written every few seconds, so
+        without it the registry could show a step below the run's latest checkpoint (and a resumed
+        attempt, until its first progress write, a step below the one it resumed from)."""
         with self.session(write=True) as s:
             if not self._holds(s, run_id, token):
                 return False
@@ -447,6 +450,11 @@ class LeasesMixin(RunsMixin, ScoresMixin):
                 CheckpointRow,
                 [{"run_id": run_id, "step": step, "path": path, "permanent": permanent, "created_at": now()}],
                 ["run_id", "step"],
+            )
+            s.connection().execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.step < step)
+                .values(step=step, updated_at=now())
             )
             return True
 

@@ -85,6 +85,23 @@ def test_racing_processes_get_exactly_one_lease_per_work_directory(url: str, tmp
     assert [e.kind for e in registry.events([winner])] == ["leased"]
 
 
+def test_a_checkpoint_raises_the_recorded_step_and_never_lowers_it(url: str) -> None:
+    """Progress is written every few seconds; a checkpoint written in between moves the recorded step
+    up to it in the same transaction, so the registry never shows a step below the latest checkpoint
+    (and a resumed attempt never reads below the step it resumes from)."""
+    registry = Registry(url)
+    rid = registry.record_plan("ckpt_step", [member("baseline", "e" * 64)])["baseline"]
+    grant = registry.acquire_lease(rid, "w1", ttl=30, node="n")
+    assert grant.token is not None
+    assert registry.fenced_update(rid, grant.token, step=4)
+    assert registry.fenced_checkpoint(rid, grant.token, 6, "/x/6", False)
+    assert registry.run(rid).step == 6
+    assert registry.fenced_update(rid, grant.token, step=8)
+    assert registry.fenced_checkpoint(rid, grant.token, 5, "/x/5", False)  # an older one, re-recorded
+    assert registry.run(rid).step == 8
+    assert [s for s, _, _ in registry.checkpoints(rid)] == [5, 6]
+
+
 def test_a_stale_token_writes_nothing_and_an_expired_lease_is_taken_over(url: str) -> None:
     registry = Registry(url)
     rid = registry.record_plan("fence", [member("baseline", "c" * 64)])["baseline"]
