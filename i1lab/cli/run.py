@@ -21,7 +21,8 @@ def train(
     variant: Annotated[str, typer.Option(help="which run of the study")] = "baseline",
     evaluate: Annotated[bool, typer.Option(help="score checkpoints on the spec's benchmarks")] = True,
 ) -> None:
-    """Train one run of a study in a work directory, without the registry (what a worker runs)."""
+    """Train one run of a study in a work directory, without the registry (what a worker runs). On
+    SIGTERM it checkpoints the step it is in and exits with code 75; the same command resumes."""
     from i1lab.plan.planner import expand
     from i1lab.spec import load_study
 
@@ -50,7 +51,14 @@ def train(
                 err.print(f"step {step}: {res.benchmark} {res.headline} = {res.metrics[res.headline]:.4f}")
 
         hooks.on_eval = on_eval
-    summary = run_train(spec, workdir, hooks)
+    from i1lab.train.preemption import EXIT_INTERRUPTED, Interrupted
+
+    try:
+        summary = run_train(spec, workdir, hooks)
+    except Interrupted as exc:
+        # a notice to stop (SIGTERM, a TPU maintenance notice): the same command resumes from exc.step
+        err.print(f"interrupted: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     out.print(f"finished at step {summary['step']}, loss {summary['loss']:.4f}")
 
 

@@ -297,4 +297,11 @@ def _failed(exc: BaseException | str, call: RunCall, t0: float) -> Outcome:
                 call.run_id, owner, reason, status="failed", reason=reason, interrupted=False
             )
         return Outcome(run_id=call.run_id, status="raised", reason=reason, seconds=seconds, node=node_name())
-    return Outcome(run_id=call.run_id, status="interrupted", reason=reason, seconds=seconds, node=node_name())
+    return Outcome(
+        run_id=call.run_id,
+        status="interrupted",
+        reason=reason,
+        seconds=seconds,
+        node=node_name(),
+        cause="dead-worker",
+    )

@@ -15,9 +15,12 @@ exactly-once guarantees:
   unseen) is taken over.
 - **Preemption.** A task whose worker or node died (any Ray system error) is an interruption: the
   driver releases the attempt's lease, records it (``runs.interruptions``, an ``interrupted`` event with
-  the node) and starts the run again after a backoff (at most ``Policy.max_retries`` times); the new
-  attempt resumes from the latest checkpoint. A run that fails for its own reason (an exception of the
-  run's code: NaN loss, bad data) is failed, not retried.
+  the node and its cause, ``dead-worker``) and starts the run again after a backoff (at most
+  ``Policy.max_retries`` times); the new attempt resumes from the latest checkpoint. A worker that gets
+  a notice to stop (SIGTERM, a TPU maintenance notice) or whose device or host is lost (a runtime error
+  :func:`i1lab.train.preemption.classify` recognises) records the interruption itself, with its cause,
+  and returns ``interrupted``: retried the same way. A run that fails for its own reason (an exception
+  of the run's code: NaN loss, bad data) is failed, not retried.
 - **Policy.** At most ``max_concurrent`` runs of the study at once (counting other submitters' leases),
   at most as many runs in flight per accelerator kind as the cluster has room for, none of a kind that
   a study of higher priority is waiting for, and none past the global accelerator-hours budget.
@@ -244,7 +247,7 @@ class Driver:
             others = [a for a in attempts if a.task.run_id != run_id]
             if others:
                 for a in others:
-                    self.registry.interrupt_lease(a.task.run_id, a.owner, reason)
+                    self.registry.interrupt_lease(a.task.run_id, a.owner, reason, cause="submitter")
                 self.queue([a.task.run_id for a in others])
             mine = next(a for a in attempts if a.task.run_id == run_id)
             if self.registry.interrupt_lease(
@@ -522,9 +525,11 @@ class Driver:
             self.watching[run_id] = outcome.blocker or run_id
             self.on_note(f"{attempt.task.name}: {outcome.reason}; waiting for it")
         elif outcome.status == "interrupted":
+            # released by the worker already after a notice to stop or a lost device (this is then a
+            # no-op); still held after its evaluations kept dying
             reason = outcome.reason or "interrupted"
-            self.registry.interrupt_lease(run_id, attempt.owner, reason)
-            self.retry(attempt.task, reason)
+            self.registry.interrupt_lease(run_id, attempt.owner, reason, cause=outcome.cause)
+            self.retry(attempt.task, f"{outcome.cause}: {reason}" if outcome.cause else reason)
         else:  # lost: someone took the run over; see how it ends
             self.state[run_id], self.watching[run_id] = "watching", run_id
 
@@ -696,7 +701,9 @@ class Driver:
             self.release_slice(ref, attempts)
             for attempt in attempts:
                 with contextlib.suppress(Exception):
-                    self.registry.interrupt_lease(attempt.task.run_id, attempt.owner, "its submitter stopped")
+                    self.registry.interrupt_lease(
+                        attempt.task.run_id, attempt.owner, "its submitter stopped", cause="submitter"
+                    )
         self.launched.clear()
 
 

@@ -53,8 +53,10 @@ class Outcome(BaseModel):
     ``status``: ``finished``, ``failed``, ``cancelled`` (the run's own terminal state, whoever reached it),
     ``elsewhere`` (another worker holds the run's lease, or that of run ``blocker`` sharing its work
     directory: nothing was done), ``lost`` (the lease was taken over mid-run: this worker stopped),
-    ``interrupted`` (its evaluations kept dying: the lease is still held, for the scheduler to release
-    and retry the run) or, from :func:`execute_batch` only, ``raised`` (the run's own code raised)."""
+    ``interrupted`` (``cause`` says why: a notice to stop or a lost device or host, after which the
+    worker released the lease itself, or its evaluations kept dying, where the lease is still held; the
+    scheduler releases it if held and retries the run) or, from :func:`execute_batch` only, ``raised``
+    (the run's own code raised)."""
 
     run_id: int
     status: str
@@ -63,6 +65,8 @@ class Outcome(BaseModel):
     node: str | None = None
     blocker: int | None = None
     trained: bool = False  # this call held the lease and ran the run
+    #: ``interrupted``: what interrupted it (an :data:`~i1lab.train.preemption.InterruptionKind`)
+    cause: str | None = None
 
 
 class RunCall(BaseModel):
@@ -439,7 +443,7 @@ def execute_batch(calls: list[RunCall], fn: Callable[..., Outcome] | None = None
         else:
             if outcome.status == "interrupted" and owner:  # released now, for the driver to retry it
                 registry_for(call.database_url).interrupt_lease(
-                    run_id, owner, outcome.reason or "interrupted"
+                    run_id, owner, outcome.reason or "interrupted", cause=outcome.cause
                 )
             unused = _HANDOVER.grants.pop((run_id, owner), None) if owner else None
             if unused is not None and unused.state == "acquired" and owner:  # ``fn`` took it another way
@@ -466,7 +470,7 @@ class RunAttempt:
     t0: float  # when the call began (perf_counter)
     log: _AttemptLog
 
-    def outcome(self, status: str, reason: str | None = None) -> Outcome:
+    def outcome(self, status: str, reason: str | None = None, cause: str | None = None) -> Outcome:
         return Outcome(
             run_id=self.record.id,
             status=status,
@@ -474,6 +478,7 @@ class RunAttempt:
             seconds=time.perf_counter() - self.t0,
             node=self.lease.node,
             trained=True,
+            cause=cause,
         )
 
 
@@ -497,9 +502,31 @@ def _execute(a: RunAttempt) -> Outcome:
         log.close()
 
 
+def _interrupted(
+    a: RunAttempt,
+    cause: str,
+    reason: str,
+    remote: _RemoteEvals | None,
+    clock: _Clock,
+    step: int | None = None,
+) -> Outcome:
+    """End the attempt as interrupted by ``cause``: the run is queued again and the lease released here
+    (the process may be about to go), with the step its checkpoint holds; the driver retries it."""
+    if remote is not None:
+        remote.cancel()  # their checkpoints are evaluated by the next attempt
+    clock.stop()
+    values: dict[str, Any] = {"train_seconds": clock.train_seconds}
+    if step is not None:
+        values["step"] = step
+    if not a.lease.interrupt(cause, reason, **values):
+        return a.outcome("lost", f"run {a.record.id}: lease lost before its interruption was recorded")
+    return a.outcome("interrupted", reason, cause=cause)
+
+
 def _train_and_evaluate(a: RunAttempt) -> Outcome:
     from i1lab.evaluation.checkpoint import evaluate_checkpoint
     from i1lab.plan.steps import eval_steps, evaluation_history
+    from i1lab.train.preemption import Interrupted, classify
     from i1lab.train.runner import Hooks, RunFailed, train
 
     freeze_heap()  # JAX and Flax are imported by now
@@ -608,8 +635,11 @@ def _train_and_evaluate(a: RunAttempt) -> Outcome:
         if remote is not None:
             remote.cancel()
         return outcome("lost", str(exc))
+    except Interrupted as exc:  # a notice to stop: the step it was in is checkpointed
+        log.write(f"interrupted ({exc.kind}): {exc}")
+        return _interrupted(a, exc.kind, str(exc), remote, clock, step=exc.step)
     except EvalInterrupted as exc:  # the scheduler releases the lease and tries the run again
-        return outcome("interrupted", str(exc))
+        return outcome("interrupted", str(exc), cause="evaluation")
     except RunFailed as exc:
         log.write(traceback.format_exc())
         _finish(lease, "failed", str(exc))
@@ -620,9 +650,14 @@ def _train_and_evaluate(a: RunAttempt) -> Outcome:
         return outcome("failed", str(exc))
     except Exception as exc:  # logged with its traceback by the caller
         (wd / "error.log").write_text(traceback.format_exc())
+        lost = classify(exc)
+        if lost is not None:  # a device or host went away, not the run's fault: retried (bounded)
+            log.write(traceback.format_exc())
+            return _interrupted(a, lost, first_line(exc), remote, clock)
         if _in_gang():  # likely a collective whose peer host died: retried (bounded), not failed
             log.write(traceback.format_exc())
-            return outcome("interrupted", f"{first_line(exc)} (in a gang of hosts; one may have died)")
+            reason = f"{first_line(exc)} (in a gang of hosts; one may have died)"
+            return outcome("interrupted", reason, cause="lost-host")
         _finish(lease, "failed", f"{type(exc).__name__}: {exc} (traceback in {wd / 'error.log'})")
         raise
     extra: dict[str, Any] = {"step": spec.train.steps, "train_seconds": clock.train_seconds}

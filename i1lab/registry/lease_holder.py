@@ -245,6 +245,15 @@ class Lease:
         self._flush()
         return self._fenced(self.registry.fenced_event(self.run_id, self.token, kind, self.node, detail))
 
+    def interrupt(self, cause: str, detail: str, **values: Any) -> bool:
+        """End this attempt as interrupted by ``cause`` (after the deferred events): the run is queued
+        again for the driver to retry and the lease released (fenced)."""
+        ok = self.registry.interrupt_held(
+            self.run_id, self.token, cause, detail, events=self._take_events(), **values
+        )
+        self._stop.set()
+        return self._fenced(ok)
+
     def finish(
         self,
         status: Literal["finished", "failed", "cancelled"],

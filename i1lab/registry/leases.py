@@ -244,7 +244,7 @@ class LeasesMixin(RunsMixin, ScoresMixin):
             **self._stop_clock(row, t, row.heartbeat_at),
         }
         connection_of(s).execute(update(RunRow).where(RunRow.id == run_id).values(**values))
-        self._event(s, run_id, "interrupted", row.node, why, t)
+        self._event(s, run_id, "interrupted", row.node, why, t, cause="dead-worker")
 
     def queue_runs(self, run_ids: Iterable[int]) -> dict[int, LeaseState]:
         """Make runs ready to be leased, without disturbing one that is leased and live.
@@ -556,11 +556,13 @@ class LeasesMixin(RunsMixin, ScoresMixin):
         status: Literal["queued", "failed", "cancelled"] = "queued",
         reason: str | None = None,
         interrupted: bool = True,
+        cause: str | None = "dead-worker",
     ) -> bool:
         """A driver's verdict on an attempt it launched whose worker died (or was stopped): if ``owner``
         still holds the lease, release it (the token moves on, fencing out the worker should it still be
-        alive), count one interruption (if ``interrupted``), stop the clock at the last heartbeat and set
-        ``status``. False if ``owner`` does not hold the lease (it never started, or lost it)."""
+        alive), count one interruption (if ``interrupted``, with an ``interrupted`` event of ``cause``),
+        stop the clock at the last heartbeat and set ``status``. False if ``owner`` does not hold the
+        lease (it never started, or lost it)."""
         t = now()
         with self.session(write=True) as s:
             row = self._lock_run(s, run_id)
@@ -581,10 +583,51 @@ class LeasesMixin(RunsMixin, ScoresMixin):
                 values["finished_at"] = t
             if interrupted:
                 values["interruptions"] = RunRow.interruptions + 1
-                self._event(s, run_id, "interrupted", row.node, detail, t)
+                self._event(s, run_id, "interrupted", row.node, detail, t, cause=cause)
             s.connection().execute(update(RunRow).where(RunRow.id == run_id).values(**values))
             if status != "queued":
                 self._event(s, run_id, status, row.node, reason or detail, t)
+            return True
+
+    def interrupt_held(
+        self,
+        run_id: int,
+        token: int,
+        cause: str,
+        detail: str,
+        *,
+        events: Sequence[LeaseEvent] = (),
+        **values: Any,
+    ) -> bool:
+        """The worker holding ``token`` ends its attempt as interrupted (a notice to stop, a lost device):
+        the run is queued again, its lease released (the token moves on), one interruption counted, the
+        clock stopped, ``values`` (its step, training seconds) written and the attempt's own ``events``
+        recorded before an ``interrupted`` event of ``cause``, in one transaction. The driver then retries
+        it. False (nothing written) if the token is stale."""
+        t = now()
+        with self.session(write=True) as s:
+            row = self._lock_run(s, run_id)
+            if row.lease_token != token or row.lease_owner is None:
+                return False
+            s.connection().execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(
+                    status="queued",
+                    reason=None,
+                    queued_at=t,
+                    updated_at=t,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    lease_token=token + 1,
+                    interruptions=RunRow.interruptions + 1,
+                    **self._stop_clock(row, t),
+                    **values,
+                )
+            )
+            for e in events:
+                self._event(s, run_id, e.kind, row.node, e.detail, e.at)
+            self._event(s, run_id, "interrupted", row.node, detail, t, cause=cause)
             return True
 
     def settle_run(self, run_id: int, status: Literal["failed", "cancelled"], reason: str) -> bool:

@@ -85,7 +85,8 @@ class RunLog:
         for e in self.registry.events([self.run.id], after=self.last_event):
             self.last_event = max(self.last_event, e.id)
             where = f" on {e.node}" if e.node else ""
-            out.append(f"[{e.at:%Y-%m-%d %H:%M:%S}] {e.kind}{where}" + (f": {e.detail}" if e.detail else ""))
+            kind = f"{e.kind} ({e.cause})" if e.cause else e.kind
+            out.append(f"[{e.at:%Y-%m-%d %H:%M:%S}] {kind}{where}" + (f": {e.detail}" if e.detail else ""))
         return out
 
     def poll(self) -> list[str]:

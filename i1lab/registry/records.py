@@ -129,6 +129,7 @@ class RunEventRecord(BaseModel):
     kind: str
     node: str | None
     detail: str | None
+    cause: str | None = None  # of an ``interrupted`` event: what interrupted the attempt
 
 
 class PlannedMember(BaseModel):

@@ -30,10 +30,16 @@ EVENT_INSERT = insert(cast(Table, RunEventRow.__table__))  # prepared once: even
 class RunsMixin(RegistryBase):
     @staticmethod
     def _event(
-        s: Session | Connection, run_id: int, kind: str, node: str | None, detail: str | None, t: datetime
+        s: Session | Connection,
+        run_id: int,
+        kind: str,
+        node: str | None,
+        detail: str | None,
+        t: datetime,
+        cause: str | None = None,
     ) -> None:
         # a prepared Core insert: no ORM unit of work to flush for a row nobody reads back here
-        row = {"run_id": run_id, "at": t, "kind": kind, "node": node, "detail": detail}
+        row = {"run_id": run_id, "at": t, "kind": kind, "node": node, "detail": detail, "cause": cause}
         connection_of(s).execute(EVENT_INSERT, row)
 
     def run(self, run_id: int) -> RunRecord:

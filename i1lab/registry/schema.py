@@ -250,6 +250,9 @@ class RunEventRow(Base):
     kind: Mapped[str] = mapped_column(String(30))
     node: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
+    #: of an ``interrupted`` event: what interrupted the attempt (``sigterm``, ``maintenance``,
+    #: ``preempted``, ``lost-device``, ``lost-host``, ``dead-worker``, ...); None for other events
+    cause: Mapped[str | None] = mapped_column(String(30), nullable=True)
 
 
 class EvaluationStepRow(Base):

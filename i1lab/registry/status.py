@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from i1lab.registry import Registry
 from i1lab.registry.records import STATUSES, now
-from i1lab.registry.schema import RunRow, StudyRow, StudyRunRow
+from i1lab.registry.schema import RunEventRow, RunRow, StudyRow, StudyRunRow
 
 COLUMNS = (
     RunRow.id,
@@ -50,6 +50,7 @@ class RunStatus(BaseModel):
     attempts: int
     retries: int  # attempts - 1: how often the run was started again
     interruptions: int
+    interrupted_by: list[str] = []  # the causes of its interruptions, oldest first (where recorded)
     node: str | None
     heartbeat_age_seconds: float | None
     started_at: datetime | None
@@ -134,6 +135,36 @@ def _row(name: str, r: Any, t: datetime, read_metrics: bool) -> RunStatus:
     )
 
 
+def _with_causes(registry: Registry, runs: list[RunStatus]) -> list[RunStatus]:
+    """Fill ``interrupted_by`` of the runs that were interrupted (one read, of those runs only)."""
+    ids = [r.id for r in runs if r.interruptions]
+    if not ids:
+        return runs
+    causes: dict[int, list[str]] = {}
+    with registry.session() as s:
+        for i in range(0, len(ids), 500):
+            for run_id, cause in s.execute(
+                select(RunEventRow.run_id, RunEventRow.cause)
+                .where(
+                    RunEventRow.run_id.in_(ids[i : i + 500]),
+                    RunEventRow.kind == "interrupted",
+                    RunEventRow.cause.is_not(None),
+                )
+                .order_by(RunEventRow.id)
+            ):
+                causes.setdefault(run_id, []).append(str(cause))
+    for r in runs:
+        r.interrupted_by = causes.get(r.id, [])
+    return runs
+
+
+def interruptions_cell(r: RunStatus) -> str:
+    """``2 (sigterm, lost-device)``, or the count alone where no cause was recorded. Pure."""
+    if not r.interrupted_by:
+        return str(r.interruptions)
+    return f"{r.interruptions} ({', '.join(dict.fromkeys(r.interrupted_by))})"
+
+
 def study_status(registry: Registry, study: str) -> list[RunStatus]:
     """Every member of a study, in the study's order."""
     registry.study(study)  # one-line error naming the known studies if there is no such study
@@ -146,7 +177,7 @@ def study_status(registry: Registry, study: str) -> list[RunStatus]:
             .where(StudyRow.name == study)
             .order_by(StudyRunRow.position)
         ).all()
-    return [_row(r.name, r, t, True) for r in rows]
+    return _with_causes(registry, [_row(r.name, r, t, True) for r in rows])
 
 
 def all_status(registry: Registry, limit: int = 1000) -> list[RunStatus]:
@@ -164,7 +195,7 @@ def all_status(registry: Registry, limit: int = 1000) -> list[RunStatus]:
                 .order_by(StudyRow.name, StudyRunRow.name)
             ):
                 names.setdefault(run_id, f"{study}/{name}")
-    return [_row(names.get(r.id, r.hash[:12]), r, t, False) for r in rows]
+    return _with_causes(registry, [_row(names.get(r.id, r.hash[:12]), r, t, False) for r in rows])
 
 
 def counts(runs: list[RunStatus]) -> dict[str, int]:
@@ -192,7 +223,7 @@ def render(runs: list[RunStatus], title: str | None = None, caption: str | None 
             f"{r.steps_per_second:.2f}" if r.steps_per_second else "—",
             fmt_duration(r.eta_seconds),
             str(r.retries),
-            str(r.interruptions),
+            interruptions_cell(r),
             escape(short_node(r.node)),
             escape(r.reason or ""),
         )

@@ -15,6 +15,11 @@ Guards:
   after the bad step is saved.
 - **Corrupt checkpoints.** See :mod:`i1lab.train.checkpoint`: the newest checkpoint that restores and
   matches its digests is used; bad ones are moved to ``<workdir>/corrupt/``.
+- **Hard stops.** SIGTERM (and, on a TPU VM, the metadata server's maintenance or preemption notice;
+  :mod:`i1lab.train.preemption`) makes the loop finish the step it is in, write a checkpoint at that step,
+  wait for it to be durable and raise :class:`~i1lab.train.preemption.Interrupted`: the run resumes from
+  that step, not from its previous periodic checkpoint. (The hosts of a gang keep the default handling:
+  they would have to agree on the step first.)
 - **Storage.** An unwritable work directory or a full disk ends the run with one line naming the folder
   (:class:`I1labError`), whether it happens while writing the spec, metrics, events or a checkpoint.
 
@@ -64,6 +69,9 @@ class Hooks:
     on_start: Callable[[int, list[str]], None] = lambda step, notes: None
     #: ``(step, {"source": names, "index": indices})``: which examples batch ``step`` holds.
     on_batch: Callable[[int, dict[str, np.ndarray]], None] | None = None
+    #: Whether to watch for notices to stop (SIGTERM, TPU metadata); False for a caller that handles
+    #: signals itself.
+    watch_stops: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -441,7 +449,14 @@ def _train(spec: RunSpec, workdir: Path, hooks: Hooks, init_from: Path | None) -
             notes.append(f"data parallel over {dp.devices} devices of {dp.count} hosts")
         hooks.on_start(start, notes)
         hooks.on_step(start)
-        summary = _loop(spec, workdir, hooks, state, start, ckpts, tx, frozen, model, fingerprint, dp)
+        from i1lab.train.preemption import StopRequest, watch
+
+        # a gang's hosts would have to agree on the step to stop at: they keep the default handling
+        watching = watch() if hooks.watch_stops and dp is None else contextlib.nullcontext(StopRequest())
+        with watching as stop:
+            summary = _loop(
+                spec, workdir, hooks, state, start, ckpts, tx, frozen, model, fingerprint, dp, stop
+            )
     except BaseException:
         with contextlib.suppress(Exception):  # the first error is the one to report
             ckpts.close()
@@ -462,10 +477,12 @@ def _loop(
     model: Any,
     fingerprint: str,
     dp: DataParallel | None = None,
+    stop: Any = None,
 ) -> dict[str, Any]:
 
     from i1lab.train.build import TextEncoder
     from i1lab.train.digest import state_digests
+    from i1lab.train.preemption import Interrupted
 
     t = spec.train
     step_fn = train_step(spec, model, tx, frozen)
@@ -502,7 +519,26 @@ def _loop(
     last_loss = _last_logged_loss(metrics_path)
     unchecked: tuple[int, Any] | None = None  # the last step whose finite flag is not read yet
     ok = False
+
+    def save(done: int) -> None:
+        meta = {
+            "step": done,
+            "data": {
+                "batches": done,
+                "examples": done * t.batch_size,
+                "batch_size": t.batch_size,
+                "fingerprint": fingerprint,
+            },
+            "precision": precision,
+            "digests": state_digests(state),
+        }
+        flush_events(block=True)  # Orbax would wait for the previous save here anyway
+        ckpts.save(done, state, meta)
+        pending_saves.append((done, ckpts.is_permanent(done), meta))
+
     try:
+        if stop and start < t.steps:  # asked before the first step: nothing new to save
+            raise Interrupted(stop.kind, start, stop.detail, saved=False)
         for step in range(start, t.steps):
             wait0 = time.perf_counter()
             batch, ids = prefetch.get(step)
@@ -539,24 +575,21 @@ def _loop(
                 _check(*unchecked)  # nothing is saved or evaluated past a non-finite step
                 unchecked = None
             if ckpts.due(done):
-                meta = {
-                    "step": done,
-                    "data": {
-                        "batches": done,
-                        "examples": done * t.batch_size,
-                        "batch_size": t.batch_size,
-                        "fingerprint": fingerprint,
-                    },
-                    "precision": precision,
-                    "digests": state_digests(state),
-                }
-                flush_events(block=True)  # Orbax would wait for the previous save here anyway
-                ckpts.save(done, state, meta)
-                pending_saves.append((done, ckpts.is_permanent(done), meta))
+                save(done)
             flush_events(block=False)
             hooks.on_step(done)
             if done in evals and hooks.on_eval is not None:
                 evaluator.submit(hooks.on_eval, done, host_copy(state.ema))
+            if stop and done < t.steps:
+                # a notice to stop arrived during this step: its state is saved (unless it was just now),
+                # and the loop waits until the save is durable
+                if not ckpts.due(done):
+                    if unchecked is not None:  # a non-finite step is a failure, never checkpointed
+                        _check(*unchecked)
+                        unchecked = None
+                    save(done)
+                flush_events(block=True)
+                raise Interrupted(stop.kind, done, stop.detail, saved=True)
         if unchecked is not None:
             _check(*unchecked)
         flush_events(block=True)
