@@ -451,8 +451,49 @@ def error_page(message: str) -> html.Div:
 
 
 # --- the app ---------------------------------------------------------------------------------------
+#: Bounds of what a request may carry (the URL's path and the callbacks' values come from the browser,
+#: or from anyone who can reach the server): a longer or mistyped value is a message on the page.
+MAX_PATH_CHARS = 2048
+MAX_NAME_CHARS = 256
+MAX_RUNS = 1000
+MAX_STEP = 2**63 - 1
+
+
+class RequestError(I1labError):
+    """A request value the dashboard refuses (shown on the page, never a server error)."""
+
+
 def _step(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STEP
+    return value if ok else None
+
+
+def _name(value: Any, what: str, *, empty: bool = False) -> str:
+    """A name sent by the browser (study, benchmark, metric key): a printable string of bounded length."""
+    if value is None and empty:
+        return ""
+    if not isinstance(value, str):
+        raise RequestError(f"{what}: expected a name, got {type(value).__name__}")
+    if len(value) > MAX_NAME_CHARS:
+        raise RequestError(f"{what}: a name of {len(value)} characters (at most {MAX_NAME_CHARS})")
+    if not value.isprintable():
+        raise RequestError(f"{what}: the name holds an unprintable character")
+    return value
+
+
+def _names(value: Any, what: str) -> list[str]:
+    """A list of names sent by the browser (the runs picked), each checked by `_name`."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RequestError(f"{what}: expected a list of names, got {type(value).__name__}")
+    if len(value) > MAX_RUNS:
+        raise RequestError(f"{what}: {len(value)} names (at most {MAX_RUNS})")
+    return [_name(v, what) for v in value]
+
+
+def _flags(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
@@ -501,13 +542,17 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
             return error_page(str(exc))
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
-    def route(pathname: str | None) -> Any:
+    def route(pathname: Any) -> Any:
         path = pathname or "/"
+        if not isinstance(path, str):
+            return error_page(f"no page at a {type(path).__name__}")
+        if len(path) > MAX_PATH_CHARS:
+            return error_page(f"no page at a path of {len(path)} characters (at most {MAX_PATH_CHARS})")
         if path in ("/", ""):
             return guarded(lambda: studies_page(get()))
         if path.startswith("/study/"):
             name = urllib.parse.unquote(path.removeprefix("/study/"))
-            return guarded(lambda: study_page(get(), name))
+            return guarded(lambda: study_page(get(), _name(name, "study")))
         return error_page(f"no page at {path}")
 
     for slot in HTML_SLOTS:
@@ -520,10 +565,11 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
         State("study-name", "data"),
         prevent_initial_call=True,
     )
-    def update_table(step: Any, every: list[str] | None, name: str) -> Any:
+    def update_table(step: Any, every: Any, study: Any) -> Any:
         def build() -> Any:
+            name = _name(study, "study")
             src = get()
-            table = src.table(name, _step(step), all_metrics="all" in (every or []))
+            table = src.table(name, _step(step), all_metrics="all" in _flags(every))
             return ablation_payload(table, src.study(name), src.mlflow, src.experiment_id(name))
 
         try:
@@ -538,9 +584,10 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
         State("study-name", "data"),
         prevent_initial_call=True,
     )
-    def update_curve(runs: list[str] | None, key: str | None, name: str) -> Any:
+    def update_curve(runs: Any, key: Any, name: Any) -> Any:
         try:
-            return figures.curve_figure(get().curve(name, key, runs or []))
+            picked, metric = _names(runs, "runs"), _name(key, "metric", empty=True) or None
+            return figures.curve_figure(get().curve(_name(name, "study"), metric, picked))
         except I1labError as exc:
             return figures.empty(str(exc))
 
@@ -552,9 +599,11 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
         State("study-name", "data"),
         prevent_initial_call=True,
     )
-    def update_breakdown(bench: str | None, runs: list[str] | None, step: Any, name: str) -> Any:
+    def update_breakdown(bench: Any, runs: Any, step: Any, name: Any) -> Any:
         try:
-            return figures.breakdown_figure(get().breakdown(name, bench or "", runs or [], _step(step)))
+            study, benchmark = _name(name, "study"), _name(bench, "benchmark", empty=True)
+            picked = _names(runs, "runs")
+            return figures.breakdown_figure(get().breakdown(study, benchmark, picked, _step(step)))
         except I1labError as exc:
             return figures.empty(str(exc))
 
@@ -566,18 +615,21 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
         State("study-name", "data"),
         prevent_initial_call=True,
     )
-    def update_samples(bench: str | None, step: Any, runs: list[str] | None, name: str) -> Any:
+    def update_samples(bench: Any, step: Any, runs: Any, name: Any) -> Any:
         try:
-            return samples_html(get().samples(name, bench or "", runs or [], _step(step)))
+            study, benchmark = _name(name, "study"), _name(bench, "benchmark", empty=True)
+            return samples_html(get().samples(study, benchmark, _names(runs, "runs"), _step(step)))
         except I1labError as exc:
             return _tag("p", escape(str(exc)), class_="error")
 
     @app.server.route("/images/<int:run_id>/<benchmark>/<int:step>/<filename>")
     def image(run_id: int, benchmark: str, step: int, filename: str) -> ResponseReturnValue:
-        try:
-            path = get().image_file(run_id, benchmark, step, filename)
-        except I1labError:
-            path = None
+        path = None
+        if run_id <= MAX_STEP and step <= MAX_STEP and len(benchmark) + len(filename) <= MAX_NAME_CHARS:
+            try:
+                path = get().image_file(run_id, benchmark, step, filename)
+            except I1labError:
+                path = None
         if path is None:
             abort(404)
         return send_file(path, mimetype="image/png", max_age=3600)

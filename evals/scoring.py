@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from evals import jsonio
 from evals.benchmark import OFFICIAL as OFFICIAL
 from evals.benchmark import canonical as canonical
 from evals.benchmark import lookup
@@ -61,10 +62,10 @@ def pick(path: Path, names: tuple[str, ...], bench: str) -> Path:
 
 def first_row(path: Path) -> dict[str, Any]:
     """The first JSON object line of a JSON-lines file."""
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(jsonio.read_text(path).splitlines(), 1):
         if line.strip():
             try:
-                row = json.loads(line)
+                row = jsonio.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(row, dict):

@@ -30,6 +30,7 @@ from numbers import Real
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from evals import jsonio
 from evals.cvtg.layout import EXTENSIONS
 from evals.cvtg.prompts import AREAS, TYPES
 from evals.cvtg.score import CvtgJudgement, CvtgSummary, results_json
@@ -169,7 +170,7 @@ def write_results_json(summary: CvtgSummary, path: Path) -> Path:
 def read_results_json(path: Path) -> dict[str, Any]:
     """The official output (`overall_results`, `area_results`); raises ValueError for other JSON."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonio.loads(jsonio.read_text(path))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict) or "overall_results" not in data:

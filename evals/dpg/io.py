@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from evals import jsonio
 from evals.dpg.questions import QuestionSet
 from evals.dpg.score import answers_from_records, item_key
 from evals.jsonio import read_jsonl, write_jsonl
@@ -46,7 +47,7 @@ def read_results_txt(path: Path, items: Collection[str] | None = None) -> tuple[
     order). Anything else raises `DpgFileError`, one line naming the file, the line and the field."""
     from evals.dpg.benchmark import parse_printout
 
-    text = path.read_text(encoding="utf-8")
+    text = jsonio.read_text(path)
     lines = text.splitlines()
     if not text.strip():
         raise DpgFileError(f"{path}: empty file (no per-image lines, no report)")
@@ -119,7 +120,7 @@ def read_detail_txt(
     answers: dict[str, dict[tuple[int, int], str]] = {}
     position: dict[tuple[str, int], int] = {}
     seen: set[str] = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(jsonio.read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         m = _CROP.match(line)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evals import jsonio
 from evals.geneval.decide import make_record
 from evals.geneval_score import GenEvalRecord
 
@@ -28,7 +29,7 @@ TEXT_KEYS = ("filename", "tag", "prompt", "reason")
 
 def _json_object(path: Path, n: int, text: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = jsonio.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsFileError(
             f"{path}:{n}: {what}not valid JSON ({exc.msg} at column {exc.colno})"
@@ -46,7 +47,7 @@ def read_results(path: Path, metadatas: Sequence[Mapping[str, Any]] | None = Non
     them or a `tag` that is not its metadata's. An empty file is an error too."""
     known = {json.dumps(m, sort_keys=True) for m in metadatas} if metadatas is not None else None
     rows: list[GenEvalRecord] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(jsonio.read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         raw = _json_object(path, n, line, "")

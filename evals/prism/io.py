@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from evals import jsonio
 from evals.prism.prompts import EVAL_ORDER
 from evals.prism.score import EVAL_TYPES, NOT_SAVED, UNREADABLE, PrismRecord, read_score, record_from_reply
 
@@ -44,9 +45,9 @@ def read_judge_dir(
                 path = record_path(out, eval_type, category, j)
                 if not path.exists():
                     continue
-                text = path.read_text(encoding="utf-8")
+                text = jsonio.read_text(path)
                 try:
-                    value = json.loads(text)
+                    value = jsonio.loads(text)
                 except json.JSONDecodeError as exc:
                     if strict:
                         what = "empty file" if not text.strip() else f"not valid JSON ({exc.msg})"

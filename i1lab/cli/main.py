@@ -11,6 +11,7 @@ import typer
 
 from i1lab.cli import dashboard, evals, imports, results, run, search, study, weights
 from i1lab.cli.common import err, out
+from i1lab.environ import check_environment
 from i1lab.errors import I1labError
 
 __all__ = ["app", "err", "main", "out"]
@@ -56,6 +57,7 @@ app.add_typer(weights.vae_app, name="vae")
 
 def main() -> None:
     try:
+        check_environment()
         app()
     except I1labError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)

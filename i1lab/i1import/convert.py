@@ -257,9 +257,9 @@ def _torch_config_check(path: Path, saved: Any, c: ModelConfig) -> None:
         "text_num_tokens": c.text_len,
     }
     wrong = [
-        f"{k}={saved[k]!r} (the config gives {v})"
+        f"{k}={str(saved[k])[:40]} (the config gives {v})"
         for k, v in expected.items()
-        if k in saved and saved[k] != v
+        if k in saved and (type(saved[k]) is not int or saved[k] != v)
     ]
     if wrong:
         raise ConversionError(f"{path}: the checkpoint's own config disagrees: {', '.join(wrong)}")
@@ -329,6 +329,11 @@ def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
     params: dict[str, Tensor] = {}
     convert("model", ckpt["model"], ema)
     train_state = ckpt.get("train_state") or {}
+    if not isinstance(train_state, dict):
+        raise ConversionError(f"{path}: train_state: expected a dict, got {type(train_state).__name__}")
+    for key in ("step",):
+        if key in train_state and type(train_state[key]) is not int:
+            raise ConversionError(f"{path}: train_state.{key}: expected an integer")
     notes = []
     if isinstance(train_state.get("model_raw"), dict):
         convert("train_state.model_raw", train_state["model_raw"], params)
@@ -339,6 +344,11 @@ def read_pt(path: Path, config: ModelConfig, mu_dtype: str) -> Flat:
     mu: dict[str, Tensor] | None = None
     nu: dict[str, Tensor] | None = None
     if opt is not None:
+        for key in ("mu", "nu"):
+            if not isinstance(opt.get(key) or {}, dict):
+                raise ConversionError(f"{path}: train_state.opt.{key}: expected a dict of tensors")
+        if "count" in opt and type(opt["count"]) is not int:
+            raise ConversionError(f"{path}: train_state.opt.count: expected an integer")
         mu, nu = {}, {}
         convert("train_state.opt.mu", opt.get("mu") or {}, mu, moments=True)
         convert("train_state.opt.nu", opt.get("nu") or {}, nu, moments=True)

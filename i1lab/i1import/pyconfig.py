@@ -20,8 +20,13 @@ same):
 
 Anything else (another call, a loop, an `if` statement, a lambda, an f-string, attribute access on
 something that is not a value built here, ...) is an error naming the file and line. Sizes are
-bounded (at most 100,000 list elements and 100,000-character strings in total, exponents up to 64),
-so a hostile file cannot exhaust memory or time either.
+bounded, so a hostile file cannot exhaust memory or time either: at most `MAX_FILE_BYTES` of UTF-8
+source, expressions nested `MAX_EXPR_DEPTH` deep, values (lists, dicts, configs) nested `MAX_VALUE_DEPTH`
+deep, 100,000 list elements and 100,000-character strings in total, `MAX_STEPS` evaluation steps
+(comprehension iterations included), integers of at most `MAX_INT_BITS` bits, exponents up to 64,
+`round()` to at most 64 digits, and `MAX_VISITS` elements visited in all by the operations that look
+inside values (comparisons, `str()`, `sorted()`, ...; a value used twice counts twice), so that values
+built of shared parts (``x = [x, x]`` repeated) cannot make a small file expand exponentially.
 
 The result is the config as a flat mapping of dotted knob names (`model_kwargs.use_adaln`,
 `transport.prediction`, `input.data`, ...) to their values and the line that set them.
@@ -32,6 +37,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +46,16 @@ from typing import Any
 
 from i1lab.errors import I1labError
 
-#: Bounds on what a config may build (elements of all lists / strings created, exponent).
+#: Bounds on what a config may build (module docstring).
 MAX_ELEMENTS = 100_000
 MAX_EXPONENT = 64
+MAX_FILE_BYTES = 1 << 20
+MAX_EXPR_DEPTH = 100
+MAX_VALUE_DEPTH = 32
+MAX_STEPS = 100_000
+MAX_INT_BITS = 256
+MAX_VISITS = 100_000
+DEEP = f"a value nested deeper than {MAX_VALUE_DEPTH} levels"
 
 
 class ConfigReadError(I1labError):
@@ -131,6 +145,9 @@ class _Evaluator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.budget = MAX_ELEMENTS
+        self.steps = MAX_STEPS
+        self.visits = MAX_VISITS
+        self.depth = 0
         self.configdict_names: set[str] = set()  # names that call ConfigDict
         self.module_aliases: set[str] = set()  # names bound to the ml_collections module
 
@@ -140,7 +157,23 @@ class _Evaluator:
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigReadError(f"{where}: {message}")
 
+    def step(self, node: ast.AST) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            raise self.fail(node, f"the config takes more than {MAX_STEPS} evaluation steps; not evaluated")
+
+    def weigh(self, node: ast.AST, value: Any) -> None:
+        """Visit ``value`` as an operation that looks inside it would, within the budget of visits and the
+        bound on nesting (level by level, without recursion)."""
+        try:
+            self.visits = _weigh(value, self.visits)
+        except _TooLarge as exc:
+            large = f"the config's values expand to more than {MAX_VISITS} elements"
+            raise self.fail(node, DEEP if exc.args[0] == "deep" else large) from None
+
     def spend(self, node: ast.AST, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+            raise self.fail(node, f"an integer of more than {MAX_INT_BITS} bits; not evaluated")
         if isinstance(value, list | tuple | str | dict):
             self.budget -= len(value)
             if self.budget < 0:
@@ -254,7 +287,14 @@ class _Evaluator:
         method = getattr(self, f"e_{type(node).__name__}", None)
         if method is None:
             raise self.fail(node, f"expression `{type(node).__name__}` is not evaluated")
-        return method(node, scope)
+        self.step(node)
+        if self.depth >= MAX_EXPR_DEPTH:
+            raise self.fail(node, f"an expression nested deeper than {MAX_EXPR_DEPTH} levels")
+        self.depth += 1
+        try:
+            return method(node, scope)
+        finally:
+            self.depth -= 1
 
     def e_Constant(self, node: ast.Constant, scope: dict[str, Any]) -> Any:
         if not isinstance(node.value, _SCALARS):
@@ -332,9 +372,12 @@ class _Evaluator:
         if op is operator.mod and isinstance(left, str):
             raise self.fail(node, "%-formatting is not evaluated")
         try:
-            return self.spend(node, op(left, right))
+            result = op(left, right)
         except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
             raise self.fail(node, f"cannot evaluate: {exc}") from None
+        if isinstance(result, complex):
+            raise self.fail(node, "the result is a complex number; not evaluated")
+        return self.spend(node, result)
 
     def e_BinOp(self, node: ast.BinOp, scope: dict[str, Any]) -> Any:
         op = _BINOPS.get(type(node.op))
@@ -357,6 +400,8 @@ class _Evaluator:
         left = self.expr(node.left, scope)
         for op_node, right_node in zip(node.ops, node.comparators, strict=True):
             right = self.expr(right_node, scope)
+            self.weigh(node, left)
+            self.weigh(node, right)
             try:
                 if not _CMPOPS[type(op_node)](left, right):
                     return False
@@ -381,6 +426,7 @@ class _Evaluator:
         if not isinstance(iterable, list | tuple | str | dict):
             raise self.fail(first.iter, "comprehensions iterate over lists, tuples, strings or dicts only")
         for item in list(iterable):
+            self.step(first.iter)
             inner = dict(scope)
             self.assign(first.target, item, inner, first.iter.lineno)
             if all(self.expr(cond, inner) for cond in first.ifs):
@@ -415,12 +461,34 @@ class _Evaluator:
             for a in args:
                 if not isinstance(a, (*_SCALARS, list, tuple, dict)):
                     raise self.fail(node, f"{name}() of this value is not evaluated")
+            self.check_call(node, name, args)
             try:
                 return self.spend(node, _SIMPLE_CALLS[name](*args))
             except (TypeError, ValueError, OverflowError) as exc:
                 raise self.fail(node, f"cannot evaluate {name}(): {exc}") from None
         shown = ast.unparse(func)
         raise self.fail(node, f"call of `{shown}` is not evaluated (no code from the config is run)")
+
+    def check_call(self, node: ast.Call, name: str, args: list[Any]) -> None:
+        """Bounds of the calls whose cost is not that of their arguments (checked before the call)."""
+        for a in args:
+            self.weigh(node, a)
+        if name == "range":
+            try:
+                n = len(range(*args))
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise self.fail(node, f"cannot evaluate range(): {exc}") from None
+            if n > self.budget:
+                raise self.fail(node, f"range() of {n} numbers is too large")
+        elif name == "sum":
+            if len(args) > 1 or (args and not isinstance(args[0], list | tuple)):
+                raise self.fail(node, "sum() takes one list or tuple of numbers")
+            if args and not all(isinstance(a, int | float) for a in args[0]):
+                raise self.fail(node, "sum() adds numbers only")
+        elif name == "round" and len(args) > 1:
+            digits = args[1]
+            if isinstance(digits, int) and abs(digits) > MAX_EXPONENT:
+                raise self.fail(node, f"round() to at most {MAX_EXPONENT} digits")
 
     def make_dict(self, node: ast.Call, scope: dict[str, Any], *, configdict: bool) -> Node:
         out = Node()
@@ -475,20 +543,72 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _read_source(path: Path) -> str:
+    """The file's UTF-8 text, refused when it is not a regular file or larger than `MAX_FILE_BYTES`."""
+    try:
+        with path.open("rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigReadError(f"{path}: not a regular file")
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigReadError(f"{path}: larger than {MAX_FILE_BYTES} bytes (not a reference config)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigReadError(f"{path}:{line}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x})") from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _weigh(value: Any, budget: int) -> int:
+    """What is left of ``budget`` after visiting every element of ``value`` (a shared part as often as it
+    is used); `_TooLarge` when the budget runs out or the value nests deeper than `MAX_VALUE_DEPTH`."""
+    level = [value] if isinstance(value, list | tuple | dict) else []
+    depth = 1
+    while level:
+        if depth > MAX_VALUE_DEPTH:
+            raise _TooLarge("deep")
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            budget -= len(children) + 1
+            if budget < 0:
+                raise _TooLarge("large")
+            deeper.extend(c for c in children if isinstance(c, list | tuple | dict))
+        level, depth = deeper, depth + 1
+    return budget
+
+
+def _check_depth(path: Path, root: Node) -> None:
+    """Values nested deeper than `MAX_VALUE_DEPTH`, or more than `MAX_ELEMENTS` of them (a shared value
+    counted each time it is used), are refused without recursion, naming the line of the knob that
+    holds them."""
+    budget = MAX_ELEMENTS
+    for key, value in root.items():
+        try:
+            budget = _weigh(value, budget)
+        except _TooLarge as exc:
+            message = DEEP if exc.args[0] == "deep" else f"the config holds more than {MAX_ELEMENTS} values"
+            raise ConfigReadError(f"{path}:{root.lines.get(key, 0)}: {message}") from None
+
+
 def read_config(path: Path) -> ReferenceConfig:
     """Parse and evaluate (the safe subset of) the reference config at ``path``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigReadError(f"{path}: not a UTF-8 text file") from None
+    text = _read_source(path)
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as exc:
         raise ConfigReadError(f"{path}:{exc.lineno}: not valid Python ({exc.msg})") from None
+    except (RecursionError, MemoryError):  # the parser's own limits on nesting
+        raise ConfigReadError(f"{path}: expressions nested too deeply to parse") from None
     root = _Evaluator(path).module(tree)
+    _check_depth(path, root)
     knobs: dict[str, Knob] = {}
     _flatten(root, "", knobs)
     for knob in knobs.values():

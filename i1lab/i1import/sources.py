@@ -5,7 +5,11 @@ directory, reads each member's ``.npy`` header alone (shape and dtype, no data) 
 be checked against the model before any tensor is read, and then reads one tensor at a time: a member
 stored uncompressed (``np.savez``, as the reference writes) is memory-mapped at its data's offset in the
 file (``np.load(mmap_mode=...)`` does not memory-map inside a zip); a compressed one
-(``np.savez_compressed``) is decompressed alone. Arrays of Python objects (pickles) are refused.
+(``np.savez_compressed``) is decompressed alone. Arrays of Python objects (pickles) are refused. Before
+any data is read, each member's header is checked against the zip's own record of the member: a
+header that claims more (or fewer) bytes than the member holds, a negative dimension, a name given
+twice, or more than `MAX_MEMBERS` members is refused, naming the file and the member, so a header
+claiming a terabyte allocates nothing. A corrupt member is one line naming the file and the member.
 
 **`.pt`** — :func:`load_pt` is ``torch.load(mmap=True, weights_only=True)``: tensors stay in the file
 (memory-mapped) until each is converted, and no pickled code runs.
@@ -16,8 +20,10 @@ when it is written (:mod:`i1lab.i1import.write`).
 
 from __future__ import annotations
 
+import math
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,18 @@ from i1lab.errors import I1labError
 
 #: Members smaller than this are read, larger ones memory-mapped (when stored uncompressed).
 MMAP_MIN_BYTES = 1 << 20
+#: More members than any checkpoint of the model family has (a 3B model's params, EMA and moments).
+MAX_MEMBERS = 200_000
+#: What reading a member may raise for a damaged file (zlib.error and friends are not OSErrors).
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    zipfile.BadZipFile,
+    EOFError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # the zip local file header (30 bytes)
 
 
@@ -108,14 +126,20 @@ class NpzArchive:
         self.path = Path(path)
         try:
             self.zip = zipfile.ZipFile(self.path)
-        except (OSError, zipfile.BadZipFile) as exc:
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
             raise ConversionError(f"{path}: not a readable .npz archive ({exc})") from None
         self.members: dict[str, Member] = {}
+        key = ""
         try:
-            for info in self.zip.infolist():
+            infos = self.zip.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise ConversionError(f"{path}: {len(infos)} members (at most {MAX_MEMBERS})")
+            for info in infos:
                 if info.is_dir():
                     continue
                 key = info.filename.removesuffix(".npy")
+                if key in self.members:
+                    raise ConversionError(f"{path}: member {key} appears twice")
                 with self.zip.open(info) as f:
                     shape, fortran, dtype = _read_header(f)  # type: ignore[arg-type]
                     offset = f.tell()
@@ -123,14 +147,23 @@ class NpzArchive:
                     raise ConversionError(
                         f"{path}: {key} holds Python objects (a pickle); refused (allow_pickle=False)"
                     )
+                if any(d < 0 for d in shape):
+                    raise ConversionError(f"{path}: {key}: its header has a negative dimension {shape}")
+                claimed = math.prod(shape) * dtype.itemsize
+                if offset + claimed != info.file_size:
+                    raise ConversionError(
+                        f"{path}: {key}: its header claims {claimed} bytes of data (shape {tuple(shape)}, "
+                        f"{dtype}), the member holds {info.file_size - offset}"
+                    )
                 self.members[key] = Member(info, tuple(shape), fortran, dtype, offset)
         except ConversionError:
             self.zip.close()
             raise
-        except (OSError, ValueError, zipfile.BadZipFile, RuntimeError) as exc:
+        except (*_READ_ERRORS, TypeError) as exc:
             self.zip.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConversionError(f"{path}: not a readable .npz archive ({first[:200]})") from None
+            member = f" (member {key})" if key else ""
+            raise ConversionError(f"{path}: not a readable .npz archive{member}: {first[:200]}") from None
 
     @property
     def files(self) -> list[str]:
@@ -168,7 +201,7 @@ class NpzArchive:
             else:
                 with self.zip.open(m.info) as f:
                     a = np.lib.format.read_array(f, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        except _READ_ERRORS as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConversionError(f"{self.path}: cannot read {key} ({first[:200]})") from None
         if a.shape != m.shape:

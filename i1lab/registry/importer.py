@@ -18,7 +18,11 @@ and ``i1lab query`` treat them like the others. Each non-baseline line is compar
 baseline of the same seed (``name#seed=N``), else its first baseline.
 
 Every line is checked before anything is written, and everything is written in one transaction: a bad
-line is one error ``FILE:LINE: message`` and leaves the registry as it was.
+line is one error ``FILE:LINE: message`` and leaves the registry as it was. The file is bounded before
+it is parsed (it may come from anywhere): at most `MAX_FILE_BYTES` of UTF-8, `MAX_LINES` lines of at most
+`MAX_LINE_CHARS` characters, JSON nested at most `MAX_DEPTH` deep, no key given twice in an object,
+strings of at most `MAX_TEXT` characters, at most `MAX_SPEC_KEYS` spec keys and `MAX_SCORES` scores per
+line, finite numbers (no NaN or infinity anywhere) and integers below 2**63 in magnitude.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,15 @@ from i1lab.registry.fields import flatten
 from i1lab.registry.imports import ImportConflict, ImportedRun, ImportedScore
 
 LINE_KEYS = {"study", "name", "baseline", "spec", "params", "scores"}
+#: Bounds of an import file (module docstring).
+MAX_FILE_BYTES = 64 * 2**20
+MAX_LINE_CHARS = 1 * 2**20
+MAX_LINES = 100_000
+MAX_DEPTH = 16
+MAX_TEXT = 4096
+MAX_SPEC_KEYS = 1_000
+MAX_SCORES = 10_000
+MAX_INT = 2**63 - 1
 SCORE_KEYS = {"benchmark", "metric", "value", "step", "judge"}
 DEFAULT_JUDGE = "imported"
 
@@ -55,6 +70,54 @@ class LineError(I1labError):
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"the integer {text[:40]}... has {len(text)} characters (at most 19 digits)")
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise ValueError(f"the integer {text} is out of range (at most 2**63 - 1 in magnitude)")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key[:80]!r} is given twice in one object")
+        out[key] = value
+    return out
+
+
+def _check_tree(value: Any, *, depth: int = 0, finite: bool = True) -> None:
+    """Depth, string sizes and (with ``finite``) finite numbers of a decoded value (iteratively: no
+    recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(value, depth)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float):
+            if finite and not math.isfinite(item):
+                raise ValueError(f"the number {item} is out of range (numbers must be finite)")
+            continue
+        if isinstance(item, str):
+            if len(item) > MAX_TEXT:
+                raise ValueError(f"a string of {len(item)} characters (at most {MAX_TEXT})")
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"the string {item[:40]!r} holds a lone surrogate (not text)") from None
+            continue
+        if isinstance(item, dict):
+            children: list[Any] = [*item, *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def unflatten(spec: dict[str, Any]) -> dict[str, Any]:
@@ -123,12 +186,25 @@ def _score(item: Any, index: int) -> ImportedScore:
 
 
 def parse_line(text: str, line: int) -> ImportedRun:
+    if len(text) > MAX_LINE_CHARS:
+        raise ValueError(f"a line of {len(text)} characters (at most {MAX_LINE_CHARS})")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except (json.JSONDecodeError, ValueError) as exc:
+        obj = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_int,
+            object_pairs_hook=_no_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"not valid JSON (nested deeper than {MAX_DEPTH} levels)") from None
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
+    for key, value in obj.items():  # a score's value is checked (and named) with its score
+        _check_tree(value, depth=1, finite=key != "scores")
     unknown = sorted(set(obj) - LINE_KEYS)
     if unknown:
         raise ValueError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(LINE_KEYS))})")
@@ -138,12 +214,16 @@ def parse_line(text: str, line: int) -> ImportedRun:
     spec = obj.get("spec")
     if not isinstance(spec, dict) or not spec:
         raise ValueError("'spec' must be a non-empty object of dotted keys")
+    if len(spec) > MAX_SPEC_KEYS:
+        raise ValueError(f"'spec' has {len(spec)} keys (at most {MAX_SPEC_KEYS})")
     params = obj.get("params")
     if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params < 0):
         raise ValueError(f"'params' must be a whole number >= 0 (got {json.dumps(params)[:60]})")
     raw_scores = obj.get("scores", [])
     if not isinstance(raw_scores, list):
         raise ValueError("'scores' must be a list")
+    if len(raw_scores) > MAX_SCORES:
+        raise ValueError(f"'scores' has {len(raw_scores)} entries (at most {MAX_SCORES})")
     scores = [_score(item, i) for i, item in enumerate(raw_scores)]
     seen: dict[tuple[str, str, str, int], int] = {}
     for i, sc in enumerate(scores):
@@ -166,15 +246,37 @@ def parse_line(text: str, line: int) -> ImportedRun:
     )
 
 
+def _read_bounded(path: Path) -> str:
+    """The file's UTF-8 text, refused (one line) when it is not a regular file, is larger than
+    `MAX_FILE_BYTES` or is not UTF-8 (naming the line and the byte)."""
+    try:
+        with Path(path).open("rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise I1labError(f"{path}: not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise I1labError(f"{path}: {info.st_size} bytes (at most {MAX_FILE_BYTES})")
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise I1labError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise I1labError(f"{path}: more than {MAX_FILE_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LineError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {col})") from None
+
+
 def read_results(path: Path) -> list[ImportedRun]:
     """Every line of the file, checked; the first bad line raises ``FILE:LINE: message``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise I1labError(f"{path}: cannot read ({exc})") from None
+    text = _read_bounded(path)
     runs: list[ImportedRun] = []
     where: dict[tuple[str, str], int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
+        if number > MAX_LINES:
+            raise LineError(f"{path}:{number}: more than {MAX_LINES} lines")
         if not line.strip():
             continue
         try:
