@@ -38,6 +38,7 @@ SERIAL_MODULES = frozenset(
         "tests/core/test_multi_host.py",
         "tests/core/test_policy.py",
         "tests/core/test_preemption.py",
+        "tests/core/test_preemption_signals.py",
         "tests/core/test_ray_cluster.py",
         "tests/core/test_search.py",
         "tests/core/test_topology.py",
