@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html
-from flask import abort, send_file
+from dash.exceptions import DependencyException
+from flask import Response, abort, request, send_file
 from flask.typing import ResponseReturnValue
 
 from dashboards import figures, plotly_bundle
@@ -492,6 +493,34 @@ def _names(value: Any, what: str) -> list[str]:
     return [_name(v, what) for v in value]
 
 
+def update_problem(body: Any, callbacks: dict[str, Any]) -> str | None:
+    """What is wrong with a callback request's body (Dash's ``_dash-update-component``), or None: it must
+    name a server callback of this app and carry exactly its inputs and state, as the page sends them.
+    (Dash itself answers a malformed body with a server error.)"""
+    if not isinstance(body, dict):
+        return "the body is not a JSON object"
+    output = body.get("output")
+    entry = callbacks.get(output) if isinstance(output, str) else None
+    if entry is None or entry.get("callback") is None:
+        return "no such callback"
+    for key in ("inputs", "state"):
+        got, want = body.get(key, []), entry.get(key, [])
+        if not isinstance(got, list) or len(got) != len(want):
+            return f"{key}: expected {len(want)} values"
+        for item, spec in zip(got, want, strict=True):
+            if (
+                not isinstance(item, dict)
+                or item.get("id") != spec["id"]
+                or item.get("property") != spec["property"]
+            ):
+                return f"{key}: expected {spec['id']}.{spec['property']}"
+    if not isinstance(body.get("changedPropIds", []), list) or not isinstance(
+        body.get("outputs"), dict | list
+    ):
+        return "malformed callback request"
+    return None
+
+
 def _flags(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
@@ -534,6 +563,19 @@ def create_app(source: Source | Callable[[], Source] | None = None) -> Dash:
             dcc.Graph(id="plotly-preload", figure={}, style={"display": "none"}),
         ]
     )
+
+    @app.server.before_request
+    def check_callback_request() -> ResponseReturnValue | None:
+        if request.method != "POST" or not request.path.endswith("/_dash-update-component"):
+            return None
+        problem = update_problem(request.get_json(silent=True), app.callback_map)
+        if problem is None:
+            return None
+        return Response(f"bad request: {problem}\n", status=400, mimetype="text/plain")
+
+    @app.server.errorhandler(DependencyException)
+    def unknown_component_file(exc: DependencyException) -> ResponseReturnValue:
+        return Response("not found\n", status=404, mimetype="text/plain")
 
     def guarded(build: Callable[[], Any]) -> Any:
         try:

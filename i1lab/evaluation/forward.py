@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from i1lab.errors import I1labError
+from i1lab.i1import.sources import check_npz_headers
 from i1lab.spec.run import RunSpec
 
 Weights = Literal["ema", "params"]
@@ -119,6 +120,7 @@ def read_inputs(path: Path, config: Any) -> ForwardInputs:
     encoders = config.encoder_specs
     names = _names(len(encoders))
     need = ["x", "t", *(t for t, _ in names)]
+    check_npz_headers(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

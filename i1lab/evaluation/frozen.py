@@ -13,6 +13,7 @@ import numpy as np
 
 from i1lab.errors import I1labError
 from i1lab.evaluation.forward import write_npz
+from i1lab.i1import.sources import check_npz_headers
 from i1lab.spec.catalog import TEXT_ENCODERS, VAES
 from i1lab.spec.weights import Kind, locate
 from i1lab.train.build import codec_from, encoder_from
@@ -89,6 +90,7 @@ def encode_text(
 
 
 def _read_array(path: Path, key: str, what: str) -> np.ndarray:
+    check_npz_headers(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:

@@ -46,6 +46,13 @@ CLI_SECONDS = 10.0  # a fresh interpreter importing i1lab, on a busy machine
 
 Content = str | bytes | Callable[[Path], Path]
 
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
 
 def maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -211,6 +218,43 @@ def test_a_good_file_at_the_limits_imports(home: Path, tmp_path: Path) -> None:
     assert len(runs) == 1 and len(runs[0].scores) == 10_000 and runs[0].params == 2**63 - 1
 
 
+JSON_SNIPPETS = [
+    "[" * 50, "]" * 50, "{", "}", '"', "\\u0000", "\\ud800", "NaN", "Infinity", "-Infinity", "1e999",
+    "9" * 30, "null", "true", ",", ":", '"study": 1, ', '"spec": {}', '"scores": [{}]', '"x": 1, ', "\n",
+    '"baseline": "yes", ', '"params": -1, ', "\ufeff", "\x00",
+]  # fmt: skip
+
+
+def check_results_fail_cleanly(path: Path) -> None:
+    rss_before = maxrss_bytes()
+    start = time.perf_counter()
+    try:
+        read_results(path)
+    except I1labError as exc:
+        message = str(exc)
+        assert message.startswith(f"{path}") and "\n" not in message and "Traceback" not in message, message
+    assert time.perf_counter() - start < SECONDS
+    assert maxrss_bytes() - rss_before < PEAK_BYTES
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_mutated_results_files(tmp_path: Path, data: st.DataObject) -> None:
+    text = GOOD_LINE + "\n" + line(name="m", baseline=True) + "\n"
+    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+        at = data.draw(st.integers(0, len(text)), label="at")
+        cut = data.draw(st.integers(0, 20), label="cut")
+        insert = data.draw(st.one_of(st.sampled_from(JSON_SNIPPETS), st.text(max_size=6)), label="insert")
+        text = text[:at] + insert + text[at + cut :]
+    check_results_fail_cleanly(write(tmp_path, "mutated.jsonl", text))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=400))
+def test_fuzz_random_bytes_as_results(tmp_path: Path, raw: bytes) -> None:
+    check_results_fail_cleanly(write(tmp_path, "bytes.jsonl", raw))
+
+
 # --- import-i1 configs -----------------------------------------------------------------------------
 def _reference_config(tmp: Path) -> str:
     """The text of a real reference config, as the import tests write it (``write_reference_config``)."""
@@ -327,14 +371,6 @@ def test_the_reference_config_imports(reference_text: str, tmp_path: Path) -> No
     """The fuzz starts from a config that imports (so its mutations test the reader, not a typo)."""
     path = write(tmp_path, "reference.py", reference_text)
     assert import_config(path).spec.model.backbone == "cross_attn"
-
-
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 @FUZZ
@@ -469,6 +505,7 @@ CHECKPOINTS: dict[str, tuple[Callable[[Path], Path], str, bool]] = {
 }  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
 @pytest.mark.parametrize("name", sorted(CHECKPOINTS))
 def test_hostile_npz_is_one_line_fast_and_small(name: str, tmp_path: Path) -> None:
     make, expected, on_read = CHECKPOINTS[name]
@@ -520,6 +557,21 @@ def test_the_converter_checks_shapes_before_reading_any_tensor(tmp_path: Path) -
     message = str(info.value)
     assert message.startswith(f"{path}: does not match the model: ") and "\n" not in message
     assert "params/pos_embed (3, 3) != " in message and reads == []
+
+
+def test_forward_inputs_are_checked_like_checkpoints(tmp_path: Path) -> None:
+    """`i1lab forward --inputs X.npz` loads with ``np.load(allow_pickle=False)`` after the same header
+    checks: a member claiming a terabyte is one line naming it, with nothing allocated."""
+    from types import SimpleNamespace
+
+    from i1lab.evaluation.forward import read_inputs
+
+    path = npz([("x.npy", npy_bytes(SMALL, TERABYTE)), ("t.npy", npy_bytes(SMALL))])(tmp_path)
+    message, _, _ = refused(lambda: read_inputs(path, SimpleNamespace(encoder_specs=[(8, 4)])))
+    assert message.startswith(f"{path}: x: its header claims 1099511627776 bytes of data"), message
+    pickled = npz([("x.npy", npy_bytes(np.array([None], dtype=object)))])(tmp_path)
+    message, _, _ = refused(lambda: read_inputs(pickled, SimpleNamespace(encoder_specs=[(8, 4)])))
+    assert message == f"{pickled}: x holds Python objects (a pickle); refused (allow_pickle=False)"
 
 
 def test_hostile_pt_files_are_one_line(tmp_path: Path) -> None:
@@ -699,9 +751,37 @@ def test_hostile_callback_values_are_a_message_not_a_server_error(dashboard: Any
     assert expected in body and "Traceback" not in body, body[:500]
 
 
+MALFORMED_UPDATES: list[tuple[Any, str]] = [
+    ("{{{", "the body is not a JSON object"),
+    ([1, 2], "the body is not a JSON object"),
+    ({}, "no such callback"),
+    ({"output": "nope.x", "outputs": {}, "inputs": []}, "no such callback"),
+    ({"output": "ablation.title", "outputs": {}, "inputs": []}, "no such callback"),  # a clientside one
+    ({"output": "page.children", "outputs": {}, "inputs": "x"}, "inputs: expected 1 values"),
+    ({"output": "page.children", "outputs": {}, "inputs": []}, "inputs: expected 1 values"),
+    ({"output": "page.children", "outputs": {}, "inputs": [{"id": "x", "property": "y"}]},
+     "inputs: expected url.pathname"),
+    ({"output": "curve.figure", "outputs": {}, "inputs": [{"id": "runs", "property": "value"},
+      {"id": "curve-metric", "property": "value"}]}, "state: expected 1 values"),
+    ({"output": "page.children", "outputs": 5, "inputs": [{"id": "url", "property": "pathname"}]},
+     "malformed callback request"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(len(MALFORMED_UPDATES)))
+def test_malformed_callback_requests_are_400(dashboard: Any, index: int) -> None:
+    """Dash answers a malformed callback body with a server error; the dashboard refuses it first."""
+    body, expected = MALFORMED_UPDATES[index]
+    data = body if isinstance(body, str) else json.dumps(body)
+    res = dashboard.post("/_dash-update-component", data=data, content_type="application/json")
+    assert res.status_code == 400 and res.get_data(as_text=True) == f"bad request: {expected}\n"
+
+
 @pytest.mark.parametrize(
     "url",
     [
+        "/_dash-component-suites/x/../../x.js",
+        "/_dash-component-suites/" + "y" * 5000 + "/z.js",
         "/images/99999999999999999999999999/geneval/1/grid.png",
         "/images/1/geneval/99999999999999999999999999/grid.png",
         "/images/-1/geneval/1/grid.png",
