@@ -665,8 +665,15 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import_results(write(folder, "r.jsonl", "\n".join(rows) + "\n"), Registry(url))
     mlflow = Mlflow(f"sqlite:///{folder / 'mlflow.db'}", "http://127.0.0.1:5000")
     client = create_app(Source.open(url, mlflow)).server.test_client()
-    for path in ("/", "/study/s"):  # warm up: the first pages import the report and figure modules
-        assert callback(client, "page.children", {"url.pathname": path}, {}).status_code == 200
+    warm_up = [  # the first pages and figures import the report and plotting modules
+        ("page.children", {"url.pathname": "/"}),
+        ("page.children", {"url.pathname": "/study/s"}),
+        ("curve.figure", {"runs.value": ["base"], "curve-metric.value": None}),
+        ("breakdown.figure", {"breakdown-bench.value": "g", "runs.value": [], "table-step.value": None}),
+    ]
+    for output, inputs in warm_up:
+        state = {} if output == "page.children" else {"study-name.data": "s"}
+        assert callback(client, output, inputs, state).status_code == 200
     return client
 
 
