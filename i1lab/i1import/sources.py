@@ -37,6 +37,8 @@ from i1lab.errors import I1labError
 MMAP_MIN_BYTES = 1 << 20
 #: More members than any checkpoint of the model family has (a 3B model's params, EMA and moments).
 MAX_MEMBERS = 200_000
+#: Bytes of the zip directory per member, at most (its fixed part and a name of up to 1 KiB).
+MAX_DIRECTORY_ENTRY = 46 + 1024 + 64
 #: What reading a member may raise for a damaged file (zlib.error and friends are not OSErrors).
 _READ_ERRORS = (
     OSError,
@@ -119,11 +121,49 @@ class Member:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
+def _directory_size(path: Path) -> tuple[int, int] | None:
+    """``(entries, bytes)`` of a zip's central directory as its end record states them (zip64 too), read
+    from the file's tail before `zipfile` parses the directory; None when there is no end record."""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        tail_at = max(0, size - (1 << 16) - 22)
+        f.seek(tail_at)
+        tail = f.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None
+        entries, cd_bytes = struct.unpack_from("<HL", tail, at + 10)
+        if entries != 0xFFFF and cd_bytes != 0xFFFFFFFF:
+            return entries, cd_bytes
+        locator = at - 20
+        if locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
+            return entries, cd_bytes
+        (record_at,) = struct.unpack_from("<Q", tail, locator + 8)
+        f.seek(record_at)
+        record = f.read(56)
+        if len(record) < 56 or record[:4] != b"PK\x06\x06":
+            return entries, cd_bytes
+        entries64, cd_bytes64 = struct.unpack_from("<QQ", record, 32)
+        return entries64, cd_bytes64
+
+
 class NpzArchive:
     """An ``.npz`` read member by member (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        try:
+            directory = _directory_size(self.path)
+        except OSError as exc:
+            raise ConversionError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if directory is not None and (
+            directory[0] > MAX_MEMBERS or directory[1] > MAX_MEMBERS * MAX_DIRECTORY_ENTRY
+        ):
+            raise ConversionError(
+                f"{path}: its zip directory lists {directory[0]} members in {directory[1]} bytes "
+                f"(at most {MAX_MEMBERS} members); not read"
+            )
         try:
             self.zip = zipfile.ZipFile(self.path)
         except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:

@@ -520,6 +520,29 @@ def test_hostile_npz_is_one_line_fast_and_small(name: str, tmp_path: Path) -> No
     assert message.startswith(f"{path}: {expected}"), message
 
 
+def test_a_zip_directory_too_large_is_refused_before_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end record's count and size of the zip directory are checked before `zipfile` builds an entry
+    per member: a forged record claiming 4 GB of directory, and more members than allowed, are one line."""
+    from i1lab.i1import import sources
+
+    path = npz([("w.npy", npy_bytes(SMALL))])(tmp_path)
+    raw = bytearray(path.read_bytes())
+    end = raw.rfind(b"PK\x05\x06")
+    raw[end + 12 : end + 16] = (0xFFFFFFFE).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    message, _, _ = refused(lambda: NpzArchive(path), ConversionError)
+    assert (
+        message
+        == f"{path}: its zip directory lists 1 members in 4294967294 bytes (at most 200000 members); not read"
+    )
+    monkeypatch.setattr(sources, "MAX_MEMBERS", 10)
+    many = npz([(f"m{i}.npy", npy_bytes(SMALL)) for i in range(11)])(tmp_path)
+    message, _, _ = refused(lambda: NpzArchive(many), ConversionError)
+    assert message.startswith(f"{many}: its zip directory lists 11 members in "), message
+
+
 def test_an_honest_npz_reads_with_its_members_checked(tmp_path: Path) -> None:
     """The header checks refuse lies, not the layouts numpy writes (stored, compressed, bfloat16 as V2,
     Fortran order, 0-d and empty arrays)."""
