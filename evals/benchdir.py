@@ -83,4 +83,6 @@ def read_text(path: Path) -> str:
     if path.suffix == ".gz":
         with gzip.open(path, "rt", encoding="utf-8") as f:
             return f.read()
-    return path.read_text(encoding="utf-8")
+    from evals.jsonio import read_text as read_bounded
+
+    return read_bounded(path)

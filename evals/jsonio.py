@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: Bounds of a benchmark output file (the official ones are a few MB at most).
 MAX_FILE_BYTES = 256 * 2**20
@@ -86,6 +88,14 @@ def loads(text: str, max_depth: int = MAX_JSON_DEPTH, **kwargs: Any) -> Any:
     if isinstance(value, dict | list) and json_depth(value) > max_depth:
         raise json.JSONDecodeError(f"nested deeper than {max_depth} levels", text[:1], 0)
     return value
+
+
+def parsed(path: Path, parse: Callable[..., T], *args: Any) -> T:
+    """``parse(read_text(path), *args)``, its malformed JSON a one-line `InputFileError` naming the file."""
+    try:
+        return parse(read_text(path), *args)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -6,13 +6,13 @@ lowercased and split on whitespace; punctuation and duplicates stay.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from evals import jsonio
 from evals.benchdir import benchmarks_dir, require
 
 TYPES: Final[tuple[str, ...]] = ("CVTG", "CVTG-Style")
@@ -55,7 +55,7 @@ def prompt_file(type_: str, area: int, directory: str | os.PathLike[str] | None 
 
 
 def parse_prompt_file(text: str, type_: str, area: int) -> list[CvtgPrompt]:
-    data = json.loads(text)
+    data = jsonio.loads(text)
     return [
         CvtgPrompt(
             type_,
@@ -75,7 +75,7 @@ def load_prompts(directory: str | os.PathLike[str] | None = None) -> list[CvtgPr
     for type_ in TYPES:
         for area in AREAS:
             path = require(prompt_file(type_, area, directory), "cvtg", f"{type_} area {area} prompts")
-            out += parse_prompt_file(path.read_text(encoding="utf-8"), type_, area)
+            out += jsonio.parsed(path, parse_prompt_file, type_, area)
     return out
 
 

@@ -3,11 +3,11 @@ the list index is the generation folder index."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Final
 
+from evals import jsonio
 from evals.benchdir import benchmarks_dir, require
 
 PROMPTS_FILE: Final = Path("dpg") / "dpg_bench.json"
@@ -15,7 +15,7 @@ N_PROMPTS: Final = 1065
 
 
 def parse_prompts(text: str) -> list[tuple[str, str]]:
-    pairs = json.loads(text)
+    pairs = jsonio.loads(text)
     out = []
     for pair in pairs:
         item_id, prompt = pair
@@ -29,4 +29,4 @@ def parse_prompts(text: str) -> list[tuple[str, str]]:
 def load_prompts(directory: str | os.PathLike[str] | None = None) -> list[tuple[str, str]]:
     """``(item_id, prompt)`` in file order."""
     path = require(benchmarks_dir(directory) / PROMPTS_FILE, "dpg", "prompt list")
-    return parse_prompts(path.read_text(encoding="utf-8"))
+    return jsonio.parsed(path, parse_prompts)

@@ -6,11 +6,11 @@ string the official evaluator stores in `results.jsonl["metadata"]` (and groups 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Final
 
+from evals import jsonio
 from evals.benchdir import benchmarks_dir, require
 
 METADATA_FILE: Final = Path("geneval") / "evaluation_metadata.jsonl"
@@ -36,16 +36,16 @@ def metadata_path(directory: str | os.PathLike[str] | None = None) -> Path:
 
 def parse_metadata(text: str) -> list[Metadata]:
     """One decoded object per non-empty line."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [jsonio.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def load_metadata(directory: str | os.PathLike[str] | None = None) -> list[Metadata]:
     """The 553 metadata lines, in file order (the line index is the image-folder index)."""
     path = require(metadata_path(directory), "geneval", "prompt metadata")
-    return parse_metadata(path.read_text(encoding="utf-8"))
+    return jsonio.parsed(path, parse_metadata)
 
 
 def load_object_names(directory: str | os.PathLike[str] | None = None) -> list[str]:
     """The 80 COCO class names; their order is the detector's class index (§1.1)."""
     path = require(benchmarks_dir(directory) / OBJECT_NAMES_FILE, "geneval", "detector class names")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [line.strip() for line in jsonio.read_text(path).splitlines()]

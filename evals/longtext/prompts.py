@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from evals import jsonio
 from evals.benchdir import benchmarks_dir, require
 
 PROMPTS_FILE: Final = Path("longtext") / "text_prompts.jsonl"
@@ -30,7 +30,7 @@ class LongTextPrompt:
 def parse_prompts(text: str) -> list[LongTextPrompt]:
     out = []
     for row, line in enumerate(x for x in text.splitlines() if x.strip()):
-        d = json.loads(line)
+        d = jsonio.loads(line)
         out.append(
             LongTextPrompt(
                 row=row,
@@ -50,4 +50,4 @@ def parse_prompts(text: str) -> list[LongTextPrompt]:
 
 def load_prompts(directory: str | os.PathLike[str] | None = None) -> list[LongTextPrompt]:
     path = require(benchmarks_dir(directory) / PROMPTS_FILE, "longtext", "English prompts")
-    return parse_prompts(path.read_text(encoding="utf-8"))
+    return jsonio.parsed(path, parse_prompts)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Final
 
+from evals import jsonio
 from evals.benchdir import benchmarks_dir, require
 
 CATEGORIES: Final[tuple[str, ...]] = (
@@ -47,7 +47,7 @@ def parse_captions(text: str) -> list[str]:
     for line in text.splitlines():
         if not line.strip():
             continue
-        data = json.loads(line)
+        data = jsonio.loads(line)
         if "prompt" in data:
             out.append(str(data["prompt"]))
     return out
@@ -60,7 +60,7 @@ def load_prompts(
     out = {}
     for category in CATEGORIES:
         path = require(caption_path(category, directory, language=language), "prism", f"{category} captions")
-        out[category] = parse_captions(path.read_text(encoding="utf-8"))
+        out[category] = jsonio.parsed(path, parse_captions)
     return out
 
 

@@ -671,6 +671,38 @@ def test_hostile_benchmark_output_is_one_line_fast_and_small(
     assert tree(tmp_path) == before and not home.exists()
 
 
+GENEVAL_ROW = {"filename": "a", "tag": "single_object", "prompt": "p", "correct": True, "reason": "",
+               "metadata": "{}", "details": "{}"}  # fmt: skip
+PROMPT_FILES: dict[str, tuple[Content, str]] = {
+    # the official metadata file in --benchmarks-dir -> the message after "<its path>"
+    "deep": (DEEP_LINE + "\n", ": not valid JSON (nested deeper than 64 levels)"),
+    "non_utf8": (b'{"tag": "caf\xe9"}\n', ":1: not UTF-8 (byte 0xe9 at column 13)"),
+    "sparse": (sparse(300 * 2**20, "evaluation_metadata.jsonl"), ": 314572800 bytes, more than"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROMPT_FILES))
+def test_hostile_benchmark_prompt_file_is_one_line(
+    name: str,
+    tmp_path: Path,
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`i1lab score` also reads the benchmark's own files (here GenEval's metadata, from --benchmarks-dir):
+    bounded the same way, one line naming that file."""
+    content, expected = PROMPT_FILES[name]
+    (tmp_path / "geneval").mkdir()
+    metadata = write(tmp_path / "geneval", "evaluation_metadata.jsonl", content)
+    results = write(tmp_path, "results.jsonl", json.dumps(GENEVAL_ROW) + "\n")
+    start = time.perf_counter()
+    args = ["score", "geneval", str(results), "--benchmarks-dir", str(tmp_path)]
+    code, out, err = cli(args, capsys, monkeypatch)
+    assert time.perf_counter() - start < SECONDS
+    one_line_error(code, out, err, f"score geneval: {metadata}{expected}")
+    assert not home.exists()
+
+
 # --- the dashboard's request values ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Any:
