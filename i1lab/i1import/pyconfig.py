@@ -39,6 +39,7 @@ import math
 import operator
 import os
 import stat
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -602,7 +603,9 @@ def read_config(path: Path) -> ReferenceConfig:
     path = Path(path)
     text = _read_source(path)
     try:
-        tree = ast.parse(text, filename=str(path))
+        with warnings.catch_warnings():  # SyntaxWarning, DeprecationWarning: never a second line
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, filename=str(path))
     except SyntaxError as exc:
         raise ConfigReadError(f"{path}:{exc.lineno}: not valid Python ({exc.msg})") from None
     except (RecursionError, MemoryError):  # the parser's own limits on nesting

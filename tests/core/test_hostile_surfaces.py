@@ -307,6 +307,7 @@ CONFIGS: dict[str, tuple[Content, int, str]] = {
     "non_utf8": (b"def get_config():\n    x = 'caf\xe9'\n", 2, "not a UTF-8 text file (byte 0xe9)"),
     "nul_byte": ("def get_config():\n    x = 1\x00\n", 0, "not valid Python"),
     "no_get_config": ("x = 1\n", 1, "only imports, docstrings"),
+    "syntax_warnings": (config("config.x = 1 is 1", "config.y = '\\d'"), 0, "backbone: not set"),
 }  # fmt: skip
 
 
@@ -332,6 +333,19 @@ def test_hostile_config_is_one_line_fast_and_small(
     one_line_error(code, out, err, f"{path}:")
     assert tree(tmp_path) == before and not home.exists()
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_config_compiles_without_warnings(tmp_path: Path) -> None:
+    """Python warns about `1 is 1` and `'\\d'` while parsing (printed to stderr outside pytest: a second
+    line); the reader parses with warnings silenced."""
+    import warnings
+
+    path = write(tmp_path, "config.py", CONFIGS["syntax_warnings"][0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(I1labError):
+            import_config(path)
+    assert [str(w.message) for w in caught] == []
 
 
 def test_a_device_is_not_read_as_a_config(tmp_path: Path) -> None:
