@@ -37,8 +37,6 @@ from __future__ import annotations
 import ast
 import math
 import operator
-import os
-import stat
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from i1lab.errors import I1labError
+from i1lab.textfile import read_utf8
 
 #: Bounds on what a config may build (module docstring).
 MAX_ELEMENTS = 100_000
@@ -544,24 +543,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _read_source(path: Path) -> str:
-    """The file's UTF-8 text, refused when it is not a regular file or larger than `MAX_FILE_BYTES`."""
-    try:
-        with path.open("rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ConfigReadError(f"{path}: not a regular file")
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigReadError(f"{path}: larger than {MAX_FILE_BYTES} bytes (not a reference config)")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigReadError(f"{path}:{line}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x})") from None
-
-
 class _TooLarge(Exception):
     pass
 
@@ -601,7 +582,7 @@ def _check_depth(path: Path, root: Node) -> None:
 def read_config(path: Path) -> ReferenceConfig:
     """Parse and evaluate (the safe subset of) the reference config at ``path``."""
     path = Path(path)
-    text = _read_source(path)
+    text = read_utf8(path, MAX_FILE_BYTES, ConfigReadError)
     try:
         with warnings.catch_warnings():  # SyntaxWarning, DeprecationWarning: never a second line
             warnings.simplefilter("ignore")

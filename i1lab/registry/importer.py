@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from i1lab.hashing import canonical_json
 from i1lab.registry import Registry
 from i1lab.registry.fields import flatten
 from i1lab.registry.imports import ImportConflict, ImportedRun, ImportedScore
+from i1lab.textfile import read_utf8
 
 LINE_KEYS = {"study", "name", "baseline", "spec", "params", "scores"}
 #: Bounds of an import file (module docstring).
@@ -246,32 +245,9 @@ def parse_line(text: str, line: int) -> ImportedRun:
     )
 
 
-def _read_bounded(path: Path) -> str:
-    """The file's UTF-8 text, refused (one line) when it is not a regular file, is larger than
-    `MAX_FILE_BYTES` or is not UTF-8 (naming the line and the byte)."""
-    try:
-        with Path(path).open("rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise I1labError(f"{path}: not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise I1labError(f"{path}: {info.st_size} bytes (at most {MAX_FILE_BYTES})")
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise I1labError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise I1labError(f"{path}: more than {MAX_FILE_BYTES} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise LineError(f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {col})") from None
-
-
 def read_results(path: Path) -> list[ImportedRun]:
     """Every line of the file, checked; the first bad line raises ``FILE:LINE: message``."""
-    text = _read_bounded(path)
+    text = read_utf8(path, MAX_FILE_BYTES, LineError)
     runs: list[ImportedRun] = []
     where: dict[tuple[str, str], int] = {}
     for number, line in enumerate(text.split("\n"), start=1):

@@ -77,6 +77,12 @@ def cli(*args: str) -> str:
     return str(result.output)
 
 
+def flat(text: str) -> str:
+    """``text`` with its line breaks as spaces: the CLI's console wraps a message at its width, which it
+    takes when i1lab.cli is first imported in the process (80 columns unless that was in a `cli` call)."""
+    return " ".join(text.split())
+
+
 def job_ended(study: str) -> None:
     """Fail at once, with the job's message and output, if the study's job ended when it should not."""
     record = jobs.job_record(study)
@@ -141,7 +147,7 @@ def test_detach_300_runs_returns_fast_job_outlives_client_and_cancel_stops_it(
     data = wait_for("a run of the detached study running", running)
     assert data["job"]["status"] == "RUNNING" and len(data["runs"]) == 300
 
-    out = cli("cancel", "big_detached")
+    out = flat(cli("cancel", "big_detached"))
     assert "STOPPED" in out and "run(s) marked cancelled" in out
     after = json.loads(cli("status", "big_detached", "--json"))
     assert after["job"]["status"] == "STOPPED"
@@ -171,7 +177,7 @@ def test_detached_run_status_logs_cancel_resume(head: tuple[Path, jobs.HeadRecor
         return run.id if run.status == "running" and steps else None
 
     run_id = wait_for("a checkpoint of the running run", checkpointed, timeout=150)
-    out = cli("cancel", "small_detached")
+    out = flat(cli("cancel", "small_detached"))
     assert "STOPPED" in out and "1 run(s) marked cancelled" in out
     cancelled = Registry().run(run_id)
     assert cancelled.status == "cancelled" and cancelled.step < cancelled.total_steps
