@@ -24,12 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
 
-# Modules that start real clusters and servers or assert wall-clock limits: ``make test`` runs them after
-# the others, two modules at a time (``-n 2 --dist loadgroup``): each module stays on one worker (its
-# module-scoped fixtures are built once), and the modules that start multi-node Ray clusters
-# (CLUSTER_MODULES) run one after another, never two clusters of health-checked nodes at once. Much of
-# their time is waiting (node deaths detected, leases expiring, servers starting), which the other
-# worker's module fills.
+# Modules that start real clusters and servers or assert wall-clock limits: they run on their own
+# (``make test`` runs them after the others, which share the cores two at a time), so that contention
+# from a neighbouring test cannot push them past their limits.
 SERIAL_MODULES = frozenset(
     {
         "tests/core/test_data_parallel.py",
@@ -53,35 +50,17 @@ SERIAL_MODULES = frozenset(
 )
 
 
-#: Serial modules that start a multi-node Ray cluster (tests/core/test_ray_cluster.ray_cluster): one group.
-CLUSTER_MODULES = frozenset(
-    {
-        "tests/core/test_judge_placement.py",
-        "tests/core/test_multi_host.py",
-        "tests/core/test_preemption.py",
-        "tests/core/test_ray_cluster.py",
-        "tests/core/test_topology.py",
-    }
-)
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "serial: runs alone, not beside another test (see SERIAL_MODULES)")
-    missing = sorted(m for m in SERIAL_MODULES | CLUSTER_MODULES if not (REPO / m).is_file())
+    missing = sorted(m for m in SERIAL_MODULES if not (REPO / m).is_file())
     if missing:  # a renamed module would silently lose its place in the serial part
         raise pytest.UsageError(f"tests/conftest.py SERIAL_MODULES: no such module: {', '.join(missing)}")
-    if CLUSTER_MODULES - SERIAL_MODULES:  # grouping applies to the serial part only
-        raise pytest.UsageError(
-            f"tests/conftest.py CLUSTER_MODULES not serial: {sorted(CLUSTER_MODULES - SERIAL_MODULES)}"
-        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        module = item.path.relative_to(REPO).as_posix()
-        if module in SERIAL_MODULES:
+        if item.path.relative_to(REPO).as_posix() in SERIAL_MODULES:
             item.add_marker(pytest.mark.serial)
-            item.add_marker(pytest.mark.xdist_group("ray-clusters" if module in CLUSTER_MODULES else module))
 
 
 #: The official benchmark files the tests read: the fixture copies next to the repository (shared/),
