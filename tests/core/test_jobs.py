@@ -67,14 +67,14 @@ def i1lab(home: Path, *args: str, env: dict[str, str] | None = None) -> subproce
 
 
 def cli(*args: str) -> str:
-    """The CLI in this process (no interpreter start-up while a run trains); returns its output."""
+    """The CLI in this process (no interpreter start-up while a run trains); returns its output, `flat`."""
     from typer.testing import CliRunner
 
     from i1lab.cli.main import app
 
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
     assert result.exit_code == 0, f"{args}: {result.output}{result.exception!r}"
-    return str(result.output)
+    return flat(str(result.output))
 
 
 def flat(text: str) -> str:
@@ -147,7 +147,7 @@ def test_detach_300_runs_returns_fast_job_outlives_client_and_cancel_stops_it(
     data = wait_for("a run of the detached study running", running)
     assert data["job"]["status"] == "RUNNING" and len(data["runs"]) == 300
 
-    out = flat(cli("cancel", "big_detached"))
+    out = cli("cancel", "big_detached")
     assert "STOPPED" in out and "run(s) marked cancelled" in out
     after = json.loads(cli("status", "big_detached", "--json"))
     assert after["job"]["status"] == "STOPPED"
@@ -177,7 +177,7 @@ def test_detached_run_status_logs_cancel_resume(head: tuple[Path, jobs.HeadRecor
         return run.id if run.status == "running" and steps else None
 
     run_id = wait_for("a checkpoint of the running run", checkpointed, timeout=150)
-    out = flat(cli("cancel", "small_detached"))
+    out = cli("cancel", "small_detached")
     assert "STOPPED" in out and "1 run(s) marked cancelled" in out
     cancelled = Registry().run(run_id)
     assert cancelled.status == "cancelled" and cancelled.step < cancelled.total_steps
