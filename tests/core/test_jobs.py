@@ -212,7 +212,7 @@ def test_detached_run_status_logs_cancel_resume(head: tuple[Path, jobs.HeadRecor
     assert "SUCCEEDED" in table and "100/100" in table and "node" in table
 
     out = cli("logs", "small_detached/baseline")
-    assert "cancelled" in out and "step 100  loss" in out
+    assert "cancelled" in out and "step 100 loss" in out
     res = i1lab(home, "logs", "small_detached")  # the job driver's own output (a fresh process)
     assert res.returncode == 0, res.stderr
     assert "study small_detached: 1 runs" in res.stdout and "baseline: finished" in res.stdout
