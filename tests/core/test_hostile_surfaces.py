@@ -38,6 +38,7 @@ from i1lab.errors import I1labError
 from i1lab.i1import.knobs import import_config
 from i1lab.i1import.sources import ConversionError, NpzArchive, load_pt
 from i1lab.registry.importer import read_results
+from tests.dashboard.test_app import post_callback
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = 2.0
@@ -742,25 +743,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Any:
     ]
     for output, inputs in warm_up:
         state = {} if output == "page.children" else {"study-name.data": "s"}
-        assert callback(client, output, inputs, state).status_code == 200
+        assert post_callback(client, output, inputs, state).status_code == 200
     return client
-
-
-def callback(client: Any, output: str, inputs: dict[str, Any], state: dict[str, Any]) -> Any:
-    def props(values: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"id": k.split(".")[0], "property": k.split(".")[1], "value": v} for k, v in values.items()]
-
-    out_id, out_prop = output.split(".")
-    return client.post(
-        "/_dash-update-component",
-        json={
-            "output": output,
-            "outputs": {"id": out_id, "property": out_prop},
-            "inputs": props(inputs),
-            "changedPropIds": [next(iter(inputs))],
-            "state": props(state),
-        },
-    )
 
 
 LONG = "x" * 100_000
@@ -785,7 +769,7 @@ def texts(component: Any) -> str:
 def test_hostile_page_paths_are_a_message_on_the_page(dashboard: Any, index: int) -> None:
     path, expected = HOSTILE_PATHS[index]
     start = time.perf_counter()
-    res = callback(dashboard, "page.children", {"url.pathname": path}, {})
+    res = post_callback(dashboard, "page.children", {"url.pathname": path}, {})
     assert time.perf_counter() - start < SECONDS
     assert res.status_code == 200, res.data[:300]
     page = texts(res.get_json()["response"]["page"]["children"])
@@ -820,7 +804,7 @@ HOSTILE_CALLBACKS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
 def test_hostile_callback_values_are_a_message_not_a_server_error(dashboard: Any, index: int) -> None:
     output, inputs, state, expected = HOSTILE_CALLBACKS[index]
     start = time.perf_counter()
-    res = callback(dashboard, output, inputs, state)
+    res = post_callback(dashboard, output, inputs, state)
     assert time.perf_counter() - start < SECONDS
     assert res.status_code == 200, res.data[:300]
     body = res.get_data(as_text=True)

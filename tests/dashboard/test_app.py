@@ -23,10 +23,10 @@ def client(dash_home: Path) -> FlaskClient:
     return create_app().server.test_client()
 
 
-def call(
+def post_callback(
     client: FlaskClient, output: str, inputs: dict[str, Any], state: dict[str, Any] | None = None
 ) -> Any:
-    """Fire one callback as the browser does; returns the new value of ``output`` (``id.prop``)."""
+    """Fire one callback as the browser does; returns the server's response as it is."""
 
     def props(values: dict[str, Any]) -> list[dict[str, Any]]:
         return [
@@ -35,7 +35,7 @@ def call(
         ]
 
     out_id, out_prop = output.split(".")
-    res = client.post(
+    return client.post(
         "/_dash-update-component",
         json={
             "output": output,
@@ -45,7 +45,15 @@ def call(
             "state": props(state or {}),
         },
     )
+
+
+def call(
+    client: FlaskClient, output: str, inputs: dict[str, Any], state: dict[str, Any] | None = None
+) -> Any:
+    """Fire one callback as the browser does; returns the new value of ``output`` (``id.prop``)."""
+    res = post_callback(client, output, inputs, state)
     assert res.status_code == 200, res.data[:500]
+    out_id, out_prop = output.split(".")
     return res.get_json()["response"][out_id][out_prop]
 
 
